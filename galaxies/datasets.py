@@ -1,0 +1,218 @@
+"""Torch-side view of a benchmark: validated arrays in memory, normalisation, paired batches.
+
+Normalisation statistics are computed on the SOURCE TRAIN split only and applied to every
+split of both domains, so nothing about the target or the test rows leaks into training.
+
+Typical use::
+
+    bench = load_benchmark(data_dir)
+    xs, ys = split_tensors(bench.source, "train", bench.stats)
+    xt, _ = split_tensors(bench.target, "train", bench.stats)   # target labels stay unused
+    for xs_b, ys_b, xt_b in PairedBatches(xs, ys, xt, 128, torch.Generator().manual_seed(1)):
+        ...
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from galaxies.schema import SPLITS, DomainData, domain_paths
+from galaxies.validate import InvalidDatasetError, validate_file
+
+STATS_CHUNK_ROWS = 1024
+
+
+@dataclass(frozen=True)
+class ChannelStats:
+    """Per-channel mean and standard deviation used to normalise images."""
+
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+
+    def to_dict(self) -> dict[str, list[float]]:
+        """JSON-ready ``{"mean": [...], "std": [...]}``."""
+        return {"mean": list(self.mean), "std": list(self.std)}
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, list[float]]) -> ChannelStats:
+        """Inverse of ``to_dict``."""
+        return cls(
+            mean=tuple(float(v) for v in values["mean"]),
+            std=tuple(float(v) for v in values["std"]),
+        )
+
+
+def channel_stats(images: np.ndarray, rows: np.ndarray | None = None) -> ChannelStats:
+    """Per-channel mean and (population) std, accumulated in float64, chunk by chunk.
+
+    Pass the SOURCE TRAIN images only (``load_benchmark`` does): the same statistics then
+    normalise both domains.
+
+    Args:
+        images: [N, C, H, W] array.
+        rows: optional row indices to use instead of all rows (avoids copying a split).
+
+    Returns:
+        The statistics.
+
+    Raises:
+        ValueError: no rows, or a channel is constant (its std would be 0).
+    """
+    rows = np.arange(len(images)) if rows is None else np.asarray(rows)
+    if len(rows) == 0:
+        raise ValueError("cannot compute channel statistics of zero images")
+    chunks = [rows[i : i + STATS_CHUNK_ROWS] for i in range(0, len(rows), STATS_CHUNK_ROWS)]
+    n_pixels = len(rows) * int(np.prod(images.shape[2:]))
+    total = sum(images[c].astype(np.float64).sum(axis=(0, 2, 3)) for c in chunks)
+    mean = total / n_pixels
+    squares = sum(
+        ((images[c].astype(np.float64) - mean[:, None, None]) ** 2).sum(axis=(0, 2, 3))
+        for c in chunks
+    )
+    std = np.sqrt(squares / n_pixels)
+    if np.any(std == 0):
+        raise ValueError(f"channel(s) {np.flatnonzero(std == 0).tolist()} are constant")
+    return ChannelStats(mean=tuple(mean.tolist()), std=tuple(std.tolist()))
+
+
+@dataclass
+class Benchmark:
+    """Both domains of a benchmark folder plus the source-train normalisation."""
+
+    source: DomainData
+    target: DomainData
+    stats: ChannelStats
+    data_dir: Path
+
+
+def load_benchmark(data_dir: str | os.PathLike) -> Benchmark:
+    """Load and validate ``data_dir/source.h5`` and ``data_dir/target.h5``.
+
+    Raises:
+        InvalidDatasetError: a file is missing or invalid, or the two files disagree on
+            their domain names, filters or image shape.
+    """
+    data_dir = Path(data_dir)
+    paths = domain_paths(data_dir)
+    for domain, path in paths.items():
+        if not path.is_file():
+            raise InvalidDatasetError(
+                path,
+                f"{domain} file does not exist",
+                f"create the benchmark with `python galaxies/simulate.py --out {data_dir}` "
+                "(or import published data with galaxies/import_real.py)",
+            )
+    data = {domain: validate_file(path) for domain, path in paths.items()}
+    for domain, path in paths.items():
+        if data[domain].attrs["domain"] != domain:
+            raise InvalidDatasetError(
+                path,
+                f"file holds domain {data[domain].attrs['domain']!r}, expected {domain!r}",
+                "name the files source.h5 and target.h5 after their domain attribute",
+            )
+    source, target = data["source"], data["target"]
+    if list(source.attrs["filters"]) != list(target.attrs["filters"]):
+        raise InvalidDatasetError(
+            paths["target"],
+            f"filters {target.attrs['filters']} differ from the source's {source.attrs['filters']}",
+            "create both domains with the same filters in the same order",
+        )
+    if source.images.shape[1:] != target.images.shape[1:]:
+        raise InvalidDatasetError(
+            paths["target"],
+            f"image shape {target.images.shape[1:]} differs from the source's "
+            f"{source.images.shape[1:]}",
+            "create both domains with the same image shape",
+        )
+    stats = channel_stats(source.images, rows=np.flatnonzero(source.split == SPLITS["train"]))
+    return Benchmark(source=source, target=target, stats=stats, data_dir=data_dir)
+
+
+def split_tensors(
+    data: DomainData, split: str, stats: ChannelStats
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Normalised float32 images [n, 3, 75, 75] and int64 labels [n] of one split."""
+    mask = data.split == SPLITS[split]
+    images = torch.from_numpy(np.ascontiguousarray(data.images[mask], dtype=np.float32))
+    mean = torch.tensor(stats.mean, dtype=torch.float32)[:, None, None]
+    std = torch.tensor(stats.std, dtype=torch.float32)[:, None, None]
+    images.sub_(mean).div_(std)
+    labels = torch.from_numpy(data.labels[mask].astype(np.int64))
+    return images, labels
+
+
+class PairedBatches:
+    """Source batches with labels paired with unlabelled target batches, lean and seeded.
+
+    One epoch per ``iter()``: the source rows are visited once each in the order of a
+    ``torch.randperm`` drawn from ``generator``; each source batch is paired with a target
+    batch of the same size, drawn from a target permutation that is reshuffled and cycled
+    whenever it runs out. No DataLoader; whole tensors stay where they are (CPU or GPU).
+    Target labels are never given to it.
+
+    Args:
+        source_x: source images [N_s, ...].
+        source_y: source labels [N_s].
+        target_x: target images [N_t, ...].
+        batch_size: source (and target) rows per batch.
+        generator: CPU ``torch.Generator``; the same seed gives the same batches.
+        max_batches: cap on batches per epoch (``None`` or 0 = a full pass over the source).
+    """
+
+    def __init__(
+        self,
+        source_x: torch.Tensor,
+        source_y: torch.Tensor,
+        target_x: torch.Tensor,
+        batch_size: int,
+        generator: torch.Generator,
+        max_batches: int | None = None,
+    ) -> None:
+        if len(source_x) != len(source_y):
+            raise ValueError(f"{len(source_x)} source images but {len(source_y)} labels")
+        if len(source_x) == 0 or len(target_x) == 0:
+            raise ValueError("source and target need at least one row each")
+        if batch_size < 1 or (max_batches is not None and max_batches < 0):
+            raise ValueError(f"bad batch_size={batch_size} or max_batches={max_batches}")
+        self.source_x, self.source_y, self.target_x = source_x, source_y, target_x
+        self.batch_size = batch_size
+        self.generator = generator
+        self.max_batches = max_batches or None
+        self._target_order = torch.empty(0, dtype=torch.long)
+        self._target_pos = 0
+
+    def __len__(self) -> int:
+        n = math.ceil(len(self.source_x) / self.batch_size)
+        return n if self.max_batches is None else min(n, self.max_batches)
+
+    def _target_indices(self, k: int) -> torch.Tensor:
+        """The next ``k`` target rows, reshuffling whenever the permutation runs out."""
+        parts = []
+        while k > 0:
+            if self._target_pos == len(self._target_order):
+                self._target_order = torch.randperm(len(self.target_x), generator=self.generator)
+                self._target_pos = 0
+            take = min(k, len(self._target_order) - self._target_pos)
+            parts.append(self._target_order[self._target_pos : self._target_pos + take])
+            self._target_pos += take
+            k -= take
+        return torch.cat(parts)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        order = torch.randperm(len(self.source_x), generator=self.generator)
+        order = order.to(self.source_x.device)
+        for b in range(len(self)):
+            idx = order[b * self.batch_size : (b + 1) * self.batch_size]
+            t_idx = self._target_indices(len(idx)).to(self.target_x.device)
+            yield (
+                self.source_x[idx],
+                self.source_y[idx.to(self.source_y.device)],
+                self.target_x[t_idx],
+            )

@@ -1,0 +1,275 @@
+"""Check a domain file against the schema of ``galaxies.schema``, loudly and in one line.
+
+Every problem becomes an ``InvalidDatasetError`` whose message is one line naming the file,
+the problem and the fix::
+
+    data/source.h5: 3 pixels are NaN or inf (rows 4, 17; first row 4). Fix: ...
+
+Command line (exit status 0 only if every file is valid)::
+
+    python galaxies/validate.py data/benchmark/source.h5 data/benchmark/target.h5
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from functools import partial
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from galaxies.schema import (
+    DATASET_DTYPES,
+    DOMAINS,
+    FILTERS,
+    IMAGE_SHAPE,
+    LABELS,
+    REQUIRED_ATTRS,
+    SPLIT_NAMES,
+    SPLITS,
+    DomainData,
+    read_attrs,
+)
+
+REMAKE = (
+    "re-create it with `python galaxies/simulate.py --out DIR` or "
+    "`python galaxies/import_real.py ... --out DIR`"
+)
+CHUNK_ROWS = 1024  # rows checked at a time for NaN/inf, so the check never doubles memory
+
+
+class InvalidDatasetError(ValueError):
+    """A dataset file that breaks the schema; ``str()`` is ``"<path>: <problem>. Fix: <fix>"``.
+
+    Attributes:
+        path: the offending file.
+        problem: what is wrong, without a final full stop.
+        fix: what to do about it.
+    """
+
+    def __init__(self, path: str | os.PathLike, problem: str, fix: str) -> None:
+        self.path = str(path)
+        self.problem = problem
+        self.fix = fix
+        super().__init__(f"{self.path}: {problem}. Fix: {fix}")
+
+
+def _rows_text(rows: np.ndarray, limit: int = 5) -> str:
+    """``"rows 1, 4, 9 and 12 more"`` for a sorted array of row numbers."""
+    shown = ", ".join(str(int(r)) for r in rows[:limit])
+    more = f" and {len(rows) - limit} more" if len(rows) > limit else ""
+    return f"row{'s' if len(rows) > 1 else ''} {shown}{more}"
+
+
+def _check_structure(path: Path, h5: h5py.File) -> None:
+    """Datasets, shapes, dtypes, lengths and attributes, before any array is read."""
+    fail = partial(InvalidDatasetError, path)
+    missing = [n for n in DATASET_DTYPES if not isinstance(h5.get(n), h5py.Dataset)]
+    if missing:
+        raise fail(f"missing datasets {missing}", f"the file is not a domain file; {REMAKE}")
+    images = h5["images"]
+    if images.ndim != 4:
+        raise fail(
+            f"images have shape {images.shape}, expected [N, {', '.join(map(str, IMAGE_SHAPE))}]",
+            f"store images channels-first as [N, 3, 75, 75]; {REMAKE}",
+        )
+    if images.shape[1] != IMAGE_SHAPE[0]:
+        raise fail(
+            f"images have {images.shape[1]} channels, expected {IMAGE_SHAPE[0]} ({FILTERS})",
+            "store one channel per filter in the schema's order, channels-first",
+        )
+    if images.shape[2:] != IMAGE_SHAPE[1:]:
+        raise fail(
+            f"images are {images.shape[2]}x{images.shape[3]} pixels, expected "
+            f"{IMAGE_SHAPE[1]}x{IMAGE_SHAPE[2]}",
+            "crop or resample the images to 75x75 pixels before writing them",
+        )
+    for name, dtype in DATASET_DTYPES.items():
+        dataset = h5[name]
+        if name != "images" and dataset.ndim != 1:
+            raise fail(f"{name} has shape {dataset.shape}, expected [N]", f"store {name} as 1-D")
+        if dataset.dtype != dtype:
+            raise fail(
+                f"{name} has dtype {dataset.dtype}, expected {dtype}",
+                "write the file with galaxies.schema.write_domain, which casts every array",
+            )
+    lengths = {name: h5[name].shape[0] for name in DATASET_DTYPES}
+    if len(set(lengths.values())) != 1:
+        raise fail(
+            f"datasets have different lengths {lengths}",
+            f"every dataset needs one entry per image; {REMAKE}",
+        )
+    missing_attrs = [name for name in REQUIRED_ATTRS if name not in h5.attrs]
+    if missing_attrs:
+        raise fail(
+            f"missing required attributes {missing_attrs}",
+            "add them (see galaxies/schema.py REQUIRED_ATTRS) or re-create the file",
+        )
+
+
+def _check_attrs(path: Path, attrs: dict) -> None:
+    """The ``filters`` order and the ``domain`` name."""
+    filters = attrs["filters"]
+    filters = [filters] if isinstance(filters, str) else list(filters)
+    if tuple(filters) != FILTERS:
+        raise InvalidDatasetError(
+            path,
+            f"attribute filters is {filters}, expected {list(FILTERS)} in this order",
+            "reorder the image channels to the schema's filter order and fix the attribute",
+        )
+    if attrs["domain"] not in DOMAINS:
+        raise InvalidDatasetError(
+            path,
+            f"attribute domain is {attrs['domain']!r}, expected one of {list(DOMAINS)}",
+            "set domain to 'source' (labelled, simulated) or 'target'",
+        )
+
+
+def _check_finite(path: Path, images: np.ndarray) -> None:
+    """NaN or inf pixels, checked ``CHUNK_ROWS`` rows at a time."""
+    bad_rows, bad_pixels = [], 0
+    for start in range(0, len(images), CHUNK_ROWS):
+        finite = np.isfinite(images[start : start + CHUNK_ROWS])
+        if not finite.all():
+            per_row = (~finite).reshape(len(finite), -1).sum(axis=1)
+            bad_pixels += int(per_row.sum())
+            bad_rows.append(np.flatnonzero(per_row) + start)
+    if bad_pixels:
+        rows = np.concatenate(bad_rows)
+        raise InvalidDatasetError(
+            path,
+            f"{bad_pixels} pixels are NaN or inf in {len(rows)} images "
+            f"({_rows_text(rows)}; first row {int(rows[0])})",
+            "regenerate those images or drop the rows before writing the file",
+        )
+
+
+def _check_values(path: Path, data: DomainData) -> None:
+    """Label and split codes, empty splits and galaxies shared between splits."""
+    fail = partial(InvalidDatasetError, path)
+    bad = np.flatnonzero(~np.isin(data.labels, list(LABELS)))
+    if len(bad):
+        raise fail(
+            f"labels must be 0 or 1, found {sorted(set(data.labels[bad].tolist()))} in "
+            f"{_rows_text(bad)}",
+            "use 1 for mergers and 0 for non-mergers",
+        )
+    bad = np.flatnonzero(~np.isin(data.split, list(SPLIT_NAMES)))
+    if len(bad):
+        raise fail(
+            f"split codes must be 0, 1 or 2, found {sorted(set(data.split[bad].tolist()))} in "
+            f"{_rows_text(bad)}",
+            f"use the codes {SPLITS}",
+        )
+    counts = np.bincount(data.split, minlength=len(SPLITS))
+    empty = [SPLIT_NAMES[code] for code in SPLIT_NAMES if counts[code] == 0]
+    if empty:
+        raise fail(
+            f"split {'/'.join(empty)} has no rows (train/val/test = {counts.tolist()})",
+            "split the galaxies so that train, val and test each get some",
+        )
+    pairs = np.unique(np.stack([data.galaxy_id, data.split.astype(np.int64)]), axis=1)
+    ids, n_splits = np.unique(pairs[0], return_counts=True)
+    shared = ids[n_splits > 1]
+    if len(shared):
+        first = shared[0]
+        where = [SPLIT_NAMES[int(c)] for c in pairs[1, pairs[0] == first]]
+        raise fail(
+            f"{len(shared)} galaxy ids are in more than one split (e.g. id {first} in "
+            f"{' and '.join(where)}), so augmented copies leak between splits",
+            "assign splits per galaxy_id, not per row",
+        )
+
+
+def validate_file(path: str | os.PathLike) -> DomainData:
+    """Load a domain file and check everything the schema promises.
+
+    Args:
+        path: an ``.h5`` domain file.
+
+    Returns:
+        The file's arrays and attributes.
+
+    Raises:
+        InvalidDatasetError: on the first problem found, with a one-line message.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InvalidDatasetError(path, "file does not exist", f"check the path or {REMAKE}")
+    if not path.is_file():
+        raise InvalidDatasetError(path, "is not a file", "pass the .h5 file, not its folder")
+    try:
+        with h5py.File(path, "r") as h5:
+            _check_structure(path, h5)
+            attrs = read_attrs(h5)
+            _check_attrs(path, attrs)
+            data = DomainData(
+                images=h5["images"][...],
+                labels=h5["labels"][...],
+                galaxy_id=h5["galaxy_id"][...],
+                split=h5["split"][...],
+                attrs=attrs,
+            )
+    except OSError as err:
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise InvalidDatasetError(
+            path,
+            f"not a readable HDF5 file, truncated or of another format ({reason})",
+            f"copy or download it again completely, or {REMAKE}",
+        ) from None
+    _check_finite(path, data.images)
+    _check_values(path, data)
+    return data
+
+
+def summarize(data: DomainData) -> str:
+    """A few lines describing a loaded domain: size, splits, classes, filters, noise."""
+    attrs = data.attrs
+    lines = [
+        f"{attrs.get('domain', '?')}: {len(data)} images "
+        f"[{', '.join(map(str, data.images.shape[1:]))}], "
+        f"{len(np.unique(data.galaxy_id))} galaxies",
+    ]
+    for name, code in SPLITS.items():
+        mask = data.split == code
+        mergers = int(data.labels[mask].sum())
+        lines.append(
+            f"  {name:5s} {int(mask.sum()):7d} rows: {mergers} mergers, "
+            f"{int(mask.sum()) - mergers} non-mergers"
+        )
+    filters = attrs.get("filters", [])
+    filters = [filters] if isinstance(filters, str) else filters
+    lines.append(f"  filters: {', '.join(filters)}")
+    lines.append(f"  noise: {attrs.get('noise', '?')}")
+    lines.append(
+        f"  generator: {attrs.get('generator', '?')} {attrs.get('generator_version', '')} "
+        f"(seed {attrs.get('seed', '?')})"
+    )
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Validate each file given on the command line; return 0 only if all are valid."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("files", nargs="+", type=Path, help="domain .h5 files to check")
+    args = parser.parse_args(argv)
+    n_bad = 0
+    for path in args.files:
+        try:
+            data = validate_file(path)
+        except InvalidDatasetError as err:
+            n_bad += 1
+            print(f"INVALID {err}", file=sys.stderr)
+            continue
+        print(f"OK {path}\n{summarize(data)}")
+    if n_bad and len(args.files) > 1:
+        print(f"{n_bad} of {len(args.files)} files are invalid", file=sys.stderr)
+    return 1 if n_bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
