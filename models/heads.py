@@ -1,0 +1,173 @@
+"""Classifier heads, the full classifier and the domain classifier.
+
+What the transfer loss sees (``Classifier.features``), following the authors' code
+(github.com/AleksCipri/DeepMergeDomainAdaptation, ``network.py``):
+
+- ``deepmerge``: the 2592 flattened conv features (their ``DeepMerge.forward`` returns
+  ``x.view(-1, 32*9*9)`` as the features fed to MMD / the domain classifier; no bottleneck).
+- ``resnet18``: the output of the bottleneck ``Linear(512 → bottleneck_dim)`` (their
+  ``ResNetFc`` with ``use_bottleneck=True, new_cls=True`` returns the bottleneck output).
+  Like the authors, the bottleneck is a plain ``Linear`` (no BN/ReLU).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from models.backbones import Backbone, UnknownNameError, create_backbone
+
+__all__ = ["Classifier", "ClassifierHead", "DomainClassifier", "create_classifier", "create_head"]
+
+
+class ClassifierHead(nn.Module):
+    """Optional bottleneck, then an MLP ending in ``num_classes`` logits.
+
+    ``embed(f)`` gives the features a transfer loss acts on (the bottleneck output, or ``f``
+    itself without a bottleneck); ``classify(z)`` gives logits; ``forward = classify ∘ embed``.
+
+    Args:
+        feature_dim: size of the backbone features.
+        hidden: widths of the hidden ``Linear–ReLU`` layers after the bottleneck
+            (DeepMerge: ``(64, 32)``).
+        bottleneck_dim: width of a plain ``Linear`` bottleneck, or ``None`` for none.
+        num_classes: number of logits. Default 2.
+
+    Shapes:
+        - Inputs: ``[B, feature_dim]``
+        - Outputs: ``[B, num_classes]``; ``embed``: ``[B, transfer_dim]``
+    """
+
+    def __init__(
+        self,
+        feature_dim: int,
+        hidden: Sequence[int] = (),
+        bottleneck_dim: int | None = None,
+        num_classes: int = 2,
+    ):
+        super().__init__()
+        if bottleneck_dim is None:
+            self.bottleneck: nn.Module = nn.Identity()
+            self.transfer_dim = feature_dim
+        else:
+            lin = nn.Linear(feature_dim, bottleneck_dim)
+            nn.init.normal_(lin.weight, 0.0, 0.005)  # authors' ResNetFc init
+            nn.init.zeros_(lin.bias)
+            self.bottleneck = lin
+            self.transfer_dim = bottleneck_dim
+        layers: list[nn.Module] = []
+        width = self.transfer_dim
+        for h in hidden:
+            layers += [nn.Linear(width, h), nn.ReLU(inplace=True)]
+            width = h
+        layers.append(nn.Linear(width, num_classes))
+        self.classifier = nn.Sequential(*layers)
+        self.num_classes = num_classes
+
+    def embed(self, f: torch.Tensor) -> torch.Tensor:
+        """Features for the transfer loss, ``[B, transfer_dim]``."""
+        return self.bottleneck(f)
+
+    def classify(self, z: torch.Tensor) -> torch.Tensor:
+        """Logits ``[B, num_classes]`` from embedded features."""
+        return self.classifier(z)
+
+    def forward(self, f: torch.Tensor) -> torch.Tensor:
+        """Logits ``[B, num_classes]`` from backbone features."""
+        return self.classify(self.embed(f))
+
+
+def create_head(backbone_name: str, feature_dim: int, bottleneck_dim: int = 256) -> ClassifierHead:
+    """The paper's head for a backbone.
+
+    Args:
+        backbone_name: ``deepmerge`` (FC 64–ReLU–FC 32–ReLU–FC 2, no bottleneck; the
+            ``bottleneck_dim`` argument is not used) or ``resnet18`` (``Linear`` bottleneck of
+            ``bottleneck_dim`` then FC 2).
+        feature_dim: the backbone's ``feature_dim``.
+        bottleneck_dim: bottleneck width for ``resnet18``.
+    """
+    if backbone_name == "deepmerge":
+        return ClassifierHead(feature_dim, hidden=(64, 32))
+    if backbone_name == "resnet18":
+        return ClassifierHead(feature_dim, bottleneck_dim=bottleneck_dim)
+    raise UnknownNameError("backbone", backbone_name, ["deepmerge", "resnet18"])
+
+
+class Classifier(nn.Module):
+    """Backbone + head. ``forward(x)`` gives logits; ``features(x)`` what the transfer loss sees.
+
+    Args:
+        backbone: a :class:`~models.backbones.Backbone`.
+        head: a :class:`ClassifierHead` built for ``backbone.feature_dim``.
+
+    Attributes:
+        feature_dim: size of ``features(x)`` (pass it to ``create_transfer_loss``); for
+            ``resnet18`` this is the bottleneck width, not the backbone's 512.
+        transfer_dim: alias of ``feature_dim``.
+    """
+
+    def __init__(self, backbone: Backbone, head: ClassifierHead):
+        super().__init__()
+        self.backbone = backbone
+        self.head = head
+        self.feature_dim = self.transfer_dim = head.transfer_dim
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Transfer-loss features ``[B, feature_dim]``."""
+        return self.head.embed(self.backbone.features(x))
+
+    def forward_with_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One pass giving ``(features [B, feature_dim], logits [B, num_classes])``."""
+        z = self.features(x)
+        return z, self.head.classify(z)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits ``[B, num_classes]``."""
+        return self.head.classify(self.features(x))
+
+
+def create_classifier(backbone_name: str, bottleneck_dim: int = 256, **backbone_kw) -> Classifier:
+    """Build ``Classifier(create_backbone(name), create_head(name, ...))``."""
+    backbone = create_backbone(backbone_name, **backbone_kw)
+    head = create_head(backbone_name, backbone.feature_dim, bottleneck_dim=bottleneck_dim)
+    return Classifier(backbone, head)
+
+
+class DomainClassifier(nn.Module):
+    """Domain discriminator of DANN (Ganin et al. 2016), as in the authors' ``AdversarialNetwork``.
+
+    ``Linear(in_dim→hidden)–ReLU–Dropout–Linear(hidden→hidden)–ReLU–Dropout–Linear(hidden→1)``,
+    returning logits (apply the sigmoid in the loss). Init as the authors: hidden weights
+    N(0, 0.01), output weights N(0, 0.3), zero biases.
+
+    Args:
+        in_dim: feature size.
+        hidden: hidden width. Default 1024.
+        dropout: dropout probability. Default 0.5.
+
+    Shapes:
+        - Inputs: ``[B, in_dim]``
+        - Outputs: ``[B, 1]`` logits (source = 1, target = 0 in the DANN loss)
+    """
+
+    def __init__(self, in_dim: int, hidden: int = 1024, dropout: float = 0.5):
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Linear(in_dim, hidden),
+            nn.ReLU(inplace=True),
+            nn.Dropout(dropout),
+            nn.Linear(hidden, hidden),
+            nn.ReLU(inplace=True),
+            nn.Dropout(dropout),
+            nn.Linear(hidden, 1),
+        )
+        for layer, std in ((self.net[0], 0.01), (self.net[3], 0.01), (self.net[6], 0.3)):
+            nn.init.normal_(layer.weight, 0.0, std)
+            nn.init.zeros_(layer.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Domain logits ``[B, 1]``."""
+        return self.net(x)

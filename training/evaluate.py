@@ -1,0 +1,77 @@
+"""Evaluation of a trained classifier: probabilities, features, metrics and ROC curves."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from training.metrics import classification_metrics, mean_entropy, roc_points
+
+EVAL_BATCH_SIZE = 512
+
+
+@dataclass
+class Predictions:
+    """Outputs of a model on one split.
+
+    Attributes:
+        prob_merger: predicted merger probability [N].
+        loss: mean cross-entropy against ``labels`` (``nan`` when labels are not given).
+        features: transfer-loss features [N, D] (only when asked for), on the CPU.
+    """
+
+    prob_merger: np.ndarray
+    loss: float
+    features: torch.Tensor | None = None
+
+
+@torch.no_grad()
+def predict(
+    model: nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor | None,
+    device: torch.device,
+    keep_features: bool = False,
+) -> Predictions:
+    """Run ``model`` in eval mode over ``images`` in batches.
+
+    Args:
+        model: a ``models.Classifier`` (``forward_with_features(x) -> (features, logits)``).
+        images: normalised images [N, 3, 75, 75] on any device.
+        labels: int64 labels [N], or ``None`` (target labels are passed only to score a
+            finished model, never during training).
+        device: where to compute.
+        keep_features: also return the features the transfer loss sees.
+    """
+    was_training = model.training
+    model.eval()
+    probs, feats = [], []
+    loss_sum = 0.0
+    for start in range(0, len(images), EVAL_BATCH_SIZE):
+        x = images[start : start + EVAL_BATCH_SIZE].to(device, non_blocking=True)
+        features, logits = model.forward_with_features(x)
+        probs.append(torch.softmax(logits.float(), dim=1)[:, 1].cpu())
+        if labels is not None:
+            y = labels[start : start + EVAL_BATCH_SIZE].to(device, non_blocking=True)
+            loss_sum += float(F.cross_entropy(logits.float(), y, reduction="sum"))
+        if keep_features:
+            feats.append(features.float().cpu())
+    model.train(was_training)
+    prob = torch.cat(probs).numpy().astype(np.float64) if probs else np.zeros(0)
+    loss = loss_sum / max(len(images), 1) if labels is not None else float("nan")
+    return Predictions(prob, loss, torch.cat(feats) if keep_features and feats else None)
+
+
+def split_report(labels: torch.Tensor, predictions: Predictions) -> dict:
+    """Metrics, ROC curve and mean prediction entropy of one split."""
+    y = labels.cpu().numpy()
+    return {
+        "metrics": classification_metrics(y, predictions.prob_merger),
+        "roc": roc_points(y, predictions.prob_merger),
+        "entropy": mean_entropy(predictions.prob_merger),
+        "loss": predictions.loss,
+    }

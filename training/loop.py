@@ -1,0 +1,280 @@
+"""One training trial: ``L = L_CL + lambda_TL * L_TL`` for every method, then evaluation.
+
+Ciprijanovic et al. (2020), Eq. 1: the total loss is the source cross-entropy ``L_CL`` plus
+the transfer loss ``L_TL`` (none, MMD or adversarial) weighted by ``lambda_TL``. One step
+takes one source batch (with labels) and one target batch (images only: target labels are
+never read during training, early stopping or model selection). Adam with a one-cycle
+learning-rate schedule; early stopping on the *source* validation loss with ``patience``,
+restoring the best weights.
+
+``run_trial`` never raises for a failed trial: a non-finite loss, running out of memory or
+any other exception ends as ``status: "failed"`` with the reason (and traceback) in the
+record. Bad input data (``galaxies.validate.InvalidDatasetError``) is not a trial failure
+and is raised.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from galaxies.datasets import Benchmark, PairedBatches, load_benchmark, split_tensors
+from galaxies.validate import InvalidDatasetError
+from models import Classifier, create_backbone, create_head
+from training.config import TrainConfig
+from training.evaluate import predict, split_report
+from training.losses import create_transfer_loss
+from training.record import base_record, feature_mmd, write_json
+
+EVAL_SPLITS = (("source", "val"), ("target", "val"), ("source", "test"), ("target", "test"))
+
+
+class TrialFailedError(RuntimeError):
+    """A trial stopped for a reason that belongs in its record (e.g. a non-finite loss)."""
+
+
+def resolve_device(name: str) -> torch.device:
+    """``"auto"`` picks CUDA when present, else the CPU; anything else is passed to torch."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def seed_everything(seed: int, device: torch.device) -> torch.Generator:
+    """Seed every RNG, ask for deterministic kernels, return the batch-order generator."""
+    if device.type == "cuda":
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.manual_seed(seed)
+    torch.use_deterministic_algorithms(True, warn_only=device.type == "cuda")
+    return torch.Generator().manual_seed(seed)
+
+
+def build_model(config: TrainConfig) -> Classifier:
+    """Backbone + classifier head named by the config."""
+    backbone = create_backbone(config.backbone)
+    head = create_head(config.backbone, backbone.feature_dim, bottleneck_dim=config.bottleneck_dim)
+    return Classifier(backbone, head)
+
+
+class _Trainer:
+    """State of one training run (model, transfer loss, optimiser, schedule, data)."""
+
+    def __init__(self, config: TrainConfig, bench: Benchmark, device: torch.device):
+        self.config = config
+        self.device = device
+        self.generator = seed_everything(config.seed, device)
+        self.model = build_model(config).to(device)
+        self.transfer = create_transfer_loss(config, self.model.feature_dim).to(device)
+        self.uses_target = config.method != "none"
+
+        stats = bench.stats
+        self.data = {
+            (domain, split): split_tensors(getattr(bench, domain), split, stats)
+            for domain in ("source", "target")
+            for split in ("train", "val", "test")
+        }
+        xs, ys = self.data[("source", "train")]
+        xt, _target_labels_unused = self.data[("target", "train")]
+        if device.type == "cuda":
+            xs, ys, xt = xs.to(device), ys.to(device), xt.to(device)
+        self.batches = PairedBatches(
+            xs,
+            ys,
+            xt,
+            config.batch_size,
+            self.generator,
+            max_batches=config.max_batches_per_epoch or None,
+        )
+        groups = [{"params": list(self.model.parameters()), "lr": config.lr}]
+        groups += self.transfer.parameter_groups(config.lr, config.dc_lr_mult)
+        self.optimizer = torch.optim.Adam(groups, weight_decay=config.weight_decay)
+        self.steps_per_epoch = len(self.batches)
+        self.total_steps = self.steps_per_epoch * config.epochs
+        self.scheduler = torch.optim.lr_scheduler.OneCycleLR(
+            self.optimizer,
+            max_lr=[group["lr"] for group in groups],
+            total_steps=self.total_steps,
+            pct_start=config.onecycle_pct_start,
+            div_factor=config.onecycle_div_factor,
+            final_div_factor=config.onecycle_final_div_factor,
+        )
+        self.step_count = 0
+
+    def train_epoch(self, epoch: int) -> dict[str, float]:
+        """One pass over the source training split; returns mean losses and timings."""
+        self.model.train()
+        self.transfer.train()
+        sums = torch.zeros(3, dtype=torch.float64)
+        epoch_start = time.perf_counter()
+        compute_s = 0.0
+        n_steps = 0
+        for xs, ys, xt in self.batches:
+            tick = time.perf_counter()
+            xs = xs.to(self.device, non_blocking=True)
+            ys = ys.to(self.device, non_blocking=True)
+            self.transfer.set_progress(self.step_count / max(self.total_steps, 1))
+            if self.uses_target:
+                xt = xt.to(self.device, non_blocking=True)
+                features, logits = self.model.forward_with_features(torch.cat([xs, xt]))
+                f_s, f_t = features[: len(xs)], features[len(xs) :]
+                logits_s = logits[: len(xs)]
+                loss_cl = F.cross_entropy(logits_s, ys)
+                loss_tl = self.transfer(f_s, f_t)
+            else:
+                logits_s = self.model(xs)
+                loss_cl = F.cross_entropy(logits_s, ys)
+                loss_tl = torch.zeros((), device=self.device)
+            loss = loss_cl + self.config.lambda_tl * loss_tl
+            values = torch.stack([loss, loss_cl, loss_tl]).detach().double().cpu()
+            if not torch.isfinite(values).all():
+                raise TrialFailedError(
+                    f"non-finite loss at epoch {epoch} step {n_steps + 1} "
+                    f"(L={values[0]:.4g}, L_CL={values[1]:.4g}, L_TL={values[2]:.4g}); "
+                    "lower lr or lambda_tl"
+                )
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            self.scheduler.step()
+            self.step_count += 1
+            sums += values
+            n_steps += 1
+            compute_s += time.perf_counter() - tick
+        means = (sums / max(n_steps, 1)).tolist()
+        return {
+            "train_loss": means[0],
+            "train_cl_loss": means[1],
+            "train_tl_loss": means[2],
+            "train_time_s": time.perf_counter() - epoch_start,
+            "train_compute_s": compute_s,
+            "train_steps": n_steps,
+        }
+
+    def source_val(self) -> tuple[float, float]:
+        """Source validation loss and accuracy (the early-stopping signal)."""
+        x, y = self.data[("source", "val")]
+        pred = predict(self.model, x, y, self.device)
+        accuracy = float(((pred.prob_merger >= 0.5) == y.numpy().astype(bool)).mean())
+        return pred.loss, accuracy
+
+
+def fit(trainer: _Trainer, history: list[dict[str, Any]], progress: bool) -> int:
+    """Train with early stopping on the source validation loss; restore the best weights.
+
+    Appends one row per epoch to ``history`` (so a failed trial keeps its curves) and
+    returns the best epoch.
+    """
+    config = trainer.config
+    best_loss, best_epoch, best_state, waited = float("inf"), 0, None, 0
+    bar = tqdm(range(1, config.epochs + 1), desc="epochs", unit="epoch", disable=not progress)
+    for epoch in bar:
+        tick = time.perf_counter()
+        row: dict[str, Any] = {"epoch": epoch, **trainer.train_epoch(epoch)}
+        row["source_val_loss"], row["source_val_accuracy"] = trainer.source_val()
+        row["lr"] = trainer.optimizer.param_groups[0]["lr"]
+        row["epoch_time_s"] = time.perf_counter() - tick
+        history.append(row)
+        bar.set_postfix(
+            loss=f"{row['train_loss']:.3f}", val_acc=f"{row['source_val_accuracy']:.3f}"
+        )
+        if row["source_val_loss"] < best_loss:
+            best_loss, best_epoch, waited = row["source_val_loss"], epoch, 0
+            best_state = copy.deepcopy(trainer.model.state_dict())
+        else:
+            waited += 1
+            if waited >= config.patience:
+                break
+    if best_state is not None:
+        trainer.model.load_state_dict(best_state)
+    return best_epoch
+
+
+def evaluate(trainer: _Trainer) -> tuple[dict, dict, dict]:
+    """Metrics on source/target validation and test, ROC curves and label-free diagnostics."""
+    metrics, roc, diagnostics, features = {}, {}, {}, {}
+    for domain, split in EVAL_SPLITS:
+        x, y = trainer.data[(domain, split)]
+        pred = predict(trainer.model, x, y, trainer.device, keep_features=split == "val")
+        report = split_report(y, pred)
+        key = f"{domain}_{split}"
+        metrics[key], roc[key] = report["metrics"], report["roc"]
+        if split == "val":
+            features[domain] = pred.features
+            if domain == "source":
+                diagnostics["source_val_loss"] = pred.loss
+            else:
+                diagnostics["target_val_entropy"] = report["entropy"]
+    diagnostics["feature_mmd_val"] = feature_mmd(features["source"], features["target"])
+    return metrics, roc, diagnostics
+
+
+def run_trial(
+    config: TrainConfig,
+    data_dir: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    problem: str | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Train and evaluate one configuration; write ``out_dir/record.json`` and return it.
+
+    Args:
+        config: every hyperparameter of the trial.
+        data_dir: folder with ``source.h5`` and ``target.h5``.
+        out_dir: the trial's folder (``record.json``, ``roc.json``, ``checkpoint.pt``).
+        problem: the problem name recorded with the trial (default ``<method>_<backbone>``).
+        progress: show a progress bar over epochs.
+
+    Returns:
+        The trial record (see ``docs/CONTRACTS.md``).
+
+    Raises:
+        InvalidDatasetError: the data files are missing or do not follow the schema.
+    """
+    start = time.perf_counter()
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    bench = load_benchmark(data_dir)
+    device = resolve_device(config.device)
+    record = base_record(config, problem, bench, device)
+    try:
+        trainer = _Trainer(config, bench, device)
+        best_epoch = fit(trainer, record["history"], progress)
+        record["best_epoch"] = best_epoch
+        metrics, roc, diagnostics = evaluate(trainer)
+        torch.save(
+            {
+                "model": trainer.model.state_dict(),
+                "config": config.to_dict(),
+                "channel_stats": bench.stats.to_dict(),
+                "best_epoch": best_epoch,
+            },
+            out_dir / "checkpoint.pt",
+        )
+        write_json(out_dir / "roc.json", roc)
+        record.update(status="ok", metrics=metrics, diagnostics=diagnostics)
+        record["files"] = {"roc": "roc.json", "checkpoint": "checkpoint.pt"}
+    except InvalidDatasetError:
+        raise
+    except TrialFailedError as exc:
+        record.update(status="failed", error=str(exc))
+    except torch.cuda.OutOfMemoryError as exc:
+        record.update(
+            status="failed",
+            error=f"out of memory: {exc}; lower batch_size",
+            traceback=traceback.format_exc(),
+        )
+    except Exception as exc:  # noqa: BLE001 - a trial's failure belongs in its record
+        record.update(
+            status="failed", error=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc()
+        )
+    record["wall_time_s"] = time.perf_counter() - start
+    write_json(out_dir / "record.json", record)
+    return record
