@@ -1,0 +1,108 @@
+"""A search on a real local Ray cluster, joined by address through the CLI (marker ``ray``).
+
+The head runs on loopback with its own short ``--temp-dir`` (unix socket paths must stay under
+~107 characters) and free ports, in a session of its own, so that it can be stopped by PID
+without touching any other Ray cluster on the machine. ``ray stop`` (which stops every Ray
+cluster of the user on the machine) is only called when no other Ray process was running
+before the test.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+pytestmark = pytest.mark.ray
+
+REPO = Path(__file__).resolve().parents[1]
+RAY = str(Path(sys.executable).parent / "ray")
+RAY_NAMES = ("raylet", "gcs_server", "ray::", "ray/dashboard", "log_monitor.py",
+             "autoscaler/_private/monitor.py", "ray.util.client.server", "default_worker.py")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def ray_processes() -> dict[int, int]:
+    """Live (non-zombie) Ray processes: ``{pid: session id}``."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        if fields[0] != "Z" and any(name in cmdline for name in RAY_NAMES):
+            found[int(entry.name)] = int(fields[3])  # fields: state, ppid, pgrp, session
+    return found
+
+
+def stop_session(session: int) -> None:
+    """SIGTERM, then SIGKILL, every live Ray process of ``session`` (by PID)."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        pids = [pid for pid, sid in ray_processes().items() if sid == session]
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+        deadline = time.monotonic() + 10
+        while pids and time.monotonic() < deadline:
+            pids = [pid for pid, sid in ray_processes().items() if sid == session]
+            time.sleep(0.2)
+
+
+def test_search_on_a_ray_cluster_by_address(tiny_domain_pair, tmp_path):
+    foreign = set(ray_processes())
+    temp_dir = tempfile.mkdtemp(prefix="rt", dir="/tmp")
+    port = free_port()
+    head = subprocess.Popen(
+        [RAY, "start", "--head", f"--port={port}", "--node-ip-address=127.0.0.1",
+         "--num-cpus=2", f"--temp-dir={temp_dir}", "--include-dashboard=false",
+         f"--dashboard-port={free_port()}", f"--ray-client-server-port={free_port()}",
+         "--disable-usage-stats"],
+        start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    session = head.pid
+    try:
+        out, _ = head.communicate(timeout=120)
+        assert head.returncode == 0, out[-3000:]
+        # two drivers at once on one cluster: DeepHyper's RayStorage actor names must not clash
+        drivers = {}
+        for name in ("a", "b"):
+            drivers[name] = subprocess.Popen(
+                [sys.executable, "search/run.py", "--problem", "mmd_deepmerge", "--data",
+                 str(tiny_domain_pair), "--log-dir", str(tmp_path / name), "--evaluator", "ray",
+                 "--ray-address", f"127.0.0.1:{port}", "--workers", "1", "--max-evals", "2",
+                 "--set", "epochs=1", "--set", "max_batches_per_epoch=2", "--quiet"],
+                cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+            )
+        for name, driver in drivers.items():
+            _, err = driver.communicate(timeout=300)
+            assert driver.returncode == 0, err[-3000:]
+            frame = pd.read_csv(tmp_path / name / "results.csv")
+            assert len(frame) == 2 and frame["job_id"].is_unique
+            failures = frame["objective"].astype(str).str.startswith("F")
+            assert not failures.any(), frame["m:failure"]
+            for job_id in frame["job_id"]:
+                assert (tmp_path / name / "trials" / str(job_id) / "record.json").is_file()
+    finally:
+        stop_session(session)
+        if not foreign:
+            subprocess.run([RAY, "stop", "--force"], capture_output=True, timeout=60)
+        subprocess.run(["rm", "-rf", temp_dir], check=False)
+    assert set(ray_processes()) <= foreign, "Ray processes left behind"
