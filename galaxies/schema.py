@@ -112,6 +112,13 @@ def decode_attr(value: Any) -> Any:
     return value
 
 
+def readable_by_all(path: str | os.PathLike) -> None:
+    """Give a ``mkstemp`` file (mode 0600) the usual permissions ``0666 & ~umask``."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)
+
+
 def write_domain(path: str | os.PathLike, data: DomainData) -> Path:
     """Write ``data`` to ``path`` atomically (temporary file in the same folder, then rename).
 
@@ -140,6 +147,7 @@ def write_domain(path: str | os.PathLike, data: DomainData) -> Path:
                 h5.create_dataset(name, data=array, chunks=chunks)
             for key, value in data.attrs.items():
                 h5.attrs[key] = _attr_value(value)
+        readable_by_all(tmp_name)
         os.replace(tmp_name, path)
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)

@@ -14,10 +14,15 @@ Conventions:
   not reproduced.)
 * Pixel values are fluxes in nanomaggies: AB zeropoint 22.5 (m = 22.5 - 2.5 log10 flux).
 * Target noise: sky shot noise in the Gaussian limit of a sky-subtracted, background-limited
-  image: independent zero-mean Gaussian noise, the same in every pixel and filter, whose
-  1-sigma per pixel is the limiting surface brightness SB_lim spread over the pixel:
-  ``sigma = 10**(-0.4 * (SB_lim - 22.5)) * pixel_scale**2`` nanomaggies (SB_lim = 25 gives
-  1.6e-4 nmgy). Galaxy shot noise is neglected. Each image row gets its own realisation.
+  image: independent zero-mean Gaussian noise, the same in every pixel and filter. Its depth
+  follows the usual definition of a limiting surface brightness: SB_lim is the surface
+  brightness whose flux in a 1 arcsec^2 area equals the 1-sigma noise summed over that area.
+  With N = A / pixel_scale**2 independent pixels in A = 1 arcsec^2,
+  ``sigma_pixel = 10**(-0.4 * (SB_lim - 22.5)) * sqrt(A) * pixel_scale`` nanomaggies
+  (SB_lim = 25 gives 4.0e-3 nmgy). At this depth (the seed paper's "SB25" set) the bright
+  cores of the galaxies stay visible while tidal tails, bridges and faint companions sink
+  into the noise, which is what makes a classifier trained on pristine images fail. Galaxy
+  shot noise is neglected. Each image row gets its own realisation.
 * Mergers: ``n_mergers`` images = ceil(n_mergers / 5) systems, each augmented x5 (identity,
   flip up-down, flip left-right, rot90, rot180; the last system may keep fewer copies).
   Copies share ``galaxy_id`` and split. Splits 70/10/20 by galaxy, per class, from the seed.
@@ -48,10 +53,11 @@ from galaxies import morphology
 from galaxies.schema import FILTERS, IMAGE_SHAPE, SPLITS, DomainData, domain_paths, write_domain
 
 GENERATOR = "galaxies.simulate"
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 DEFAULT_N_MERGERS = 8120
 DEFAULT_N_NONMERGERS = 7306
 DEFAULT_LIMITING_SB = 25.0
+NOISE_REFERENCE_AREA_ARCSEC2 = 1.0  # SB_lim = 1 sigma over this area
 LIMITING_SB_RANGE = (15.0, 40.0)
 SPLIT_FRACTIONS = {"train": 0.7, "val": 0.1, "test": 0.2}
 AUGMENTATIONS = ("identity", "flipud", "fliplr", "rot90", "rot180")
@@ -66,9 +72,13 @@ def rng_for(seed: int, stream: int, index: int = 0) -> np.random.Generator:
 
 
 def noise_sigma(limiting_sb: float) -> float:
-    """Per-pixel 1-sigma sky noise (nanomaggies) for a limiting surface brightness (AB)."""
+    """Per-pixel 1-sigma sky noise (nanomaggies) for a limiting surface brightness (AB).
+
+    SB_lim is 1 sigma of the noise summed over ``NOISE_REFERENCE_AREA_ARCSEC2`` (see the
+    module docstring): ``sigma_pixel = F_SB * sqrt(A) * pixel_scale``.
+    """
     sb_flux = 10.0 ** (-0.4 * (limiting_sb - morphology.ZEROPOINT_AB))  # nmgy / arcsec^2
-    return sb_flux * morphology.PIXEL_SCALE_ARCSEC**2
+    return sb_flux * math.sqrt(NOISE_REFERENCE_AREA_ARCSEC2) * morphology.PIXEL_SCALE_ARCSEC
 
 
 def augment(image: np.ndarray, copy: int) -> np.ndarray:
@@ -176,9 +186,9 @@ def _attrs(domain: str, seed: int, layout: _Layout, sigma: float, limiting_sb: f
            independent_target: bool) -> dict:
     noisy = domain == "target"
     noise = (
-        f"sky shot noise (Gaussian, zero mean, sky-subtracted): 1 sigma per pixel = SB_lim = "
-        f"{limiting_sb:g} mag/arcsec^2 (AB) over the pixel area, sigma = {sigma:.6g} nanomaggies "
-        f"in every filter; galaxy shot noise neglected"
+        f"sky shot noise (Gaussian, zero mean, sky-subtracted): SB_lim = {limiting_sb:g} "
+        f"mag/arcsec^2 (AB) at 1 sigma over {NOISE_REFERENCE_AREA_ARCSEC2:g} arcsec^2, "
+        f"sigma = {sigma:.6g} nanomaggies per pixel in every filter; galaxy shot noise neglected"
         if noisy else "none"
     )
     attrs = {
@@ -190,7 +200,8 @@ def _attrs(domain: str, seed: int, layout: _Layout, sigma: float, limiting_sb: f
                        for kind, fwhm, beta in morphology.PSF_MODELS],
         "noise": noise,
         "noise_sigma": [sigma if noisy else 0.0] * len(FILTERS),
-        "noise_convention": "sigma_pixel = 10**(-0.4*(SB_lim - zeropoint)) * pixel_scale**2",
+        "noise_convention": "sigma_pixel = 10**(-0.4*(SB_lim - zeropoint)) * sqrt(area) "
+        "* pixel_scale, area = 1 arcsec^2",
         "pixel_unit": "nanomaggies",
         "zeropoint": morphology.ZEROPOINT_AB,
         "generator": GENERATOR,
@@ -226,7 +237,7 @@ def simulate(
         n_nonmergers: non-merger images (one per galaxy).
         seed: seed of everything (galaxies, splits, noise).
         workers: processes; ``None`` = ``os.cpu_count()``.
-        limiting_sb: SB_lim of the target noise, mag/arcsec^2 (AB), 1 sigma per pixel.
+        limiting_sb: SB_lim of the target noise, mag/arcsec^2 (AB), 1 sigma over 1 arcsec^2.
         independent_target: draw the target galaxies from another random stream (new ids)
             instead of reusing the source galaxies.
         progress: show tqdm progress bars.
@@ -288,7 +299,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=1, help="default %(default)s")
     parser.add_argument("--workers", type=int, default=None, help="processes (default: all CPUs)")
     parser.add_argument("--limiting-sb", type=float, default=DEFAULT_LIMITING_SB,
-                        help="target SB_lim in mag/arcsec^2, 1 sigma per pixel (default 25)")
+                        help="target SB_lim in mag/arcsec^2, 1 sigma over 1 arcsec^2 (default 25)")
     parser.add_argument("--independent-target", action="store_true",
                         help="target galaxies drawn independently of the source ones")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")

@@ -105,8 +105,15 @@ def test_independent_target(tmp_path, tiny):
     assert np.array_equal(source.images, tiny["source"].images)
     assert np.array_equal(source.labels, target.labels)
     assert not set(source.galaxy_id) & set(target.galaxy_id)
-    diff = target.images - source.images
-    assert np.abs(diff).max() > 30 * noise_sigma(25.0)  # different galaxies, not only noise
+    # Different galaxies, not only noise: the central light of a row no longer follows the
+    # source's (it does, to within the noise, when the target shares the galaxies).
+    def central_flux(images):
+        return images[:, :, 32:43, 32:43].sum(axis=(1, 2, 3))
+
+    independent = np.corrcoef(central_flux(source.images), central_flux(target.images))[0, 1]
+    shared = np.corrcoef(central_flux(tiny["source"].images), central_flux(tiny["target"].images))
+    assert shared[0, 1] > 0.95
+    assert independent < 0.8
     assert target.attrs["independent_target"]
 
 

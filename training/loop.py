@@ -246,6 +246,7 @@ def run_trial(
     record = base_record(config, problem, bench, device)
     try:
         trainer = _Trainer(config, bench, device)
+        stats, bench = bench.stats, None  # the trainer holds normalised copies: free the rest
         best_epoch = fit(trainer, record["history"], progress)
         record["best_epoch"] = best_epoch
         metrics, roc, diagnostics = evaluate(trainer)
@@ -253,7 +254,7 @@ def run_trial(
             {
                 "model": trainer.model.state_dict(),
                 "config": config.to_dict(),
-                "channel_stats": bench.stats.to_dict(),
+                "channel_stats": stats.to_dict(),
                 "best_epoch": best_epoch,
             },
             out_dir / "checkpoint.pt",

@@ -14,6 +14,7 @@ from typing import Any
 import torch
 
 from galaxies.datasets import Benchmark
+from galaxies.schema import readable_by_all
 from training.config import TrainConfig
 
 VERSIONED_PACKAGES = (
@@ -89,6 +90,7 @@ def write_json(path: str | os.PathLike, payload: Any) -> Path:
     try:
         with os.fdopen(fd, "w") as handle:
             json.dump(_json_safe(payload), handle, indent=1, default=str)
+        readable_by_all(tmp)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
