@@ -239,9 +239,9 @@ def run_trial(
         InvalidDatasetError: the data files are missing or do not follow the schema.
     """
     start = time.perf_counter()
+    bench = load_benchmark(data_dir)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    bench = load_benchmark(data_dir)
     device = resolve_device(config.device)
     record = base_record(config, problem, bench, device)
     try:
