@@ -71,8 +71,10 @@ def connect_ray(address: str | None, workers: int, quiet: bool = False) -> None:
 
     if ray.is_initialized():
         return
-    configure_ray_auth()
     if address:
+        # Only a driver joining an existing cluster mirrors the head's token rule; a private
+        # local cluster is started by this very process, which then agrees with itself.
+        configure_ray_auth()
         ray.init(address=address, log_to_driver=not quiet)
     else:
         ray.init(address="local", num_cpus=workers, include_dashboard=False,

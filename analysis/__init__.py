@@ -1,0 +1,59 @@
+"""galaxy-da analysis: search and seed-study records -> pandas tables and matplotlib figures.
+
+Modules (the notebooks in ``analysis/notebooks`` only call these):
+
+- :mod:`analysis.load`: search log folders and seed studies -> one tidy DataFrame, one row
+  per trial (failed trials kept, ``status == "failed"``).
+- :mod:`analysis.selection`: named model-selection strategies (default: the search's own
+  objective).
+- :mod:`analysis.tables`: Table 1, all metrics, best configurations, seed statistics, Markdown.
+- :mod:`analysis.figures`: Figure 1 (metric bars + ROC), search progress, search space, seeds.
+- :mod:`analysis.report`: CLI ``python analysis/report.py --runs DIR... --out DIR``.
+- :mod:`analysis.seeds`: CLI ``python analysis/seeds.py`` (seed robustness study).
+- :mod:`analysis.reproduce`: CLI ``python analysis/reproduce.py --profile cpu|full|tiny``.
+
+Example::
+
+    from analysis import load_runs, table1
+    frame = load_runs("runs")
+    table1(frame)
+"""
+
+from analysis.figures import (
+    figure1,
+    progress_figure,
+    save_figure,
+    search_space_figure,
+    seeds_figure,
+)
+from analysis.load import (
+    discover,
+    env_paths,
+    load_roc,
+    load_runs,
+    load_search,
+    load_seed_study,
+    log_hyperparameters,
+    searched_hyperparameters,
+)
+from analysis.selection import STRATEGIES, get_strategy, rank_trials, selected_trials
+from analysis.tables import (
+    best_configs,
+    failed_trials,
+    metrics_table,
+    search_results,
+    seed_stats,
+    seed_summary,
+    table1,
+    table1_values,
+    to_markdown,
+)
+
+__all__ = [
+    "STRATEGIES", "best_configs", "discover", "env_paths", "failed_trials", "figure1",
+    "get_strategy",
+    "load_roc", "load_runs", "load_search", "load_seed_study", "log_hyperparameters",
+    "metrics_table", "progress_figure", "rank_trials", "save_figure", "search_results",
+    "search_space_figure", "searched_hyperparameters", "seed_stats", "seed_summary",
+    "seeds_figure", "selected_trials", "table1", "table1_values", "to_markdown",
+]

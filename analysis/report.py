@@ -1,0 +1,183 @@
+"""Tables and figures of searches and seed studies: ``python analysis/report.py``.
+
+Example::
+
+    python analysis/report.py --runs runs/search runs/seeds --out reports/latest
+
+Each ``--runs`` folder is a search log folder (``results.csv``), a seed study (``seeds.json``)
+or any parent of some. Writes into ``--out``:
+
+- ``report.md``: Table 1, links to everything below, the runs read, failed-trial counts;
+- ``table1.{csv,md}`` (+ ``table1_values.csv``): the paper's Table 1 (accuracy, %);
+- ``metrics.{csv,md}`` (+ ``metrics_values.csv``): all six metrics per problem and domain;
+- ``best_configs.{csv,md}``: the selected configuration of each problem;
+- ``seeds.{csv,md}`` (+ ``seeds_values.csv``): mean ± std of every seed study;
+- ``trials.csv``: every trial read (:mod:`analysis.load`);
+- ``figures/figure1_<backbone>.{png,pdf}``, ``figures/progress_<problem>.{png,pdf}``,
+  ``figures/seeds.{png,pdf}``.
+
+Problems without results appear as ``—``. Exit status 0, or 2 when a ``--runs`` folder does
+not exist or holds no search and no seed study.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from analysis import figures, tables
+from analysis.load import discover, load_runs, load_search
+from analysis.selection import DEFAULT_STRATEGY, STRATEGIES, get_strategy
+
+
+@dataclass
+class Report:
+    """What :func:`build_report` wrote.
+
+    Attributes:
+        out: the output folder.
+        frame: every trial read.
+        tables: name -> formatted table.
+        files: every file written.
+        markdown: the text of ``report.md``.
+    """
+
+    out: Path
+    frame: pd.DataFrame
+    tables: dict[str, pd.DataFrame] = field(default_factory=dict)
+    files: list[Path] = field(default_factory=list)
+    markdown: str = ""
+
+
+def _rel(path: Path, out: Path) -> str:
+    return os.path.relpath(path, out)
+
+
+def build_report(runs: Iterable[str | os.PathLike], out: str | os.PathLike,
+                 strategy: str = DEFAULT_STRATEGY) -> Report:
+    """Read every run under ``runs``; write the tables, figures and ``report.md`` into ``out``.
+
+    Raises:
+        FileNotFoundError: a folder does not exist, or none holds a search or seed study.
+    """
+    runs = [Path(r) for r in runs]
+    found = discover(runs)
+    if not found.searches and not found.seed_studies:
+        raise FileNotFoundError(f"no search log folder (results.csv) or seed study (seeds.json) "
+                                f"under {', '.join(map(str, runs))}")
+    strategy_obj = get_strategy(strategy)
+    out = Path(out).resolve()
+    fig_dir = out / "figures"
+    frame = load_runs(runs)
+    report = Report(out, frame)
+    out.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(out / "trials.csv", index=False)
+    report.files.append(out / "trials.csv")
+
+    report.tables["table1"] = tables.table1(frame, strategy_obj)
+    report.files += tables.write_table(report.tables["table1"], out / "table1", index=True,
+                                       values=tables.table1_values(frame, strategy_obj))
+    report.tables["metrics"] = tables.metrics_table(frame, strategy_obj)
+    report.files += tables.write_table(report.tables["metrics"], out / "metrics",
+                                       values=tables.metric_values(frame, strategy_obj))
+    best = tables.best_configs(frame, strategy_obj)
+    report.tables["best_configs"] = best
+    best.to_csv(out / "best_configs.csv", index=False)
+    (out / "best_configs.md").write_text(tables.to_markdown(
+        best.set_index("problem").T.rename_axis("field"), index=True))
+    report.files += [out / "best_configs.csv", out / "best_configs.md"]
+    if found.seed_studies:
+        report.tables["seeds"] = tables.seed_summary(frame)
+        report.files += tables.write_table(report.tables["seeds"], out / "seeds",
+                                           values=tables.seed_stats(frame))
+
+    figure_links = []
+    for backbone in ("deepmerge", "resnet18"):
+        if (best.loc[best["backbone"] == backbone, "status"] == "ok").any():
+            paths = figures.save_figure(figures.figure1(frame, backbone, strategy_obj),
+                                        fig_dir / f"figure1_{backbone}")
+            report.files += paths
+            figure_links.append((f"Figure 1, {tables.BACKBONE_LABELS[backbone]}", paths[0]))
+    names: dict[str, int] = {}
+    for log_dir in found.searches:
+        search = load_search(log_dir)
+        problem = str(search["problem"].dropna().iloc[0]) if len(search) else log_dir.name
+        names[problem] = names.get(problem, 0) + 1
+        stem = f"progress_{problem}" + (f"_{names[problem]}" if names[problem] > 1 else "")
+        paths = figures.save_figure(figures.progress_figure(search), fig_dir / stem)
+        report.files += paths
+        figure_links.append((f"search progress, {problem} ({log_dir})", paths[0]))
+    if found.seed_studies:
+        paths = figures.save_figure(figures.seeds_figure(frame), fig_dir / "seeds")
+        report.files += paths
+        figure_links.append(("seed studies", paths[0]))
+
+    report.markdown = _markdown(report, found, strategy_obj.name, figure_links, names)
+    (out / "report.md").write_text(report.markdown)
+    report.files.append(out / "report.md")
+    return report
+
+
+def _markdown(report: Report, found, strategy: str, figure_links, names) -> str:
+    """The text of ``report.md``."""
+    out, frame = report.out, report.frame
+    lines = [
+        "## Table 1: accuracy (%) on the test sets", "",
+        f"Selected model per problem: the best search trial under `{strategy}`"
+        + (" (ORACLE: uses target labels)" if STRATEGIES[strategy].oracle else "")
+        + "; in parentheses the seed study's mean ± std (ddof=1) where one exists; "
+        "— = no result.", "",
+        tables.to_markdown(report.tables["table1"], index=True),
+        "## Tables", "",
+        "- [Table 1](table1.md) ([csv](table1.csv), [numbers](table1_values.csv))",
+        "- [all metrics per problem and domain](metrics.md) ([csv](metrics.csv), "
+        "[numbers](metrics_values.csv))",
+        "- [best configuration per problem](best_configs.md) ([csv](best_configs.csv))",
+    ]
+    if "seeds" in report.tables:
+        lines.append("- [seed studies](seeds.md) ([csv](seeds.csv), [numbers](seeds_values.csv))")
+    lines += ["- [every trial](trials.csv)", "", "## Figures", ""]
+    lines += [f"- [{title}]({_rel(path, out)})" for title, path in figure_links]
+    lines += ["", "## Runs read", ""]
+    counts = frame.groupby(["run_dir", "status"]).size().unstack(fill_value=0)
+    for run_dir in [*found.searches, *found.seed_studies]:
+        row = counts.loc[str(run_dir)] if str(run_dir) in counts.index else pd.Series(dtype=int)
+        summary = ", ".join(f"{int(n)} {status}" for status, n in row.items() if n) or "empty"
+        lines.append(f"- `{run_dir}`: {summary}")
+    repeated = [p for p, n in names.items() if n > 1]
+    if repeated:
+        lines += ["", f"Several searches of {', '.join(repeated)}: the selection takes the best "
+                  "trial over all of them."]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``analysis/report.py``; returns the exit status."""
+    parser = argparse.ArgumentParser(
+        prog="analysis/report.py", description="Tables (Table 1, all metrics, best "
+        "configurations, seed studies) and figures (Figure 1, search progress) of searches "
+        "and seed studies.")
+    parser.add_argument("--runs", nargs="+", required=True, metavar="DIR",
+                        help="search log folders, seed studies, or folders holding them")
+    parser.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    parser.add_argument("--select", default=DEFAULT_STRATEGY, choices=list(STRATEGIES),
+                        help="model-selection strategy (default: search = each search's own "
+                        "objective; target_val_accuracy is an ORACLE)")
+    args = parser.parse_args(argv)
+    try:
+        report = build_report(args.runs, args.out, args.select)
+    except FileNotFoundError as exc:
+        parser.error(str(exc))
+    print(tables.to_markdown(report.tables["table1"], index=True))
+    print(f"report: {report.out / 'report.md'} ({len(report.files)} files)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,291 @@
+"""Tables from the tidy trial frame (:mod:`analysis.load`): Table 1, all metrics, best configs.
+
+Every table covers every problem (``<method>_<backbone>``, in the paper's order); a problem
+without results shows ``—`` (``MISSING``), never an error. Values on the *test* splits.
+
+- :func:`table1`: the paper's Table 1 — rows no-DA / MMD / adversarial, columns DeepMerge and
+  ResNet18 × source and target; accuracy in percent of the selected model (the best search
+  trial under the selection strategy, i.e. seed 1 unless the search set another seed; the
+  seed study's lowest seed when there is no search), then, where a seed study exists, its
+  mean ± sample standard deviation (``ddof=1``) over the ``ok`` seeds: ``"83.1 (82.4 ± 1.1)"``.
+- :func:`metrics_table`: accuracy, precision, recall, F1, Brier score and AUC per problem and
+  domain, formatted the same way (fractions, 3 decimals).
+- :func:`best_configs`: the selected configuration of each problem.
+- :func:`seed_stats`: mean, std, n of every metric of every seed study.
+
+The ``*_values`` functions give the numbers behind the formatted tables (for CSV files).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from analysis.load import METRIC_COLUMNS
+from analysis.selection import DEFAULT_STRATEGY, Strategy, selected_trials
+from training.metrics import METRIC_NAMES
+from training.naming import problem_names, split_problem_name
+
+MISSING = "—"
+DOMAINS = ("source", "target")
+METHOD_LABELS = {"none": "no-DA", "mmd": "MMD", "dann": "adversarial"}
+BACKBONE_LABELS = {"deepmerge": "DeepMerge", "resnet18": "ResNet18"}
+METRIC_LABELS = {"accuracy": "accuracy", "precision": "precision", "recall": "recall",
+                 "f1": "F1", "brier": "Brier", "auc": "AUC"}
+
+
+def problem_grid() -> pd.DataFrame:
+    """Every problem with its method and backbone, in the paper's order (backbone, method)."""
+    rows = [(name, *split_problem_name(name)) for name in problem_names()]
+    return pd.DataFrame(rows, columns=["problem", "method", "backbone"])
+
+
+def seed_stats(frame: pd.DataFrame) -> pd.DataFrame:
+    """Mean, sample std (``ddof=1``) and counts of every test metric of every seed study.
+
+    Returns:
+        One row per (problem, domain, metric): ``mean``, ``std``, ``n_ok`` (seeds whose record
+        is ok), ``n_runs`` (seed folders found), plus method and backbone.
+    """
+    seeds = frame[frame["source"] == "seeds"]
+    rows = []
+    for problem, group in seeds.groupby("problem", sort=True):
+        ok = group[group["status"] == "ok"]
+        for domain in DOMAINS:
+            for metric in METRIC_NAMES:
+                values = ok[f"{domain}_test_{metric}"].dropna().to_numpy(dtype=float)
+                rows.append({"problem": problem, "method": group["method"].iloc[0],
+                             "backbone": group["backbone"].iloc[0], "domain": domain,
+                             "metric": metric, "n_ok": len(values), "n_runs": len(group),
+                             "mean": values.mean() if len(values) else math.nan,
+                             "std": values.std(ddof=1) if len(values) > 1 else math.nan})
+    columns = ["problem", "method", "backbone", "domain", "metric", "mean", "std", "n_ok",
+               "n_runs"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def _status(frame: pd.DataFrame, problem: str, selected: pd.DataFrame) -> str:
+    if problem in set(selected["problem"]):
+        return "ok"
+    return "failed" if (frame["problem"] == problem).any() else "missing"
+
+
+def metric_values(frame: pd.DataFrame, strategy: str | Strategy = DEFAULT_STRATEGY,
+                  metrics: tuple[str, ...] = METRIC_NAMES) -> pd.DataFrame:
+    """Numbers behind :func:`table1` and :func:`metrics_table`.
+
+    Returns:
+        One row per problem × domain × metric: ``value`` of the selected model,
+        ``selected_from``, ``job_id``, ``seed``, ``status`` (ok | failed | missing) and the
+        seed study's ``mean``, ``std``, ``n_ok``, ``n_runs``.
+    """
+    selected = selected_trials(frame, strategy).set_index("problem")
+    stats = seed_stats(frame).set_index(["problem", "domain", "metric"])
+    rows = []
+    for _, spec in problem_grid().iterrows():
+        status = _status(frame, spec["problem"], selected.reset_index())
+        chosen = selected.loc[spec["problem"]] if status == "ok" else None
+        for domain in DOMAINS:
+            for metric in metrics:
+                key = (spec["problem"], domain, metric)
+                stat = stats.loc[key] if key in stats.index else None
+                rows.append({
+                    **spec.to_dict(), "domain": domain, "metric": metric, "status": status,
+                    "value": chosen[f"{domain}_test_{metric}"] if chosen is not None else math.nan,
+                    "selected_from": chosen["selected_from"] if chosen is not None else None,
+                    "job_id": chosen["job_id"] if chosen is not None else pd.NA,
+                    "seed": chosen["seed"] if chosen is not None else pd.NA,
+                    "mean": stat["mean"] if stat is not None else math.nan,
+                    "std": stat["std"] if stat is not None else math.nan,
+                    "n_ok": int(stat["n_ok"]) if stat is not None else 0,
+                    "n_runs": int(stat["n_runs"]) if stat is not None else 0,
+                })
+    return pd.DataFrame(rows)
+
+
+def format_cell(value: float, mean: float, std: float, n_ok: int, n_runs: int,
+                scale: float = 1.0, digits: int = 3) -> str:
+    """``"v (mean ± std)"``; ``—`` for what is missing; notes seeds that did not finish ok."""
+
+    def num(x: float) -> str:
+        return f"{x * scale:.{digits}f}"
+
+    main = num(value) if _finite(value) else MISSING
+    if n_runs == 0:
+        return main
+    if n_ok == 0:
+        spread = "no seed ok"
+    elif n_ok == 1:
+        spread = f"{num(mean)}, 1 seed"
+    else:
+        spread = f"{num(mean)} ± {num(std)}"
+    if 0 < n_ok < n_runs:
+        spread += f"; {n_ok}/{n_runs} seeds ok"
+    return f"{main} ({spread})"
+
+
+def _finite(value: Any) -> bool:
+    try:
+        return math.isfinite(float(value))
+    except (TypeError, ValueError):
+        return False
+
+
+def _cell(row: pd.Series, scale: float, digits: int) -> str:
+    return format_cell(row["value"], row["mean"], row["std"], row["n_ok"], row["n_runs"],
+                       scale, digits)
+
+
+def table1_values(frame: pd.DataFrame, strategy: str | Strategy = DEFAULT_STRATEGY
+                  ) -> pd.DataFrame:
+    """The numbers of Table 1 (accuracy rows of :func:`metric_values`)."""
+    return metric_values(frame, strategy, metrics=("accuracy",))
+
+
+def table1(frame: pd.DataFrame, strategy: str | Strategy = DEFAULT_STRATEGY) -> pd.DataFrame:
+    """Table 1 of the paper: accuracy (%) of no-DA / MMD / adversarial on source and target.
+
+    Returns:
+        Rows ``no-DA``, ``MMD``, ``adversarial``; columns a MultiIndex (``DeepMerge`` |
+        ``ResNet18``, ``source`` | ``target``); cells like ``"83.1 (82.4 ± 1.1)"`` or ``—``.
+    """
+    values = table1_values(frame, strategy)
+    values["cell"] = values.apply(_cell, axis=1, scale=100.0, digits=1)
+    values["row"] = values["method"].map(METHOD_LABELS)
+    values["col"] = values["backbone"].map(BACKBONE_LABELS)
+    table = values.pivot(index="row", columns=["col", "domain"], values="cell")
+    columns = pd.MultiIndex.from_product([list(BACKBONE_LABELS.values()), DOMAINS])
+    table = table.reindex(index=list(METHOD_LABELS.values()), columns=columns)
+    table.index.name = "method"
+    table.columns.names = [None, None]
+    return table.fillna(MISSING)
+
+
+def metrics_table(frame: pd.DataFrame, strategy: str | Strategy = DEFAULT_STRATEGY
+                  ) -> pd.DataFrame:
+    """All six metrics per problem and domain (test splits), with seed mean ± std if any."""
+    values = metric_values(frame, strategy)
+    values["cell"] = values.apply(_cell, axis=1, scale=1.0, digits=3)
+    table = values.pivot(index=["problem", "domain"], columns="metric", values="cell")
+    order = pd.MultiIndex.from_product([problem_grid()["problem"], DOMAINS],
+                                       names=["problem", "domain"])
+    table = table.reindex(index=order, columns=list(METRIC_NAMES)).fillna(MISSING)
+    table.columns = [METRIC_LABELS[m] for m in table.columns]
+    return table.reset_index()
+
+
+def best_configs(frame: pd.DataFrame, strategy: str | Strategy = DEFAULT_STRATEGY
+                 ) -> pd.DataFrame:
+    """The selected configuration of every problem (one row each; missing ones are empty).
+
+    Columns: problem, method, backbone, status, selected_from, run_dir, job_id, seed,
+    objective_name, score, n_trials and n_failed (search trials), source/target test
+    accuracy, then every hyperparameter (``p:`` columns without the prefix).
+    """
+    selected = selected_trials(frame, strategy).set_index("problem")
+    params = [c for c in frame.columns if c.startswith("p:")
+              and c not in ("p:method", "p:backbone", "p:seed")]
+    rows = []
+    for _, spec in problem_grid().iterrows():
+        trials = frame[(frame["problem"] == spec["problem"]) & (frame["source"] == "search")]
+        row: dict[str, Any] = {**spec.to_dict(),
+                               "status": _status(frame, spec["problem"], selected.reset_index()),
+                               "n_trials": len(trials),
+                               "n_failed": int((trials["status"] == "failed").sum())}
+        if row["status"] == "ok":
+            best = selected.loc[spec["problem"]]
+            row.update({key: best[key] for key in (
+                "selected_from", "run_dir", "job_id", "seed", "objective_name", "score",
+                "source_test_accuracy", "target_test_accuracy")})
+            row.update({c[2:]: best[c] for c in params})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def search_results(frame: pd.DataFrame, hyperparameters: list[str] | None = None
+                   ) -> pd.DataFrame:
+    """A search's trials, best objective first (failed ones last, with their error).
+
+    Args:
+        frame: trials of one search (:func:`analysis.load.load_search`).
+        hyperparameters: the searched names to show (default every ``p:`` column that varies).
+    """
+    if hyperparameters is None:
+        hyperparameters = [c[2:] for c in frame.columns if c.startswith("p:")
+                           and frame[c].nunique(dropna=True) > 1]
+    accuracy = [c for c in METRIC_COLUMNS if c.endswith("_accuracy")]
+    columns = ["job_id", "status", "objective", *[f"p:{h}" for h in hyperparameters],
+               *accuracy, "failure", "error"]
+    table = frame.sort_values(["objective", "job_id"], ascending=[False, True],
+                              na_position="last")[columns]
+    return table.rename(columns=lambda c: c[2:] if c.startswith("p:") else c).reset_index(
+        drop=True)
+
+
+def failed_trials(frame: pd.DataFrame) -> pd.DataFrame:
+    """Trials that did not finish ``ok``: where they are, their status and error."""
+    columns = ["source", "problem", "job_id", "seed", "status", "failure", "error", "trial_dir"]
+    return frame.loc[frame["status"] != "ok", columns].reset_index(drop=True)
+
+
+def seed_summary(frame: pd.DataFrame) -> pd.DataFrame:
+    """Seed studies at a glance: per problem, ``mean ± std (n_ok/n_runs)`` of each test metric.
+
+    Rows are (problem, domain); columns the metric labels.
+    """
+    stats = seed_stats(frame)
+    if stats.empty:
+        return pd.DataFrame(columns=["problem", "domain", *METRIC_LABELS.values()])
+    stats["cell"] = [
+        f"{m:.3f} ± {s:.3f} ({k}/{n})" if _finite(s) else
+        (f"{m:.3f} ({k}/{n})" if _finite(m) else f"{MISSING} ({k}/{n})")
+        for m, s, k, n in zip(stats["mean"], stats["std"], stats["n_ok"], stats["n_runs"],
+                              strict=True)]
+    table = stats.pivot(index=["problem", "domain"], columns="metric", values="cell")
+    table = table.reindex(columns=list(METRIC_NAMES))
+    table.columns = [METRIC_LABELS[m] for m in table.columns]
+    return table.reset_index()
+
+
+def to_markdown(table: pd.DataFrame, index: bool = False, float_format: str = "{:.4g}") -> str:
+    """A GitHub-flavoured Markdown table (no dependency on ``tabulate``).
+
+    MultiIndex columns are joined with a space; missing values are written as ``—``.
+    """
+    if index:
+        table = table.reset_index()
+    headers = [" ".join(str(p) for p in c if str(p)) if isinstance(c, tuple) else str(c)
+               for c in table.columns]
+
+    def text(value: Any) -> str:
+        if value is None or (not isinstance(value, str) and pd.isna(value)):
+            return MISSING
+        if isinstance(value, float):
+            return float_format.format(value)
+        return str(value).replace("|", "\\|").replace("\n", " ")
+
+    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join(" --- " for _ in headers) + "|"]
+    lines += ["| " + " | ".join(text(v) for v in row) + " |"
+              for row in table.itertuples(index=False, name=None)]
+    return "\n".join(lines) + "\n"
+
+
+def write_table(table: pd.DataFrame, out_base: str | os.PathLike, index: bool = False,
+                values: pd.DataFrame | None = None) -> list[Path]:
+    """Write ``<out_base>.csv`` and ``<out_base>.md`` (and ``<out_base>_values.csv``)."""
+    out_base = Path(out_base)
+    out_base.parent.mkdir(parents=True, exist_ok=True)
+    flat = table.copy()
+    if isinstance(flat.columns, pd.MultiIndex):
+        flat.columns = [" ".join(map(str, c)) for c in flat.columns]
+    paths = [out_base.with_suffix(".csv"), out_base.with_suffix(".md")]
+    flat.to_csv(paths[0], index=index)
+    paths[1].write_text(to_markdown(flat, index=index))
+    if values is not None:
+        paths.append(out_base.parent / f"{out_base.name}_values.csv")
+        values.to_csv(paths[-1], index=False)
+    return paths
