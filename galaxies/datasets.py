@@ -160,7 +160,8 @@ class PairedBatches:
     Args:
         source_x: source images [N_s, ...].
         source_y: source labels [N_s].
-        target_x: target images [N_t, ...].
+        target_x: target images [N_t, ...], or ``None`` for source-only training (no-DA), in
+            which case ``None`` stands in for every target batch and no target row is gathered.
         batch_size: source (and target) rows per batch.
         generator: CPU ``torch.Generator``; the same seed gives the same batches.
         max_batches: cap on batches per epoch (``None`` or 0 = a full pass over the source).
@@ -170,14 +171,14 @@ class PairedBatches:
         self,
         source_x: torch.Tensor,
         source_y: torch.Tensor,
-        target_x: torch.Tensor,
+        target_x: torch.Tensor | None,
         batch_size: int,
         generator: torch.Generator,
         max_batches: int | None = None,
     ) -> None:
         if len(source_x) != len(source_y):
             raise ValueError(f"{len(source_x)} source images but {len(source_y)} labels")
-        if len(source_x) == 0 or len(target_x) == 0:
+        if len(source_x) == 0 or (target_x is not None and len(target_x) == 0):
             raise ValueError("source and target need at least one row each")
         if batch_size < 1 or (max_batches is not None and max_batches < 0):
             raise ValueError(f"bad batch_size={batch_size} or max_batches={max_batches}")
@@ -205,14 +206,12 @@ class PairedBatches:
             k -= take
         return torch.cat(parts)
 
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]]:
         order = torch.randperm(len(self.source_x), generator=self.generator)
         order = order.to(self.source_x.device)
         for b in range(len(self)):
             idx = order[b * self.batch_size : (b + 1) * self.batch_size]
-            t_idx = self._target_indices(len(idx)).to(self.target_x.device)
-            yield (
-                self.source_x[idx],
-                self.source_y[idx.to(self.source_y.device)],
-                self.target_x[t_idx],
-            )
+            target = None
+            if self.target_x is not None:
+                target = self.target_x[self._target_indices(len(idx)).to(self.target_x.device)]
+            yield self.source_x[idx], self.source_y[idx.to(self.source_y.device)], target

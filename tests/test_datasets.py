@@ -164,3 +164,15 @@ def test_paired_batches_reject_bad_input() -> None:
         PairedBatches(torch.zeros(3, 1), torch.zeros(2), torch.zeros(3, 1), 2, torch.Generator())
     with pytest.raises(ValueError, match="batch_size"):
         PairedBatches(torch.zeros(3, 1), torch.zeros(3), torch.zeros(3, 1), 0, torch.Generator())
+
+
+def test_paired_batches_without_target_gathers_none():
+    import torch
+
+    from galaxies.datasets import PairedBatches
+
+    xs, ys = torch.arange(10.0).reshape(10, 1), torch.zeros(10, dtype=torch.long)
+    batches = list(PairedBatches(xs, ys, None, 4, torch.Generator().manual_seed(0)))
+    assert [len(b[0]) for b in batches] == [4, 4, 2]
+    assert all(b[2] is None for b in batches)
+    assert sorted(torch.cat([b[0] for b in batches]).flatten().tolist()) == xs.flatten().tolist()

@@ -88,7 +88,7 @@ class _Trainer:
         self.batches = PairedBatches(
             xs,
             ys,
-            xt,
+            xt if self.uses_target else None,
             config.batch_size,
             self.generator,
             max_batches=config.max_batches_per_epoch or None,
