@@ -53,6 +53,11 @@ def configure_ray_auth() -> str | None:
     """
     if "RAY_AUTH_MODE" not in os.environ and (Path.home() / ".ray" / "auth_token").is_file():
         os.environ["RAY_AUTH_MODE"] = "token"
+        # Ray caches its config when it is imported (DeepHyper imports it early): refresh it,
+        # as Ray's own ``_enable_token_auth`` does, or this process keeps auth disabled.
+        from ray._raylet import Config
+
+        Config.initialize("")
     return os.environ.get("RAY_AUTH_MODE")
 
 
