@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +31,8 @@ from typing import Any
 
 import h5py
 import numpy as np
+
+from galaxies.atomic import atomic_path
 
 FILTERS: tuple[str, ...] = ("ACS F814W", "NC F356W", "WFC3 F160W")
 IMAGE_SIZE = 75
@@ -112,13 +113,6 @@ def decode_attr(value: Any) -> Any:
     return value
 
 
-def readable_by_all(path: str | os.PathLike) -> None:
-    """Give a ``mkstemp`` file (mode 0600) the usual permissions ``0666 & ~umask``."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(path, 0o666 & ~umask)
-
-
 def write_domain(path: str | os.PathLike, data: DomainData) -> Path:
     """Write ``data`` to ``path`` atomically (temporary file in the same folder, then rename).
 
@@ -137,21 +131,13 @@ def write_domain(path: str | os.PathLike, data: DomainData) -> Path:
     if missing:
         raise ValueError(f"cannot write {path}: missing attributes {missing}")
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=path.name + ".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        with h5py.File(tmp_name, "w") as h5:
-            for name, dtype in DATASET_DTYPES.items():
-                array = np.ascontiguousarray(getattr(data, name), dtype=dtype)
-                chunks = (min(256, max(1, len(array))), *IMAGE_SHAPE) if name == "images" else None
-                h5.create_dataset(name, data=array, chunks=chunks)
-            for key, value in data.attrs.items():
-                h5.attrs[key] = _attr_value(value)
-        readable_by_all(tmp_name)
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as h5:
+        for name, dtype in DATASET_DTYPES.items():
+            array = np.ascontiguousarray(getattr(data, name), dtype=dtype)
+            chunks = (min(256, max(1, len(array))), *IMAGE_SHAPE) if name == "images" else None
+            h5.create_dataset(name, data=array, chunks=chunks)
+        for key, value in data.attrs.items():
+            h5.attrs[key] = _attr_value(value)
     return path
 
 

@@ -6,15 +6,14 @@ import json
 import math
 import os
 import platform
-import tempfile
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from galaxies.atomic import atomic_path
 from galaxies.datasets import Benchmark
-from galaxies.schema import readable_by_all
 from training.config import TrainConfig
 
 VERSIONED_PACKAGES = (
@@ -86,15 +85,8 @@ def _json_safe(value: Any) -> Any:
 def write_json(path: str | os.PathLike, payload: Any) -> Path:
     """Write ``payload`` as JSON atomically (temporary file, then rename)."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            json.dump(_json_safe(payload), handle, indent=1, default=str)
-        readable_by_all(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp, open(tmp, "w") as handle:
+        json.dump(_json_safe(payload), handle, indent=1, default=str)
     return path
 
 
