@@ -22,9 +22,7 @@ from deephyper.hpo import HpProblem
 
 from problems.spaces import build_space
 from training.config import TrainConfig, default_config
-
-METHODS = ("none", "mmd", "dann")
-BACKBONES = {"deepmerge": "deepmerge", "resnet": "resnet18"}  # problem suffix -> backbone
+from training.naming import problem_names, split_problem_name
 
 
 class UnknownProblemError(KeyError):
@@ -85,12 +83,11 @@ class Problem:
 
 
 def _build(name: str) -> Problem:
-    method, suffix = name.split("_", 1)
-    backbone = BACKBONES[suffix]
+    method, backbone = split_problem_name(name)
     return Problem(name, method, backbone, build_space(method, default_config(method, backbone)))
 
 
-PROBLEM_NAMES = tuple(f"{m}_{b}" for b in BACKBONES for m in METHODS)
+PROBLEM_NAMES = tuple(problem_names())  # <method>_<backbone>, from the two registries
 PROBLEMS: dict[str, Problem] = {name: _build(name) for name in PROBLEM_NAMES}
 
 

@@ -83,12 +83,14 @@ class _Trainer:
         }
         xs, ys = self.data[("source", "train")]
         xt, _target_labels_unused = self.data[("target", "train")]
+        xt = xt if self.uses_target else None  # no-DA trains on the source alone
         if device.type == "cuda":
-            xs, ys, xt = xs.to(device), ys.to(device), xt.to(device)
+            xs, ys = xs.to(device), ys.to(device)
+            xt = xt.to(device) if xt is not None else None
         self.batches = PairedBatches(
             xs,
             ys,
-            xt if self.uses_target else None,
+            xt,
             config.batch_size,
             self.generator,
             max_batches=config.max_batches_per_epoch or None,
