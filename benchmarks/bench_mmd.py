@@ -1,6 +1,6 @@
-"""Cost of the MMD transfer loss in a DeepMerge DA step, and backbone throughput (CPU).
+"""Cost of the MMD transfer loss in a DeepMerge DA step, and backbone throughput.
 
-Run: ``.venv/bin/python benchmarks/bench_mmd.py [--steps 20]``
+Run: ``.venv/bin/python benchmarks/bench_mmd.py [--steps 20] [--device cuda]``
 
 A DA step = forward of 128 source + 128 target images, cross-entropy on the source,
 (+ λ·MMD on the features), backward, Adam step. Steps with and without the transfer loss are
@@ -21,17 +21,20 @@ from models import create_classifier
 from training.config import default_config
 from training.losses import create_transfer_loss
 
+DEVICE = torch.device("cpu")
+
 
 def make_step(backbone: str, method: str, batch: int, target: bool, **cfg_kw) -> Callable[[], None]:
     torch.manual_seed(0)
     cfg = default_config(method, backbone).replace(**cfg_kw)
-    model = create_classifier(backbone, bottleneck_dim=cfg.bottleneck_dim)
-    tl = create_transfer_loss(cfg, model.feature_dim)
+    model = create_classifier(backbone, bottleneck_dim=cfg.bottleneck_dim).to(DEVICE)
+    tl = create_transfer_loss(cfg, model.feature_dim).to(DEVICE)
     groups = [{"params": list(model.parameters()), "lr": cfg.lr}]
     groups += tl.parameter_groups(cfg.lr, cfg.dc_lr_mult)
     opt = torch.optim.Adam(groups)
-    xs, ys = torch.randn(batch, 3, 75, 75), torch.randint(0, 2, (batch,))
-    xt = torch.randn(batch, 3, 75, 75) + 0.1
+    xs = torch.randn(batch, 3, 75, 75, device=DEVICE)
+    ys = torch.randint(0, 2, (batch,), device=DEVICE)
+    xt = torch.randn(batch, 3, 75, 75, device=DEVICE) + 0.1
 
     def step() -> None:
         opt.zero_grad(set_to_none=True)
@@ -47,8 +50,12 @@ def make_step(backbone: str, method: str, batch: int, target: bool, **cfg_kw) ->
 
 
 def timed(fn: Callable[[], None]) -> float:
+    if DEVICE.type == "cuda":
+        torch.cuda.synchronize()
     t = time.perf_counter()
     fn()
+    if DEVICE.type == "cuda":
+        torch.cuda.synchronize()
     return time.perf_counter() - t
 
 
@@ -68,18 +75,24 @@ def interleaved(
 
 def mmd_alone(n: int, dim: int, steps: int, **cfg_kw) -> tuple[float, float]:
     cfg = default_config("mmd").replace(**cfg_kw)
-    tl = create_transfer_loss(cfg, dim)
-    fs = torch.randn(n, dim, requires_grad=True)
-    ft = torch.randn(n, dim) + 0.1
+    tl = create_transfer_loss(cfg, dim).to(DEVICE)
+    fs = torch.randn(n, dim, device=DEVICE, requires_grad=True)
+    ft = torch.randn(n, dim, device=DEVICE) + 0.1
     return interleaved({"mmd": lambda: tl(fs, ft).backward()}, steps)["mmd"]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
+    parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
-    torch.set_num_threads(2)
-    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, {args.steps} steps")
+    global DEVICE
+    DEVICE = torch.device(args.device)
+    torch.set_num_threads(args.threads)
+    name = torch.cuda.get_device_name(DEVICE) if DEVICE.type == "cuda" else "cpu"
+    print(f"torch {torch.__version__}, device {name}, threads {torch.get_num_threads()}, "
+          f"{args.steps} steps")
     print("times: median (min) — the min is less sensitive to other processes' load")
 
     da = interleaved(

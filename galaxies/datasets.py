@@ -198,7 +198,10 @@ class PairedBatches:
         parts = []
         while k > 0:
             if self._target_pos == len(self._target_order):
-                self._target_order = torch.randperm(len(self.target_x), generator=self.generator)
+                # Drawn on the CPU generator (same batches on every device), moved once per
+                # permutation: per-batch host-to-device index copies would block on the GPU.
+                order = torch.randperm(len(self.target_x), generator=self.generator)
+                self._target_order = order.to(self.target_x.device)
                 self._target_pos = 0
             take = min(k, len(self._target_order) - self._target_pos)
             parts.append(self._target_order[self._target_pos : self._target_pos + take])
@@ -213,5 +216,5 @@ class PairedBatches:
             idx = order[b * self.batch_size : (b + 1) * self.batch_size]
             target = None
             if self.target_x is not None:
-                target = self.target_x[self._target_indices(len(idx)).to(self.target_x.device)]
+                target = self.target_x[self._target_indices(len(idx))]
             yield self.source_x[idx], self.source_y[idx.to(self.source_y.device)], target
