@@ -7,9 +7,14 @@ the 75 x 75 pixel grid, so one scene gives one [3, 75, 75] image.
 
 Physics, deliberately simple and stated here so that the knobs below make sense:
 
-* Galaxies at z = 2 are faint and small: the total F160W magnitude of a system (one galaxy,
-  or the sum of a merging pair) is uniform in ``SYSTEM_MAG_RANGE`` (22.5-25.5 AB), half-light
-  radii are log-normal around 0.2 arcsec (about 1.7 kpc at z = 2).
+* Galaxies at z = 2 are small: the total F160W magnitude of a system (one galaxy, or the sum
+  of a merging pair) is uniform in ``SYSTEM_MAG_RANGE`` (20.0-23.0 AB: massive galaxies, as in
+  the seed paper's sample, whose every galaxy is seen in its noisy images), half-light radii
+  are log-normal around 0.2 arcsec (about 1.7 kpc at z = 2). With the default target noise
+  (SB_lim = 25, ``galaxies.simulate``) the brightest F160W pixel of the median galaxy is at
+  S/N ~ 5 (10th-90th percentile 1.5-17; F356W: 15, 4.5-59): bodies stay visible while tidal
+  light sinks into the noise. Generator v2 used 22.5-25.5 AB, which put the median galaxy's
+  brightest pixel at S/N 0.5, i.e. most target galaxies were undetectable.
 * A galaxy is a Sersic bulge (n on the grid ``BULGE_N_GRID``; bulge-to-total uniform in
   ``BULGE_FRACTION_RANGE``) plus a disk (n on ``DISK_N_GRID``, inclined: axis ratio 0.25-1)
   plus star-forming clumps (small Gaussians). Sersic indices come from a fixed grid because
@@ -27,7 +32,13 @@ Physics, deliberately simple and stated here so that the knobs below make sense:
   area), so sky noise at SB_lim = 25 buries much of it.
 * Non-mergers: one galaxy, sometimes with faint symmetric spiral arms (which look like tidal
   arcs in a single image), clumps, and with probability ``NEIGHBOUR_PROB`` a faint unrelated
-  neighbour (chance projection), so that "two blobs" is not the label by itself.
+  neighbour (chance projection), so that "two blobs" is not the label by itself. With
+  probability ``MINOR_INTERACTION_PROB`` a non-merger has a *minor* interaction: a companion
+  below the major-merger cut (flux ratio ``MINOR_FLUX_RATIO_RANGE``) with tidal tails of its
+  own, and faint tidal debris around the primary. The label is a major-merger label, as in
+  simulation merger catalogues with a mass-ratio cut, so faint tidal features alone do not
+  make a merger; the label rests on the bright structure (companion brightness and distance,
+  distorted, lopsided bodies), which survives the target noise.
 """
 
 from __future__ import annotations
@@ -50,7 +61,7 @@ PSF_MODELS: tuple[tuple[str, float, float | None], ...] = (
 )
 GSPARAMS = galsim.GSParams(folding_threshold=1e-2, maxk_threshold=2e-3)
 
-SYSTEM_MAG_RANGE = (22.5, 25.5)  # total F160W AB magnitude of the whole system
+SYSTEM_MAG_RANGE = (20.0, 23.0)  # total F160W AB magnitude of the whole system
 HLR_MEDIAN_ARCSEC = 0.2
 HLR_LOG_SIGMA = 0.35
 HLR_RANGE_ARCSEC = (0.07, 0.5)
@@ -75,6 +86,12 @@ SPIRAL_ARM_PROB = 0.35
 NEIGHBOUR_PROB = 0.25
 NEIGHBOUR_MAG_OFFSET = (1.5, 4.0)  # fainter than the galaxy by this many magnitudes
 NEIGHBOUR_DISTANCE_ARCSEC = (0.6, 1.3)
+# Minor interactions among non-mergers: the merger label is a *major*-merger cut (here: flux
+# ratio <= FLUX_RATIO_RANGE[1]), so a galaxy with a minor companion below the cut, and the
+# faint tidal debris that companion raises, is a non-merger. Faint tidal features are then
+# not exclusive to mergers.
+MINOR_INTERACTION_PROB = 0.5
+MINOR_FLUX_RATIO_RANGE = (8.0, 30.0)  # primary / companion, log-uniform
 
 
 class Component(NamedTuple):
@@ -279,4 +296,29 @@ def nonmerger(rng: np.random.Generator) -> list[Component]:
         f_nb = mag_to_flux(mag + rng.uniform(*NEIGHBOUR_MAG_OFFSET))
         where = (centre[0] + d * math.cos(a), centre[1] + d * math.sin(a))
         scene += galaxy(rng, f_nb, where, _sample_hlr(rng, 0.6))
+    if rng.random() < MINOR_INTERACTION_PROB:
+        scene += minor_interaction(rng, f_total, centre, hlr)
+    return scene
+
+
+def minor_interaction(
+    rng: np.random.Generator, f_primary: float, centre: tuple[float, float], hlr: float
+) -> list[Component]:
+    """A minor companion (below the major-merger cut) and the tidal debris it raises.
+
+    The companion (flux ``f_primary / ratio``, ratio log-uniform in
+    ``MINOR_FLUX_RATIO_RANGE``) is disturbed and has its own tails; the primary gets faint
+    tails holding a further ``TAIL_FRACTION_RANGE`` share of its flux, and keeps its
+    undisturbed body.
+    """
+    ratio = math.exp(rng.uniform(*np.log(MINOR_FLUX_RATIO_RANGE)))
+    f_comp = f_primary / ratio
+    sep, pa = rng.uniform(*SEPARATION_RANGE), rng.uniform(0.0, 2.0 * math.pi)
+    where = (centre[0] + sep * math.cos(pa), centre[1] + sep * math.sin(pa))
+    hlr_comp = _sample_hlr(rng, ratio**-0.3)
+    tail_comp = rng.uniform(*TAIL_FRACTION_RANGE)
+    scene = galaxy(rng, f_comp * (1.0 - tail_comp), where, hlr_comp, disturbance=1.0,
+                   towards=pa + math.pi)
+    scene += _tails(rng, f_comp * tail_comp, where, hlr_comp, pa + math.pi)
+    scene += _tails(rng, f_primary * rng.uniform(*TAIL_FRACTION_RANGE), centre, hlr, pa)
     return scene

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from galaxies import morphology
 from galaxies.schema import DATASET_DTYPES, IMAGE_SHAPE, SPLITS, load_domain_arrays
 from galaxies.simulate import AUGMENTATIONS, noise_sigma, simulate
 
@@ -198,3 +199,28 @@ def test_plot_examples(tmp_path, tiny):
     paths = simulate(tmp_path, 15, 3, seed=1, workers=1, progress=False)
     png = plot_examples(paths["source"].parent, tmp_path / "ex.png", n_per_class=2)
     assert png.stat().st_size > 1000
+
+
+def test_minor_interactions_add_a_companion_to_some_non_mergers(monkeypatch):
+    """A minor interaction is appended after the galaxy's own draws: with it switched off
+    the scene is the same galaxy minus the companion and debris; the default puts one in
+    about half of the non-mergers, with a companion below the major-merger flux cut."""
+    seed = np.random.SeedSequence(5)
+    monkeypatch.setattr(morphology, "MINOR_INTERACTION_PROB", 0.0)
+    plain = morphology.nonmerger(np.random.default_rng(seed))
+    monkeypatch.setattr(morphology, "MINOR_INTERACTION_PROB", 1.0)
+    minor = morphology.nonmerger(np.random.default_rng(seed))
+    assert len(minor) > len(plain)
+    for a, b in zip(plain, minor[: len(plain)], strict=True):
+        np.testing.assert_array_equal(a.flux, b.flux)
+    added_f160 = sum(c.flux[2] for c in minor[len(plain):])
+    primary_f160 = sum(c.flux[2] for c in plain)
+    # companion (<= 1/8 of the primary) + tails of both: well below a major merger's share
+    assert 0 < added_f160 < primary_f160 * (1 / 8 + 0.2 + 0.2 / 8)
+    monkeypatch.undo()
+    assert morphology.MINOR_INTERACTION_PROB == 0.5
+    counts = [len(morphology.nonmerger(np.random.default_rng(k))) for k in range(200)]
+    monkeypatch.setattr(morphology, "MINOR_INTERACTION_PROB", 0.0)
+    base = [len(morphology.nonmerger(np.random.default_rng(k))) for k in range(200)]
+    share = np.mean(np.array(counts) > np.array(base))
+    assert 0.38 < share < 0.62
