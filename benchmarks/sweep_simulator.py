@@ -1,9 +1,9 @@
 r"""How the paper's effect depends on the simulator: variants x brightness x methods.
 
 For each *variant* (a set of ``galaxies.morphology`` constants on top of the current
-defaults) the source images are rendered once; for each *brightness* offset Δ a target is
-made with the sky noise of SB_lim = 25 + Δ, which after the source-statistics normalisation
-is the same as making every galaxy Δ mag brighter at SB_lim = 25 (images are linear in flux).
+defaults) and each *brightness* offset Δ, a benchmark is simulated with the sky noise of
+SB_lim = 25 + Δ, which after the source-statistics normalisation is the same as making
+every galaxy Δ mag brighter at SB_lim = 25 (images are linear in flux).
 Then one full trial per method runs on each (``training/train.py``, the problems' default
 configurations plus ``--set`` items), several at a time, and a table of source / target test
 accuracy is printed. This is how the generator-v3 defaults were chosen
@@ -14,21 +14,16 @@ Example (the v3 choice against v2, on a GPU machine)::
 
     python benchmarks/sweep_simulator.py --out /tmp/sweep --variants v2 default \
         --brighter 0 1 2.5 --parallel 4
-
-The target noise here is drawn from one vectorised generator per target, not from
-``galaxies.simulate``'s per-row streams: statistically the same, not byte-identical.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing
 import os
 import subprocess
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -52,40 +47,22 @@ def cell_dir(root: Path, variant: str, brighter: float) -> Path:
 
 def make_data(variant: str, brighter: list[float], root: Path, workers: int, n_mergers: int,
               n_nonmergers: int, seed: int) -> None:
-    """Render ``variant``'s source once and write one target per brightness offset."""
-    import numpy as np
+    """Simulate one benchmark per brightness offset with ``variant``'s morphology constants.
 
+    Runs in its own process (``--make-data``): the constants are patched on the module, and
+    ``galaxies.simulate.simulate`` (forked workers) renders with them, so each folder is
+    exactly what ``galaxies/simulate.py --limiting-sb 25+Δ`` would write for that variant.
+    """
     from galaxies import morphology
-    from galaxies import simulate as sim
-    from galaxies.schema import IMAGE_SHAPE, DomainData, domain_paths, write_domain
+    from galaxies.simulate import simulate
 
     for key, value in VARIANTS[variant].items():
         setattr(morphology, key, value)
-    layout = sim._Layout(n_mergers, n_nonmergers, seed)
-    images = np.empty((layout.n_rows, *IMAGE_SHAPE), dtype=np.float32)
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
-        sim._render_into(images, layout, seed, sim.STREAM_GALAXIES, pool, False, "source")
-    source_attrs = sim._attrs("source", seed, layout, 0.0, BASE_SB, False)
-    source_attrs["sweep_variant"] = json.dumps(VARIANTS[variant])
-    first = None
     for delta in brighter:
         folder = cell_dir(root, variant, delta)
-        folder.mkdir(parents=True, exist_ok=True)
-        paths = domain_paths(folder)
-        if first is None:
-            write_domain(paths["source"], DomainData(images, layout.labels, layout.galaxy_id,
-                                                     layout.split, source_attrs))
-            first = paths["source"]
-        elif not paths["source"].exists():
-            os.link(first, paths["source"])
-        sigma = sim.noise_sigma(BASE_SB + delta)
-        rng = np.random.default_rng([seed, round(100 * delta)])
-        noisy = images + sigma * rng.standard_normal(images.shape, dtype=np.float32)
-        attrs = sim._attrs("target", seed, layout, sigma, BASE_SB + delta, False)
-        write_domain(paths["target"], DomainData(noisy, layout.labels, layout.galaxy_id,
-                                                 layout.split, attrs))
-        del noisy
-        (folder / "READY").write_text("ok\n")
+        simulate(folder, n_mergers, n_nonmergers, seed, workers, BASE_SB + delta,
+                 progress=False)
+        (folder / "READY").write_text(json.dumps(VARIANTS[variant]) + "\n")
         print(f"[data] {folder.name} ready", flush=True)
 
 

@@ -8,13 +8,14 @@ the 75 x 75 pixel grid, so one scene gives one [3, 75, 75] image.
 Physics, deliberately simple and stated here so that the knobs below make sense:
 
 * Galaxies at z = 2 are small: the total F160W magnitude of a system (one galaxy, or the sum
-  of a merging pair) is uniform in ``SYSTEM_MAG_RANGE`` (20.0-23.0 AB: massive galaxies, as in
-  the seed paper's sample, whose every galaxy is seen in its noisy images), half-light radii
-  are log-normal around 0.2 arcsec (about 1.7 kpc at z = 2). With the default target noise
-  (SB_lim = 25, ``galaxies.simulate``) the brightest F160W pixel of the median galaxy is at
-  S/N ~ 5 (10th-90th percentile 1.5-17; F356W: 15, 4.5-59): bodies stay visible while tidal
-  light sinks into the noise. Generator v2 used 22.5-25.5 AB, which put the median galaxy's
-  brightest pixel at S/N 0.5, i.e. most target galaxies were undetectable.
+  of a merging pair) is uniform in ``SYSTEM_MAG_RANGE`` (20.0-23.0 AB: massive galaxies,
+  bright enough that their bodies stay visible in the noisy target, as in the seed paper's
+  noisy images), half-light radii are log-normal around 0.2 arcsec (about 1.7 kpc at
+  z = 2). With the default target noise (SB_lim = 25, ``galaxies.simulate``) the brightest
+  F160W pixel of the median galaxy is at S/N ~ 5 (10th-90th percentile 1.5-17; F356W: 15,
+  4.5-59): bodies stay visible while tidal light sinks into the noise. Generator v2 used
+  22.5-25.5 AB, which put the median galaxy's brightest pixel at S/N 0.5, i.e. most target
+  galaxies were undetectable.
 * A galaxy is a Sersic bulge (n on the grid ``BULGE_N_GRID``; bulge-to-total uniform in
   ``BULGE_FRACTION_RANGE``) plus a disk (n on ``DISK_N_GRID``, inclined: axis ratio 0.25-1)
   plus star-forming clumps (small Gaussians). Sersic indices come from a fixed grid because
