@@ -1,5 +1,7 @@
 """galaxy-da analysis: search and seed-study records -> pandas tables and matplotlib figures.
 
+Analysis only reads records (it never trains or reruns a model).
+
 Modules (the notebooks in ``analysis/notebooks`` only call these):
 
 - :mod:`analysis.load`: search log folders and seed studies -> one tidy DataFrame, one row
@@ -9,7 +11,7 @@ Modules (the notebooks in ``analysis/notebooks`` only call these):
 - :mod:`analysis.tables`: Table 1, all metrics, best configurations, seed statistics, Markdown.
 - :mod:`analysis.figures`: Figure 1 (metric bars + ROC), search progress, search space, seeds.
 - :mod:`analysis.report`: CLI ``python analysis/report.py --runs DIR... --out DIR``.
-- :mod:`analysis.seeds`: CLI ``python analysis/seeds.py`` (seed robustness study).
+- :mod:`analysis.compare`: CLI ``python analysis/compare.py A B`` (paired comparison).
 - :mod:`analysis.reproduce`: CLI ``python analysis/reproduce.py --profile cpu|full|tiny``.
 
 Example::

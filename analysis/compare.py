@@ -4,10 +4,10 @@ Example (is MMD's source accuracy lower than no-DA's?)::
 
     python analysis/compare.py runs/paper_effect/none_deepmerge runs/paper_effect/mmd_deepmerge
 
-Both trial folders need ``record.json`` (status ``ok``) and ``checkpoint.pt``. The best
-weights are reloaded and run again on the source and target *test* splits of the data the
-trial recorded (``--data`` to point elsewhere, e.g. after moving the benchmark), and each
-test image is scored correct or not for both models. For each domain it prints:
+Both trial folders need ``record.json`` (status ``ok``) and ``predictions.npz`` (the
+per-image predictions every trial writes beside its record): nothing is rerun. Both trials must
+have been scored on the same test images (same ``galaxy_id`` and labels). For each domain it
+prints:
 
 - the two accuracies and their difference Δ = acc(B) - acc(A);
 - a 95 % confidence interval of Δ from a *paired cluster bootstrap*: galaxies (``galaxy_id``)
@@ -19,8 +19,7 @@ test image is scored correct or not for both models. For each domain it prints:
 
 Δ's interval is what answers "without losing accuracy": an interval that reaches below
 zero by more than the loss one is ready to call equal means the data cannot rule that loss
-out. Accuracies that differ from the records' (other than by ties at p = 0.5 on another
-device or thread count) are reported as a warning.
+out.
 
 Exit status: 0 done; 2 bad input (missing or failed trial, checkpoint, data).
 """
@@ -28,27 +27,18 @@ Exit status: 0 done; 2 bad input (missing or failed trial, checkpoint, data).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 from scipy.stats import binomtest
 
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
-
-from galaxies.datasets import Benchmark, load_benchmark, split_tensors  # noqa: E402
-from galaxies.schema import SPLITS  # noqa: E402
-from training.config import TrainConfig  # noqa: E402
-from training.evaluate import predict  # noqa: E402
-from training.loop import build_model  # noqa: E402
+from training.record import portable_path, read_record
 
 DOMAINS = ("source", "target")
+PREDICTIONS = "predictions.npz"
 
 
 class CompareError(ValueError):
@@ -57,47 +47,46 @@ class CompareError(ValueError):
 
 @dataclass
 class Trial:
-    """A finished trial: its folder, record and model with the best weights loaded."""
+    """A finished trial: its folder, record and per-image test predictions."""
 
     path: Path
     record: dict
-    model: torch.nn.Module
+    predictions: dict[str, np.ndarray]
 
 
 def load_trial(path: str | Path) -> Trial:
-    """Read a trial folder (record and checkpoint); ``CompareError`` if it is unusable."""
+    """Read a trial folder (record and predictions); ``CompareError`` if it is unusable."""
     path = Path(path)
-    record_path, checkpoint_path = path / "record.json", path / "checkpoint.pt"
+    record_path, predictions_path = path / "record.json", path / PREDICTIONS
     if not record_path.is_file():
         raise CompareError(f"{record_path} is missing. Fix: pass a trial folder written by "
-                           "training/train.py (it holds record.json and checkpoint.pt)")
-    try:
-        record = json.loads(record_path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise CompareError(f"{record_path} is not a readable JSON record ({exc}). Fix: rerun "
-                           "the trial") from exc
+                           "training/train.py (it holds record.json and predictions.npz)")
+    record = read_record(path)
+    if record is None:
+        raise CompareError(f"{record_path} is not a readable JSON record. Fix: rerun the trial")
     if record.get("status") != "ok":
         raise CompareError(f"{path}: the trial's status is {record.get('status')!r}, not 'ok' "
                            f"({record.get('error')}). Fix: compare finished trials only")
-    if not checkpoint_path.is_file():
-        raise CompareError(f"{checkpoint_path} is missing. Fix: rerun the trial (the checkpoint "
-                           "is written beside record.json)")
+    if not predictions_path.is_file():
+        raise CompareError(f"{predictions_path} is missing (trials written before predictions "
+                           "were stored lack it). Fix: rerun the trial")
     try:
-        checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
-        config = TrainConfig.from_dict(checkpoint["config"])
-        model = build_model(config)
-        model.load_state_dict(checkpoint["model"])
-    except Exception as exc:  # noqa: BLE001 - any unreadable checkpoint is one input error
-        raise CompareError(f"{checkpoint_path} cannot be loaded ({type(exc).__name__}: {exc}). "
+        with np.load(predictions_path) as archive:
+            predictions = {key: archive[key] for key in archive.files}
+        for domain in DOMAINS:
+            for part in ("p_merger", "label", "galaxy_id"):
+                predictions[f"{domain}_test_{part}"]  # noqa: B018 - presence check
+    except (OSError, ValueError, KeyError) as exc:
+        raise CompareError(f"{predictions_path} cannot be read ({type(exc).__name__}: {exc}). "
                            "Fix: rerun the trial") from exc
-    return Trial(path, record, model.eval())
+    return Trial(path, record, predictions)
 
 
-def correctness(trial: Trial, bench: Benchmark, domain: str) -> np.ndarray:
-    """Whether the trial's model classifies each test image of ``domain`` correctly (bool [N])."""
-    images, labels = split_tensors(getattr(bench, domain), "test", bench.stats)
-    pred = predict(trial.model, images, None, torch.device("cpu"))
-    return (pred.prob_merger >= 0.5) == labels.numpy().astype(bool)
+def correctness(trial: Trial, domain: str) -> np.ndarray:
+    """Whether the trial's model classified each test image of ``domain`` correctly (bool [N])."""
+    p = trial.predictions[f"{domain}_test_p_merger"]
+    labels = trial.predictions[f"{domain}_test_label"].astype(bool)
+    return (p >= 0.5) == labels
 
 
 def paired_difference(
@@ -141,39 +130,27 @@ def paired_difference(
     }
 
 
-def compare(
-    path_a: str | Path, path_b: str | Path, data: str | Path | None = None, n_boot: int = 2000,
-    seed: int = 0,
-) -> pd.DataFrame:
-    """One row per domain (source, target test) comparing trial B against trial A."""
+def compare(path_a: str | Path, path_b: str | Path, n_boot: int = 2000, seed: int = 0
+            ) -> pd.DataFrame:
+    """One row per domain (source, target test) comparing trial B against trial A.
+
+    Raises:
+        CompareError: a trial is unusable, or the two were scored on different test images.
+    """
     trial_a, trial_b = load_trial(path_a), load_trial(path_b)
-    dirs = {Path(t.record["data"]["dir"]).resolve() for t in (trial_a, trial_b)}
-    if data is None and len(dirs) > 1:
-        raise CompareError(f"the trials were trained on different data ({sorted(map(str, dirs))})"
-                           ". Fix: compare trials of one benchmark, or pass --data")
-    data_dir = Path(data) if data is not None else dirs.pop()
-    try:
-        bench = load_benchmark(data_dir)
-    except (OSError, ValueError) as exc:
-        raise CompareError(f"cannot load the test data from {data_dir}: {exc}. Fix: pass "
-                           "--data with the benchmark the trials were trained on") from exc
-    rows, warnings = [], []
+    rows = []
     for domain in DOMAINS:
-        data_split = getattr(bench, domain)
-        groups = data_split.galaxy_id[data_split.split == SPLITS["test"]]
-        correct = {}
-        for name, trial in (("A", trial_a), ("B", trial_b)):
-            correct[name] = correctness(trial, bench, domain)
-            recorded = trial.record["metrics"][f"{domain}_test"]["accuracy"]
-            if abs(correct[name].mean() - recorded) > 2.0 / len(correct[name]):
-                warnings.append(f"{trial.path}: recomputed {domain} test accuracy "
-                                f"{correct[name].mean():.4f} differs from the record's "
-                                f"{recorded:.4f} (other data?)")
-        row = paired_difference(correct["A"], correct["B"], groups, n_boot, seed)
+        for part in ("galaxy_id", "label"):
+            key = f"{domain}_test_{part}"
+            if not np.array_equal(trial_a.predictions[key], trial_b.predictions[key]):
+                raise CompareError(f"the trials were scored on different {domain} test images "
+                                   f"({key} differs). Fix: compare trials of one benchmark")
+        groups = trial_a.predictions[f"{domain}_test_galaxy_id"]
+        row = paired_difference(correctness(trial_a, domain), correctness(trial_b, domain),
+                                groups, n_boot, seed)
         rows.append({"domain": domain, **row})
     table = pd.DataFrame(rows).set_index("domain")
-    table.attrs["warnings"] = warnings
-    table.attrs["a"], table.attrs["b"] = str(trial_a.path), str(trial_b.path)
+    table.attrs["a"], table.attrs["b"] = portable_path(trial_a.path), portable_path(trial_b.path)
     return table
 
 
@@ -188,7 +165,6 @@ def format_table(table: pd.DataFrame) -> str:
             f"only A right {int(r.only_a)}, only B right {int(r.only_b)}, McNemar p "
             f"{r.mcnemar_p:.2g}  ({int(r.n_images)} images, {int(r.n_galaxies)} galaxies)"
         )
-    lines += [f"warning: {w}" for w in table.attrs.get("warnings", [])]
     return "\n".join(lines)
 
 
@@ -197,7 +173,6 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("a", help="trial folder A (the reference, e.g. no-DA)")
     parser.add_argument("b", help="trial folder B (e.g. a DA method)")
-    parser.add_argument("--data", default=None, help="benchmark folder (default: the trials')")
     parser.add_argument("--bootstrap", type=int, default=2000, help="resamples (default 2000)")
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
     parser.add_argument("--json", default=None, help="also write the table to this JSON file")
@@ -206,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--bootstrap {args.bootstrap} is too few for a 95 % interval. Fix: use "
                      ">= 100 (default 2000)")
     try:
-        table = compare(args.a, args.b, args.data, args.bootstrap, args.seed)
+        table = compare(args.a, args.b, args.bootstrap, args.seed)
     except CompareError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

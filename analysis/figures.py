@@ -1,7 +1,8 @@
 """Figures from the tidy trial frame (:mod:`analysis.load`), drawn with matplotlib's Agg canvas.
 
 - :func:`figure1`: the paper's Figure 1 for one backbone — left, bars of accuracy, precision,
-  recall, F1, Brier score and AUC on the test sets for no-DA / MMD / adversarial, source
+  recall, F1, Brier score and AUC on the test sets for every method with a result (labels
+  and colours from the method specs), source
   hatched and target solid, each pair labelled ``target (source)``; right, ROC curves of the
   same models (from each trial's ``roc.json``), source dashed and target solid, AUC in the
   legend. The models are those of :func:`analysis.selection.selected_trials`.
@@ -30,12 +31,17 @@ from matplotlib.ticker import MaxNLocator
 
 from analysis.load import load_roc
 from analysis.selection import DEFAULT_STRATEGY, Strategy, selected_trials
-from analysis.tables import BACKBONE_LABELS, METHOD_LABELS, METRIC_LABELS
+from analysis.tables import METRIC_LABELS, backbone_labels, method_labels
+from models.registry import UnknownNameError, get_backbone
 from training.metrics import METRIC_NAMES
-from training.naming import PROBLEM_BACKBONES
+from training.registry import method_specs
 
-METHOD_COLORS = {"none": "#4C72B0", "mmd": "#DD8452", "dann": "#55A868"}
 SOURCE_HATCH = "///"
+
+
+def method_colors() -> dict[str, str]:
+    """``{method: colour}`` of every registered method (from its spec)."""
+    return {spec.name: spec.color for spec in method_specs()}
 
 
 def new_figure(width: float, height: float, **kwargs) -> Figure:
@@ -57,7 +63,10 @@ def save_figure(figure: Figure, out_base: str | os.PathLike) -> list[Path]:
 
 def _backbone(name: str) -> str:
     """``resnet`` (problem suffix) or ``resnet18`` -> ``resnet18``."""
-    return PROBLEM_BACKBONES.get(name, name)
+    try:
+        return get_backbone(name).name
+    except UnknownNameError:
+        return name
 
 
 def _label(value: float) -> str:
@@ -71,17 +80,16 @@ def figure1(frame: pd.DataFrame, backbone: str,
     Methods without a selected trial are left out and named in the title as missing.
     """
     backbone = _backbone(backbone)
+    labels, colors = method_labels(), method_colors()
     selected = selected_trials(frame, strategy)
     selected = selected[selected["backbone"] == backbone].set_index("method")
-    methods = [m for m in METHOD_LABELS if m in selected.index]
+    methods = [m for m in labels if m in selected.index]
     figure = new_figure(15, 5.2)
     bars, roc = figure.subplots(1, 2, width_ratios=[2.3, 1])
-    width = 0.8 / (2 * len(METHOD_LABELS))
+    width = 0.8 / (2 * max(len(methods), 1))
     x = np.arange(len(METRIC_NAMES))
-    for j, method in enumerate(METHOD_LABELS):
-        if method not in methods:
-            continue
-        trial, color = selected.loc[method], METHOD_COLORS[method]
+    for j, method in enumerate(methods):
+        trial, color = selected.loc[method], colors[method]
         values = {d: np.array([trial[f"{d}_test_{m}"] for m in METRIC_NAMES], dtype=float)
                   for d in ("source", "target")}
         left = x - 0.4 + 2 * j * width + width / 2
@@ -99,22 +107,23 @@ def figure1(frame: pd.DataFrame, backbone: str,
     bars.set_yticks(np.linspace(0, 1, 6))
     bars.set_ylabel("test score")
     bars.grid(axis="y", alpha=0.3)
-    handles = [Patch(color=METHOD_COLORS[m], label=METHOD_LABELS[m]) for m in methods]
+    handles = [Patch(color=colors[m], label=labels[m]) for m in methods]
     handles += [Patch(facecolor="white", edgecolor="0.3", hatch=SOURCE_HATCH, label="source"),
                 Patch(color="0.3", label="target")]
     bars.legend(handles=handles, loc="upper center", ncol=len(handles), fontsize=8,
                 frameon=False)
-    missing = [METHOD_LABELS[m] for m in METHOD_LABELS if m not in methods]
+    missing = [labels[m] for m in labels if m not in methods]
     if not methods:
         bars.text(0.5, 0.5, "no results", transform=bars.transAxes, ha="center", fontsize=14,
                   color="0.5")
-    title = f"{BACKBONE_LABELS.get(backbone, backbone)}: test metrics, labels target (source)"
+    title = f"{backbone_labels().get(backbone, backbone)}: test metrics, labels target (source)"
     bars.set_title(title + (f"; missing: {', '.join(missing)}" if missing else ""), fontsize=10)
-    _roc_panel(roc, selected, methods)
+    _roc_panel(roc, selected, methods, labels, colors)
     return figure
 
 
-def _roc_panel(ax, selected: pd.DataFrame, methods: list[str]) -> None:
+def _roc_panel(ax, selected: pd.DataFrame, methods: list[str], labels: dict[str, str],
+               colors: dict[str, str]) -> None:
     """ROC curves of the selected trials: source dashed, target solid, AUC in the legend."""
     ax.plot([0, 1], [0, 1], color="0.6", linestyle=":", linewidth=1)
     for method in methods:
@@ -125,8 +134,8 @@ def _roc_panel(ax, selected: pd.DataFrame, methods: list[str]) -> None:
             if not curve:
                 continue
             auc = trial[f"{domain}_test_auc"]
-            ax.plot(curve["fpr"], curve["tpr"], linestyle=style, color=METHOD_COLORS[method],
-                    label=f"{METHOD_LABELS[method]} {domain} (AUC {_label(auc)})")
+            ax.plot(curve["fpr"], curve["tpr"], linestyle=style, color=colors[method],
+                    label=f"{labels[method]} {domain} (AUC {_label(auc)})")
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1.01)
     ax.set_aspect("equal")
@@ -225,7 +234,7 @@ def seeds_figure(frame: pd.DataFrame) -> Figure:
     ax = figure.subplots()
     for i, problem in enumerate(problems):
         rows = seeds[seeds["problem"] == problem]
-        color = METHOD_COLORS.get(rows["method"].iloc[0], "0.3")
+        color = method_colors().get(rows["method"].iloc[0], "0.3")
         for offset, domain, face in ((-0.15, "source", "white"), (0.15, "target", color)):
             values = rows[f"{domain}_test_accuracy"].to_numpy(dtype=float)
             ax.scatter(np.full(len(values), i + offset), values, facecolor=face, edgecolor=color,

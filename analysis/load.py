@@ -4,7 +4,7 @@ Inputs (never rerun, only read):
 
 - a search log folder (:mod:`search.logdir`): DeepHyper's ``results.csv``,
   ``trials/<job_id>/record.json``, ``search.json``;
-- a seed study (:mod:`analysis.seeds`): ``seeds.json`` and ``seed_<S>/record.json``.
+- a seed study (:mod:`search.seeds`): ``seeds.json`` and ``seed_<S>/record.json``.
 
 Columns of the frame (``TRIAL_COLUMNS`` first, then the rest):
 
@@ -25,7 +25,6 @@ whose folder exists but has no row in ``results.csv`` was running when the drive
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -37,10 +36,10 @@ import pandas as pd
 from search.logdir import RESULTS, SEARCH_JSON
 from training.config import TrainConfig
 from training.metrics import METRIC_NAMES
+from training.record import REPO_ROOT, SPLIT_KEYS, read_json, read_record
 
 SEEDS_JSON = "seeds.json"
-REPO_ROOT = Path(__file__).resolve().parents[1]
-SPLITS = ("source_val", "target_val", "source_test", "target_test")
+SPLITS = SPLIT_KEYS
 DIAGNOSTICS = ("source_val_loss", "feature_mmd_val", "target_val_entropy")
 METRIC_COLUMNS = tuple(f"{split}_{metric}" for split in SPLITS for metric in METRIC_NAMES)
 TRIAL_COLUMNS = (
@@ -93,14 +92,6 @@ def discover(paths: Iterable[str | os.PathLike]) -> Runs:
     return runs
 
 
-def read_json(path: str | os.PathLike) -> dict[str, Any] | None:
-    """A JSON file as a dict (``None`` if it is missing or unreadable)."""
-    try:
-        return json.loads(Path(path).read_text())
-    except (OSError, ValueError):
-        return None
-
-
 def record_row(record: dict[str, Any] | None) -> dict[str, Any]:
     """The record's columns: identity, status, ``p:`` config, metrics, diagnostics, timings."""
     if record is None:
@@ -150,7 +141,7 @@ def load_search(log_dir: str | os.PathLike) -> pd.DataFrame:
     except pd.errors.EmptyDataError:  # created, no trial finished yet
         results = pd.DataFrame(columns=["job_id", "objective"])
     meta = read_json(log_dir / SEARCH_JSON) or {}
-    objective_name = (meta.get("args") or {}).get("objective")
+    objective_name = meta.get("objective") or (meta.get("args") or {}).get("objective")
     rows = []
     for _, result in results.iterrows():
         job_id = int(result["job_id"])
@@ -161,7 +152,7 @@ def load_search(log_dir: str | os.PathLike) -> pd.DataFrame:
                "problem": meta.get("problem"), "method": meta.get("method"),
                "backbone": meta.get("backbone")}
         row.update({k: v for k, v in result.items() if str(k).startswith("p:")})
-        row.update({k: v for k, v in record_row(read_json(trial_dir / "record.json")).items()
+        row.update({k: v for k, v in record_row(read_record(trial_dir)).items()
                     if v is not None or k not in row})
         failure = result.get("m:failure")
         row["failure"] = failure if isinstance(failure, str) and failure else None
@@ -179,7 +170,7 @@ def load_search(log_dir: str | os.PathLike) -> pd.DataFrame:
                    "trial_dir": str(trial_dir), "objective_name": objective_name,
                    "problem": meta.get("problem"), "method": meta.get("method"),
                    "backbone": meta.get("backbone"),
-                   **record_row(read_json(trial_dir / "record.json"))}
+                   **record_row(read_record(trial_dir))}
             row.update(status="interrupted", objective=float("nan"),
                        error="no row in results.csv: the search driver stopped during this trial")
             rows.append(row)
@@ -199,7 +190,7 @@ def load_seed_study(seed_dir: str | os.PathLike) -> pd.DataFrame:
     rows = []
     folders = [p for p in seed_dir.glob("seed_*") if p.is_dir() and p.name[5:].isdigit()]
     for folder in sorted(folders, key=lambda p: int(p.name[5:])):
-        record = read_json(folder / "record.json")
+        record = read_record(folder)
         row = {"source": "seeds", "run_dir": str(seed_dir), "trial_dir": str(folder),
                "problem": meta.get("problem"), "method": meta.get("method"),
                "backbone": meta.get("backbone"), "seed": int(folder.name[5:]),

@@ -16,8 +16,9 @@ or any parent of some. Writes into ``--out``:
 - ``figures/figure1_<backbone>.{png,pdf}``, ``figures/progress_<problem>.{png,pdf}``,
   ``figures/seeds.{png,pdf}``.
 
-Problems without results appear as ``—``. Exit status 0, or 2 when a ``--runs`` folder does
-not exist or holds no search and no seed study.
+Problems without results appear as ``—``. Paths in the report are relative to the repository
+(absolute only for runs outside it), so a committed report holds no machine's paths.
+Exit status 0, or 2 when a ``--runs`` folder does not exist or holds no search and no seed study.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ import pandas as pd
 from analysis import figures, tables
 from analysis.load import discover, load_runs, load_search
 from analysis.selection import DEFAULT_STRATEGY, STRATEGIES, get_strategy
+from training.record import portable_path, resolve_path
 
 
 @dataclass
@@ -53,6 +55,19 @@ class Report:
     tables: dict[str, pd.DataFrame] = field(default_factory=dict)
     files: list[Path] = field(default_factory=list)
     markdown: str = ""
+
+
+PATH_COLUMNS = ("run_dir", "trial_dir", "data_dir")
+
+
+def portable_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """A copy whose path columns are relative to the repository (absolute outside it)."""
+    frame = frame.copy()
+    for column in PATH_COLUMNS:
+        if column in frame:
+            frame[column] = [portable_path(resolve_path(p)) if isinstance(p, str) and p else p
+                             for p in frame[column]]
+    return frame
 
 
 def _rel(path: Path, out: Path) -> str:
@@ -77,7 +92,7 @@ def build_report(runs: Iterable[str | os.PathLike], out: str | os.PathLike,
     frame = load_runs(runs)
     report = Report(out, frame)
     out.mkdir(parents=True, exist_ok=True)
-    frame.to_csv(out / "trials.csv", index=False)
+    portable_frame(frame).to_csv(out / "trials.csv", index=False)
     report.files.append(out / "trials.csv")
 
     report.tables["table1"] = tables.table1(frame, strategy_obj)
@@ -88,9 +103,9 @@ def build_report(runs: Iterable[str | os.PathLike], out: str | os.PathLike,
                                        values=tables.metric_values(frame, strategy_obj))
     best = tables.best_configs(frame, strategy_obj)
     report.tables["best_configs"] = best
-    best.to_csv(out / "best_configs.csv", index=False)
+    portable_frame(best).to_csv(out / "best_configs.csv", index=False)
     (out / "best_configs.md").write_text(tables.to_markdown(
-        best.set_index("problem").T.rename_axis("field"), index=True))
+        portable_frame(best).set_index("problem").T.rename_axis("field"), index=True))
     report.files += [out / "best_configs.csv", out / "best_configs.md"]
     if found.seed_studies:
         report.tables["seeds"] = tables.seed_summary(frame)
@@ -98,12 +113,12 @@ def build_report(runs: Iterable[str | os.PathLike], out: str | os.PathLike,
                                            values=tables.seed_stats(frame))
 
     figure_links = []
-    for backbone in ("deepmerge", "resnet18"):
+    for backbone, label in tables.backbone_labels().items():
         if (best.loc[best["backbone"] == backbone, "status"] == "ok").any():
             paths = figures.save_figure(figures.figure1(frame, backbone, strategy_obj),
                                         fig_dir / f"figure1_{backbone}")
             report.files += paths
-            figure_links.append((f"Figure 1, {tables.BACKBONE_LABELS[backbone]}", paths[0]))
+            figure_links.append((f"Figure 1, {label}", paths[0]))
     names: dict[str, int] = {}
     for log_dir in found.searches:
         search = load_search(log_dir)
@@ -112,7 +127,8 @@ def build_report(runs: Iterable[str | os.PathLike], out: str | os.PathLike,
         stem = f"progress_{problem}" + (f"_{names[problem]}" if names[problem] > 1 else "")
         paths = figures.save_figure(figures.progress_figure(search), fig_dir / stem)
         report.files += paths
-        figure_links.append((f"search progress, {problem} ({log_dir})", paths[0]))
+        figure_links.append((f"search progress, {problem} ({portable_path(log_dir)})",
+                             paths[0]))
     if found.seed_studies:
         paths = figures.save_figure(figures.seeds_figure(frame), fig_dir / "seeds")
         report.files += paths
@@ -149,7 +165,7 @@ def _markdown(report: Report, found, strategy: str, figure_links, names) -> str:
     for run_dir in [*found.searches, *found.seed_studies]:
         row = counts.loc[str(run_dir)] if str(run_dir) in counts.index else pd.Series(dtype=int)
         summary = ", ".join(f"{int(n)} {status}" for status, n in row.items() if n) or "empty"
-        lines.append(f"- `{run_dir}`: {summary}")
+        lines.append(f"- `{portable_path(run_dir)}`: {summary}")
     repeated = [p for p, n in names.items() if n > 1]
     if repeated:
         lines += ["", f"Several searches of {', '.join(repeated)}: the selection takes the best "
@@ -175,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     except FileNotFoundError as exc:
         parser.error(str(exc))
     print(tables.to_markdown(report.tables["table1"], index=True))
-    print(f"report: {report.out / 'report.md'} ({len(report.files)} files)")
+    print(f"report: {portable_path(report.out / 'report.md')} ({len(report.files)} files)")
     return 0
 
 

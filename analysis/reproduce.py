@@ -13,7 +13,7 @@ are listed in the README it writes):
    use, then reused; ``$GALAXY_DA_DATA`` or ``--data`` choose the folder). The ``tiny``
    profile simulates 40 + 40 images into ``<runs>/data``.
 2. ``python search/run.py --resume`` for each problem of the profile (``<runs>/search/<p>``);
-3. ``python analysis/seeds.py --from-search`` for each problem (``<runs>/seeds/<p>``);
+3. ``python search/seeds.py --from-search`` for each problem (``<runs>/seeds/<p>``);
 4. ``python analysis/report.py`` into ``--out``, then ``--out/README.md``: the exact command,
    profile budget, versions, machine, wall time of every stage, Table 1, links to figures.
 
@@ -36,8 +36,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-DEEPMERGE = ("none_deepmerge", "mmd_deepmerge", "dann_deepmerge")
-ALL_PROBLEMS = (*DEEPMERGE, "none_resnet", "mmd_resnet", "dann_resnet")
+from training.naming import problem_names
+from training.record import package_versions, portable_path
+
+PAPER_METHODS = ("none", "mmd", "dann")  # the seed paper's Table 1 rows
+DEEPMERGE = tuple(f"{method}_deepmerge" for method in PAPER_METHODS)
 
 
 @dataclass(frozen=True)
@@ -47,7 +50,8 @@ class Profile:
     Attributes:
         name: ``tiny`` | ``cpu`` | ``full``.
         summary: one line for the README.
-        problems: problems searched (each then gets a seed study).
+        problems: problems searched (each then gets a seed study); ``()`` = every registered
+            problem.
         max_evals: trials per search.
         seeds: seeds 1..N per selected configuration.
         fixed: ``--set`` items of every search (``{epochs}`` = the problem's default epochs).
@@ -82,7 +86,7 @@ PROFILES: dict[str, Profile] = {p.name: p for p in (
     Profile("full", "paper-length (GPU node or Slurm/Ray): all six problems, 40 trials per "
             "search of the problem's default epochs (training.config.default_config) over the "
             "whole training split with early stopping, 10 seeds of each best configuration",
-            ALL_PROBLEMS, 40, 10, ("epochs={epochs}", "max_batches_per_epoch=0")),
+            (), 40, 10, ("epochs={epochs}", "max_batches_per_epoch=0")),
 )}
 
 
@@ -110,7 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="training records (default runs/reproduce/<profile>)")
     p.add_argument("--data", metavar="DIR", help="data folder (default: the embedded benchmark; "
                    "tiny: simulated into <runs>/data)")
-    p.add_argument("--problems", nargs="+", choices=ALL_PROBLEMS, metavar="PROBLEM",
+    p.add_argument("--problems", nargs="+", choices=problem_names(), metavar="PROBLEM",
                    help="override the profile's problems")
     p.add_argument("--evaluator", choices=("serial", "process", "ray"),
                    help="override the profile's evaluator")
@@ -122,37 +126,43 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def shown(argv: list[str]) -> list[str]:
+    """``argv`` as a user types it from the repository root (absolute paths made relative)."""
+    return [portable_path(a) if os.path.isabs(a) else a for a in argv]
+
+
 def plan(args: argparse.Namespace, profile: Profile, runs: Path, data: str) -> list[Stage]:
     """The stages of the pipeline with their equivalent shell commands."""
     from analysis import report as report_cli
-    from analysis import seeds as seeds_cli
     from problems import get_problem
     from search import run as search_cli
+    from search import seeds as seeds_cli
 
     evaluator = args.evaluator or profile.evaluator
     workers = args.workers or profile.workers
     ray = ["--ray-address", args.ray_address] if args.ray_address else []
     gpus = ["--gpus-per-trial", str(args.gpus_per_trial)] if args.gpus_per_trial else []
     stages = []
-    for problem in args.problems or profile.problems:
+    problems = args.problems or profile.problems or problem_names()
+    for problem in problems:
         epochs = get_problem(problem).defaults.epochs
         sets = [a for item in profile.fixed for a in ("--set", item.format(epochs=epochs))]
         argv = ["--problem", problem, "--data", data, "--log-dir", str(runs / "search" / problem),
                 "--max-evals", str(profile.max_evals), "--search", profile.search,
                 "--evaluator", evaluator, "--workers", str(workers), *ray, *gpus, *sets,
                 "--resume"] + (["--quiet"] if profile.name == "tiny" else [])
-        stages.append(Stage(f"search {problem}", ["python", "search/run.py", *argv],
+        stages.append(Stage(f"search {problem}", ["python", "search/run.py", *shown(argv)],
                             lambda argv=argv: search_cli.main(argv), problem))
-    for problem in args.problems or profile.problems:
+    for problem in problems:
         seed_eval = "ray" if evaluator == "ray" else "process"
         argv = ["--problem", problem, "--from-search", str(runs / "search" / problem),
                 "--seeds", str(profile.seeds), "--out", str(runs / "seeds" / problem),
                 "--data", data, "--workers", str(workers), "--evaluator", seed_eval,
                 *ray, *gpus] + (["--quiet"] if profile.name == "tiny" else [])
-        stages.append(Stage(f"seeds {problem}", ["python", "analysis/seeds.py", *argv],
+        stages.append(Stage(f"seeds {problem}", ["python", "search/seeds.py", *shown(argv)],
                             lambda argv=argv: seeds_cli.main(argv), problem))
     argv = ["--runs", str(runs / "search"), str(runs / "seeds"), "--out", str(args.out)]
-    stages.append(Stage("report", ["python", "analysis/report.py", *argv],
+    stages.append(Stage("report", ["python", "analysis/report.py", *shown(argv)],
                         lambda argv=argv: report_cli.main(argv)))
     return stages
 
@@ -162,13 +172,14 @@ def prepare_data(args: argparse.Namespace, profile: Profile, runs: Path) -> tupl
     tick = time.monotonic()
     if args.data:
         folder, note = str(Path(args.data).resolve()), "given with --data"
-        command = ["python", "galaxies/validate.py", f"{folder}/source.h5", f"{folder}/target.h5"]
+        command = ["python", "galaxies/validate.py", f"{portable_path(folder)}/source.h5",
+                   f"{portable_path(folder)}/target.h5"]
     elif profile.simulate:
         from galaxies.schema import domain_paths
         from galaxies.simulate import simulate
 
         folder, (n_mergers, n_nonmergers) = str(runs / "data"), profile.simulate
-        command = ["python", "galaxies/simulate.py", "--out", folder, "--n-mergers",
+        command = ["python", "galaxies/simulate.py", "--out", portable_path(folder), "--n-mergers",
                    str(n_mergers), "--n-nonmergers", str(n_nonmergers), "--seed", "1",
                    "--workers", "1"]
         note = "reused (simulated by an earlier run)"
@@ -190,8 +201,7 @@ def prepare_data(args: argparse.Namespace, profile: Profile, runs: Path) -> tupl
 
 def machine() -> dict[str, Any]:
     """CPU model, cores, memory, GPU and OS of this machine."""
-    info: dict[str, Any] = {"os": platform.platform(), "cores": os.cpu_count(),
-                            "host": platform.node()}
+    info: dict[str, Any] = {"os": platform.platform(), "cores": os.cpu_count()}
     try:
         text = Path("/proc/cpuinfo").read_text()
         info["cpu"] = next((ln.split(":", 1)[1].strip() for ln in text.splitlines()
@@ -210,8 +220,6 @@ def machine() -> dict[str, Any]:
 def readme(command: str, profile: Profile, data: str, runs: Path, stages: list[Stage],
            total_s: float, out: Path) -> str:
     """The text of ``<out>/README.md``."""
-    from search.logdir import versions
-
     info = machine()
     lines = [f"# Reproduction report: `{profile.name}` profile", "",
              "Reproduces Table 1 and Figure 1 of Ciprijanovic et al. (2020), arXiv:2011.03591, "
@@ -221,12 +229,12 @@ def readme(command: str, profile: Profile, data: str, runs: Path, stages: list[S
              "## Budget", "", f"- {profile.summary}.",
              f"- searches: `{profile.search}`, {profile.max_evals} trials each, fixed "
              f"`{' '.join(profile.fixed)}`; seeds 1..{profile.seeds}",
-             f"- data: `{data}`: {'; '.join(stages[0].notes)}",
-             f"- training records: `{runs}`", "",
+             f"- data: `{portable_path(data)}`: {'; '.join(stages[0].notes)}",
+             f"- training records: `{portable_path(runs)}`", "",
              "## Machine", ""]
     lines += [f"- {key}: {value}" for key, value in info.items()]
     lines += ["", "## Versions", ""]
-    lines += [f"- {key}: {value}" for key, value in versions().items()]
+    lines += [f"- {key}: {value}" for key, value in package_versions().items()]
     lines += ["", "## Stages", "", "| stage | wall time | status | command |",
               "| --- | --- | --- | --- |"]
     lines += [f"| {s.name} | {s.wall_s:.0f} s | {s.status} | `{shlex.join(s.command)}` |"
@@ -263,7 +271,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.workers is not None and args.workers < 1:
         parser.error("--workers must be >= 1")
     profile = PROFILES[args.profile]
-    command = "python analysis/reproduce.py " + shlex.join(sys.argv[1:] if argv is None else argv)
+    command = "python analysis/reproduce.py " + shlex.join(
+        shown(sys.argv[1:] if argv is None else list(argv)))
     out = Path(args.out).resolve()
     args.out = str(out)
     runs = Path(args.runs or f"runs/reproduce/{profile.name}").resolve()

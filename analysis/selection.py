@@ -24,9 +24,10 @@ from typing import Any
 
 import pandas as pd
 
-from analysis.load import DIAGNOSTICS, SPLITS, load_search, read_json
+from analysis.load import DIAGNOSTICS, SPLITS, load_search
 from search.objectives import OBJECTIVES, ORACLES, get_objective
 from training.metrics import METRIC_NAMES
+from training.record import read_record
 
 DEFAULT_STRATEGY = "search"
 
@@ -144,7 +145,7 @@ def best_configuration(log_dir: str | os.PathLike, strategy: str | Strategy = DE
         raise SelectionError(f"{log_dir}: no successful trial to select from ({len(frame)} "
                              f"trials: {counts})")
     row = ranked.iloc[0]
-    record = read_json(Path(row["trial_dir"]) / "record.json")
+    record = read_record(row["trial_dir"])
     if record is None or not record.get("config"):
         raise SelectionError(f"{row['trial_dir']}/record.json: missing or without a config")
     return dict(record["config"]), row

@@ -3,10 +3,11 @@
 Every table covers every problem (``<method>_<backbone>``, in the paper's order); a problem
 without results shows ``—`` (``MISSING``), never an error. Values on the *test* splits.
 
-- :func:`table1`: the paper's Table 1 — rows no-DA / MMD / adversarial, columns DeepMerge and
-  ResNet18 × source and target; accuracy in percent of the selected model (the best search
-  trial under the selection strategy, i.e. seed 1 unless the search set another seed; the
-  seed study's lowest seed when there is no search), then, where a seed study exists, its
+- :func:`table1`: the paper's Table 1 — one row per registered method (no-DA / MMD /
+  adversarial / …, labels from the method specs), columns the registered backbones
+  (DeepMerge, ResNet18) × source and target; accuracy in percent of the selected model (the
+  best search trial under the selection strategy, i.e. seed 1 unless the search set another
+  seed; the seed study's lowest seed when there is no search), then, where a seed study exists, its
   mean ± sample standard deviation (``ddof=1``) over the ``ok`` seeds: ``"83.1 (82.4 ± 1.1)"``.
 - :func:`metrics_table`: accuracy, precision, recall, F1, Brier score and AUC per problem and
   domain, formatted the same way (fractions, 3 decimals).
@@ -27,15 +28,25 @@ import pandas as pd
 
 from analysis.load import METRIC_COLUMNS
 from analysis.selection import DEFAULT_STRATEGY, Strategy, selected_trials
+from models.registry import backbone_specs
 from training.metrics import METRIC_NAMES
 from training.naming import problem_names, split_problem_name
+from training.registry import method_specs
 
 MISSING = "—"
 DOMAINS = ("source", "target")
-METHOD_LABELS = {"none": "no-DA", "mmd": "MMD", "dann": "adversarial"}
-BACKBONE_LABELS = {"deepmerge": "DeepMerge", "resnet18": "ResNet18"}
 METRIC_LABELS = {"accuracy": "accuracy", "precision": "precision", "recall": "recall",
                  "f1": "F1", "brier": "Brier", "auc": "AUC"}
+
+
+def method_labels() -> dict[str, str]:
+    """``{method: label}`` of every registered method, in table order."""
+    return {spec.name: spec.label for spec in method_specs()}
+
+
+def backbone_labels() -> dict[str, str]:
+    """``{backbone: label}`` of every registered backbone, in table order."""
+    return {spec.name: spec.label for spec in backbone_specs()}
 
 
 def problem_grid() -> pd.DataFrame:
@@ -150,16 +161,18 @@ def table1(frame: pd.DataFrame, strategy: str | Strategy = DEFAULT_STRATEGY) -> 
     """Table 1 of the paper: accuracy (%) of no-DA / MMD / adversarial on source and target.
 
     Returns:
-        Rows ``no-DA``, ``MMD``, ``adversarial``; columns a MultiIndex (``DeepMerge`` |
-        ``ResNet18``, ``source`` | ``target``); cells like ``"83.1 (82.4 ± 1.1)"`` or ``—``.
+        One row per registered method (``no-DA``, ``MMD``, ``adversarial``, …); columns a
+        MultiIndex (``DeepMerge`` | ``ResNet18`` | …, ``source`` | ``target``); cells like
+        ``"83.1 (82.4 ± 1.1)"`` or ``—``.
     """
+    rows, cols = method_labels(), backbone_labels()
     values = table1_values(frame, strategy)
     values["cell"] = values.apply(_cell, axis=1, scale=100.0, digits=1)
-    values["row"] = values["method"].map(METHOD_LABELS)
-    values["col"] = values["backbone"].map(BACKBONE_LABELS)
+    values["row"] = values["method"].map(rows)
+    values["col"] = values["backbone"].map(cols)
     table = values.pivot(index="row", columns=["col", "domain"], values="cell")
-    columns = pd.MultiIndex.from_product([list(BACKBONE_LABELS.values()), DOMAINS])
-    table = table.reindex(index=list(METHOD_LABELS.values()), columns=columns)
+    columns = pd.MultiIndex.from_product([list(cols.values()), DOMAINS])
+    table = table.reindex(index=list(rows.values()), columns=columns)
     table.index.name = "method"
     table.columns.names = [None, None]
     return table.fillna(MISSING)

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from models import create_classifier
 from training.config import default_config
-from training.losses import create_transfer_loss
+from training.registry import create_transfer_loss
 
 DEVICE = torch.device("cpu")
 
@@ -27,10 +27,10 @@ DEVICE = torch.device("cpu")
 def make_step(backbone: str, method: str, batch: int, target: bool, **cfg_kw) -> Callable[[], None]:
     torch.manual_seed(0)
     cfg = default_config(method, backbone).replace(**cfg_kw)
-    model = create_classifier(backbone, bottleneck_dim=cfg.bottleneck_dim).to(DEVICE)
+    model = create_classifier(cfg).to(DEVICE)
     tl = create_transfer_loss(cfg, model.feature_dim).to(DEVICE)
     groups = [{"params": list(model.parameters()), "lr": cfg.lr}]
-    groups += tl.parameter_groups(cfg.lr, cfg.dc_lr_mult)
+    groups += tl.parameter_groups(cfg.lr)
     opt = torch.optim.Adam(groups)
     xs = torch.randn(batch, 3, 75, 75, device=DEVICE)
     ys = torch.randint(0, 2, (batch,), device=DEVICE)

@@ -1,49 +1,43 @@
-"""galaxy-da models: backbones by name, classifier heads, domain classifier, gradient reversal.
+"""galaxy-da models: backbone specs by name, classifier heads, domain classifier, gradient reversal.
 
 Public API::
 
-    create_backbone(name, **kw) -> Backbone          # "deepmerge" | "resnet18"
-    create_head(backbone_name, feature_dim, bottleneck_dim=256) -> ClassifierHead
-    create_classifier(backbone_name, bottleneck_dim=256) -> Classifier
+    get_backbone(name) -> BackboneSpec       # "deepmerge" | "resnet18" (or "resnet")
+    backbone_names() / backbone_specs()      # every registered backbone, in table order
+    create_classifier(config) -> Classifier  # the spec's backbone + head for a TrainConfig
     Classifier.features(x) / .forward(x) / .forward_with_features(x)
     DomainClassifier(in_dim, hidden=1024, dropout=0.5)
-    GradientReversal(coeff) / grad_reverse(x, coeff)
+    grad_reverse(x, coeff)
+
+A backbone is one module in ``models/backbones/`` holding its network and its spec.
 """
 
-from models.backbones import (
-    BACKBONES,
-    Backbone,
-    DeepMergeBackbone,
-    ResNet18Backbone,
+from models.base import Backbone
+from models.grl import GradientReverseFunction, grad_reverse
+from models.heads import Classifier, ClassifierHead, DomainClassifier, create_classifier
+from models.registry import (
+    BackboneSpec,
+    Hyper,
     UnknownNameError,
     backbone_names,
-    create_backbone,
+    backbone_specs,
+    get_backbone,
     register_backbone,
-)
-from models.grl import GradientReversal, GradientReverseFunction, grad_reverse
-from models.heads import (
-    Classifier,
-    ClassifierHead,
-    DomainClassifier,
-    create_classifier,
-    create_head,
 )
 
 __all__ = [
-    "BACKBONES",
     "Backbone",
+    "BackboneSpec",
     "Classifier",
     "ClassifierHead",
-    "DeepMergeBackbone",
     "DomainClassifier",
-    "GradientReversal",
     "GradientReverseFunction",
-    "ResNet18Backbone",
+    "Hyper",
     "UnknownNameError",
     "backbone_names",
-    "create_backbone",
+    "backbone_specs",
     "create_classifier",
-    "create_head",
+    "get_backbone",
     "grad_reverse",
     "register_backbone",
 ]

@@ -1,25 +1,21 @@
 """Classifier heads, the full classifier and the domain classifier.
 
-What the transfer loss sees (``Classifier.features``), following the authors' code
-(github.com/AleksCipri/DeepMergeDomainAdaptation, ``network.py``):
-
-- ``deepmerge``: the 2592 flattened conv features (their ``DeepMerge.forward`` returns
-  ``x.view(-1, 32*9*9)`` as the features fed to MMD / the domain classifier; no bottleneck).
-- ``resnet18``: the output of the bottleneck ``Linear(512 → bottleneck_dim)`` (their
-  ``ResNetFc`` with ``use_bottleneck=True, new_cls=True`` returns the bottleneck output).
-  Like the authors, the bottleneck is a plain ``Linear`` (no BN/ReLU).
+Each backbone's spec (``models/backbones/``) says which head it gets and so what the transfer
+loss sees (``Classifier.features``), following the authors' code
+(github.com/AleksCipri/DeepMergeDomainAdaptation, ``network.py``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import nn
 
-from models.backbones import Backbone, UnknownNameError, create_backbone
+from models.base import Backbone
 
-__all__ = ["Classifier", "ClassifierHead", "DomainClassifier", "create_classifier", "create_head"]
+__all__ = ["Classifier", "ClassifierHead", "DomainClassifier", "create_classifier"]
 
 
 class ClassifierHead(nn.Module):
@@ -79,23 +75,6 @@ class ClassifierHead(nn.Module):
         return self.classify(self.embed(f))
 
 
-def create_head(backbone_name: str, feature_dim: int, bottleneck_dim: int = 256) -> ClassifierHead:
-    """The paper's head for a backbone.
-
-    Args:
-        backbone_name: ``deepmerge`` (FC 64–ReLU–FC 32–ReLU–FC 2, no bottleneck; the
-            ``bottleneck_dim`` argument is not used) or ``resnet18`` (``Linear`` bottleneck of
-            ``bottleneck_dim`` then FC 2).
-        feature_dim: the backbone's ``feature_dim``.
-        bottleneck_dim: bottleneck width for ``resnet18``.
-    """
-    if backbone_name == "deepmerge":
-        return ClassifierHead(feature_dim, hidden=(64, 32))
-    if backbone_name == "resnet18":
-        return ClassifierHead(feature_dim, bottleneck_dim=bottleneck_dim)
-    raise UnknownNameError("backbone", backbone_name, ["deepmerge", "resnet18"])
-
-
 class Classifier(nn.Module):
     """Backbone + head. ``forward(x)`` gives logits; ``features(x)`` what the transfer loss sees.
 
@@ -129,11 +108,13 @@ class Classifier(nn.Module):
         return self.head.classify(self.features(x))
 
 
-def create_classifier(backbone_name: str, bottleneck_dim: int = 256, **backbone_kw) -> Classifier:
-    """Build ``Classifier(create_backbone(name), create_head(name, ...))``."""
-    backbone = create_backbone(backbone_name, **backbone_kw)
-    head = create_head(backbone_name, backbone.feature_dim, bottleneck_dim=bottleneck_dim)
-    return Classifier(backbone, head)
+def create_classifier(config: Any) -> Classifier:
+    """The backbone and head that ``config.backbone``'s spec builds (with ``config``'s fields)."""
+    from models.registry import get_backbone
+
+    spec = get_backbone(config.backbone)
+    backbone = spec.build(config)
+    return Classifier(backbone, spec.build_head(backbone.feature_dim, config))
 
 
 class DomainClassifier(nn.Module):

@@ -1,9 +1,10 @@
-"""Search problems: one DeepHyper ``HpProblem`` per ``<method>_<backbone>``.
+"""Search problems: one DeepHyper ``HpProblem`` per ``<method>_<backbone>``, from the specs.
 
-Names: ``none_deepmerge``, ``mmd_deepmerge``, ``dann_deepmerge``, ``none_resnet``,
-``mmd_resnet``, ``dann_resnet`` (``resnet`` is the ``resnet18`` backbone). The ranges live in
-:mod:`problems.spaces`, one line per hyperparameter; every default (and every field that is
-not searched) comes from ``training.config.default_config(method, backbone)``.
+Names: every registered method × every registered backbone (``none_deepmerge``,
+``mmd_resnet``, …; ``resnet`` is the ``resnet18`` backbone's short name). The ranges and
+defaults come from the method and backbone specs (:mod:`problems.spaces`), so a new method or
+backbone gets its problems without a change here. Importing this package loads no network
+library beyond torch (torchvision is imported only to build a ResNet18).
 
 Example::
 
@@ -20,16 +21,16 @@ from typing import Any
 
 from deephyper.hpo import HpProblem
 
+from models.registry import get_backbone
 from problems.spaces import build_space
 from training.config import TrainConfig, default_config
-from training.naming import problem_names, split_problem_name
+from training.naming import ProblemNameError, problem_names, split_problem_name
+from training.registry import get_method
 
+__all__ = ["Problem", "UnknownProblemError", "all_problems", "get_problem", "problem_names"]
 
-class UnknownProblemError(KeyError):
-    """A problem name that is not registered; the message lists the valid ones."""
-
-    def __str__(self) -> str:
-        return str(self.args[0])
+#: An unknown problem name (a ``ValueError``; the message lists the valid ones).
+UnknownProblemError = ProblemNameError
 
 
 @dataclass(frozen=True)
@@ -38,7 +39,7 @@ class Problem:
 
     Attributes:
         name: ``<method>_<backbone>``, e.g. ``mmd_resnet``.
-        method: transfer method (``none``, ``mmd``, ``dann``).
+        method: transfer method (``none``, ``mmd``, ``dann``, …).
         backbone: the ``TrainConfig.backbone`` name (``deepmerge`` or ``resnet18``).
         hp_problem: the full search space, defaults = ``default_config(method, backbone)``.
     """
@@ -82,26 +83,18 @@ class Problem:
         return rows
 
 
-def _build(name: str) -> Problem:
-    method, backbone = split_problem_name(name)
-    return Problem(name, method, backbone, build_space(method, default_config(method, backbone)))
-
-
-PROBLEM_NAMES = tuple(problem_names())  # <method>_<backbone>, from the two registries
-PROBLEMS: dict[str, Problem] = {name: _build(name) for name in PROBLEM_NAMES}
-
-
 def get_problem(name: str) -> Problem:
-    """The registered problem called ``name``.
+    """The problem called ``name``, built from the current registries.
 
     Raises:
         UnknownProblemError: ``name`` is not registered (the message lists the valid names).
     """
-    try:
-        return PROBLEMS[name]
-    except KeyError:
-        valid = ", ".join(PROBLEM_NAMES)
-        raise UnknownProblemError(f"unknown problem {name!r}; valid problems: {valid}") from None
+    method, backbone = split_problem_name(name)
+    space = build_space(get_method(method), get_backbone(backbone),
+                        default_config(method, backbone))
+    return Problem(name, method, backbone, space)
 
 
-__all__ = ["PROBLEMS", "PROBLEM_NAMES", "Problem", "UnknownProblemError", "get_problem"]
+def all_problems() -> list[Problem]:
+    """Every problem, by backbone then method."""
+    return [get_problem(name) for name in problem_names()]

@@ -3,11 +3,14 @@
 Modules:
 
 - :mod:`search.run`: the CLI driver (``main(argv=None)``).
-- :mod:`search.cli`: argument parser and ``--set`` overrides.
-- :mod:`search.run_function`: ``run_trial_job(job, context)``, the importable run function.
+- :mod:`search.cli`: argument parser, ``--set`` overrides, the runner flags.
+- :mod:`search.runner`: the one trial runner: ``TrialContext``, the run function
+  ``run_trial_job(job, context)``, the ``serial`` / ``process`` / ``ray`` evaluators (Ray
+  pitfalls handled) and ``run_configurations`` (given configurations, e.g. seeds).
+- :mod:`search.seeds`: CLI ``python search/seeds.py`` (seed robustness study).
 - :mod:`search.objectives`: registry of objectives (maximised) computed from trial records.
-- :mod:`search.evaluators`: ``serial`` / ``process`` / ``ray`` evaluators (Ray pitfalls handled).
 - :mod:`search.algorithms`: CBO (``sampling`` acquisition optimiser) or random search, resumable.
+- :mod:`search.deephyper_adapter`: every use of DeepHyper's private API.
 - :mod:`search.logdir`: log folder layout, resume bookkeeping, ``search.json``.
 - :mod:`search.summary`: ``summary.csv`` of the best configurations.
 - :mod:`search.objective_study`: Spearman of each objective against target test accuracy.

@@ -4,53 +4,20 @@ CBO uses ``acq_optimizer="sampling"``: on 2 cores DeepHyper's default ``"mixedga
 1-1.6 s per ask/tell against 0.03-0.16 s (see ``benchmarks/bench_search.py``), which matters
 when trials are short; with a handful of mixed hyperparameters and tens of evaluations,
 sampling 10,000 candidates finds the acquisition maximum well enough. The problem's default
-configuration (the baseline run) is the first point evaluated.
+configuration (the baseline run) is the first point evaluated. The resumable variants live in
+:mod:`search.deephyper_adapter` (they override DeepHyper internals).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-from deephyper.hpo import CBO, HpProblem, RandomSearch, Search
+from deephyper.hpo import HpProblem
+
+from search.deephyper_adapter import ResumableCBO, ResumableRandomSearch
 
 ACQ_OPTIMIZER = "sampling"
 SEARCHES = ("cbo", "random")
-
-
-def as_objective(value: Any) -> Any:
-    """A numeric string read back from ``results.csv`` -> float; ``F_...`` stays a failure."""
-    if isinstance(value, str) and not value.startswith("F"):
-        try:
-            return float(value)
-        except ValueError:
-            return value
-    return value
-
-
-class ResumableCBO(CBO):
-    """CBO that also learns from reloaded successes when ``results.csv`` mixes ``F_`` rows.
-
-    With a failure in ``results.csv`` pandas reads the whole ``objective`` column as strings,
-    and DeepHyper 0.13.2's ``CBO._tell`` silently drops string objectives that do not start with
-    ``"F"``: a resumed search would forget every completed trial. We convert them back.
-    """
-
-    def _tell(self, results: list) -> None:
-        super()._tell([(config, as_objective(obj)) for config, obj in results])
-
-
-class ResumableRandomSearch(RandomSearch):
-    """Random search that accepts ``checkpoint_restart`` (0.13.2's ``RandomSearch`` does not).
-
-    Without it, ``Search.__init__`` renames an existing ``results.csv`` instead of reloading it.
-    """
-
-    def __init__(self, problem: HpProblem, random_state: int | None = None, log_dir: str = ".",
-                 checkpoint_restart: bool = False):
-        Search.__init__(self, problem, random_state, log_dir,
-                        checkpoint_restart=checkpoint_restart)
-        self._problem.space.seed(self._random_state.randint(0, np.iinfo(np.int32).max))
 
 
 def build_search(kind: str, space: HpProblem, log_dir: str, seed: int, max_evals: int,

@@ -1,26 +1,62 @@
-"""Command line of ``search/run.py``: the parser and the ``--set`` overrides."""
+"""Command line of ``search/run.py``, and the runner flags it shares with ``search/seeds.py``."""
 
 from __future__ import annotations
 
 import argparse
 from typing import Any
 
-from problems import PROBLEM_NAMES, Problem
 from search.algorithms import SEARCHES
-from search.evaluators import EVALUATORS
 from search.objectives import DEFAULT_OBJECTIVE, OBJECTIVES
-from training.config import ConfigError, TrainConfig, parse_set_args
+from search.runner import EVALUATORS, Resources
+from training.cli import (
+    CliError,
+    data_parent,
+    problem_parent,
+    quiet_parent,
+    set_parent,
+    typed_sets,
+)
 
 # Sized for `make search` on a 2-core laptop (<= 20 min): short trials, few evaluations.
 # Override with --set (e.g. `--set epochs=40 --set max_batches_per_epoch=0` for paper-length
 # trials on a cluster) and --max-evals.
 LAPTOP_FIXED: dict[str, Any] = {"epochs": 3, "max_batches_per_epoch": 40}
 DEFAULT_MAX_EVALS = 10
-NOT_SETTABLE = ("method", "backbone")  # chosen by --problem
 
 
-class CliError(ValueError):
-    """A command-line value that cannot be used (reported with exit status 2)."""
+def runner_parent(default_evaluator: str = "process") -> argparse.ArgumentParser:
+    """Where trials run: ``--evaluator``, ``--workers``, ``--ray-address``, ``--*-per-trial``."""
+    p = argparse.ArgumentParser(add_help=False)
+    p.add_argument("--evaluator", choices=EVALUATORS, default=default_evaluator,
+                   help="serial: one trial at a time in this process; process: a local process "
+                   "pool (default); ray: a Ray cluster (--ray-address, else a private local one)")
+    p.add_argument("--workers", type=int, metavar="N",
+                   help="trials at once (default: 2 for process, all cluster CPUs / "
+                   "--cpus-per-trial for ray)")
+    p.add_argument("--ray-address", metavar="ADDR",
+                   help="address of a running Ray cluster (host:port); RAY_AUTH_MODE=token is "
+                   "set for the driver when ~/.ray/auth_token exists and RAY_AUTH_MODE is unset")
+    p.add_argument("--cpus-per-trial", type=float, default=1, metavar="F",
+                   help="Ray CPUs reserved per trial (also its torch threads; default 1)")
+    p.add_argument("--gpus-per-trial", type=float, default=0, metavar="F",
+                   help="Ray GPUs reserved per trial (fractions share a GPU; default 0)")
+    return p
+
+
+def resources(args: argparse.Namespace) -> Resources:
+    """The runner flags, checked.
+
+    Raises:
+        CliError: a count out of range or ``--ray-address`` without ``--evaluator ray``.
+    """
+    if args.workers is not None and args.workers < 1:
+        raise CliError("--workers must be >= 1")
+    if args.gpus_per_trial < 0 or args.cpus_per_trial <= 0:
+        raise CliError("--cpus-per-trial must be > 0 and --gpus-per-trial >= 0")
+    if args.ray_address and args.evaluator != "ray":
+        raise CliError("--ray-address needs --evaluator ray")
+    return Resources(args.evaluator, args.workers, args.ray_address, args.cpus_per_trial,
+                     args.gpus_per_trial)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -34,12 +70,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--set epochs=10. Search defaults fix "
         + ", ".join(f"{k}={v}" for k, v in LAPTOP_FIXED.items())
         + " (laptop-sized trials); override them with --set.",
+        parents=[problem_parent(required=False), data_parent(), runner_parent(),
+                 set_parent("fix a hyperparameter instead of searching it, or set a "
+                            "TrainConfig field that is not searched (e.g. epochs=5); "
+                            "repeatable"), quiet_parent()],
     )
-    p.add_argument("--problem", help=f"problem to search: {', '.join(PROBLEM_NAMES)}")
     p.add_argument("--list", action="store_true",
                    help="list the problems with their search spaces and exit")
-    p.add_argument("--data", metavar="DIR", help="folder with source.h5 and target.h5 "
-                   "(default: the embedded benchmark, simulated on first use)")
     p.add_argument("--log-dir", metavar="DIR",
                    help="output folder (default: runs/search/<problem>)")
     p.add_argument("--max-evals", type=int, default=DEFAULT_MAX_EVALS, metavar="N",
@@ -50,25 +87,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--search", choices=SEARCHES, default="cbo",
                    help="cbo: Bayesian optimisation (DeepHyper CBO, default); random: random "
                    "search")
-    p.add_argument("--evaluator", choices=EVALUATORS, default="process",
-                   help="serial: one trial at a time in this process; process: a local process "
-                   "pool (default); ray: a Ray cluster (--ray-address, else a private local one)")
-    p.add_argument("--workers", type=int, metavar="N",
-                   help="trials at once (default: 2 for process, all cluster CPUs / "
-                   "--cpus-per-trial for ray)")
-    p.add_argument("--ray-address", metavar="ADDR",
-                   help="address of a running Ray cluster (host:port); RAY_AUTH_MODE=token is "
-                   "set for the driver when ~/.ray/auth_token exists and RAY_AUTH_MODE is unset")
-    p.add_argument("--cpus-per-trial", type=float, default=1, metavar="F",
-                   help="Ray CPUs reserved per trial (also its torch threads; default 1)")
-    p.add_argument("--gpus-per-trial", type=float, default=0, metavar="F",
-                   help="Ray GPUs reserved per trial (fractions share a GPU; default 0)")
     p.add_argument("--objective", choices=list(OBJECTIVES), default=DEFAULT_OBJECTIVE,
                    help=f"quantity to maximise (default {DEFAULT_OBJECTIVE}, label-free); "
                    "target_val_accuracy is an ORACLE that uses target labels")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
-                   help="fix a hyperparameter instead of searching it, or set a TrainConfig "
-                   "field that is not searched (e.g. epochs=5); repeatable")
     p.add_argument("--resume", action="store_true",
                    help="continue the search in --log-dir: completed trials are kept and "
                    "never re-run; trials interrupted by a crash are replaced by new ones")
@@ -76,49 +97,31 @@ def build_parser() -> argparse.ArgumentParser:
                    "(trial seed: --set seed=N; default 42)")
     p.add_argument("--top-k", type=int, default=5, metavar="K",
                    help="configurations in summary.csv and the final table (default 5)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar or Ray worker logs")
     return p
 
 
-def parse_overrides(items: list[str], problem: Problem) -> dict[str, Any]:
+def parse_overrides(items: list[str], problem: str) -> dict[str, Any]:
     """Typed, validated ``--set`` values (laptop defaults included, user values win).
 
     Raises:
         CliError: malformed item, unknown key, ``method``/``backbone``, or an invalid value;
             the message names the key.
     """
-    try:
-        raw = parse_set_args(items)
-    except ConfigError as exc:
-        raise CliError(str(exc)) from None
-    for key in raw:
-        if key in NOT_SETTABLE:
-            raise CliError(f"--set {key}=...: {key} is chosen by --problem ({problem.name})")
-    try:
-        typed = TrainConfig.from_strings(
-            {**raw, "method": problem.method, "backbone": problem.backbone})
-        fixed = {**LAPTOP_FIXED, **{key: getattr(typed, key) for key in raw}}
-        TrainConfig.from_dict({**problem.defaults.to_dict(), **fixed})
-    except ConfigError as exc:
-        raise CliError(f"--set: {exc}") from None
+    fixed = {**LAPTOP_FIXED, **typed_sets(problem, items)}
+    typed_sets(problem, [f"{k}={v}" for k, v in fixed.items()])  # valid together
     return fixed
 
 
-def check_args(args: argparse.Namespace) -> None:
-    """Range checks argparse cannot express.
+def check_args(args: argparse.Namespace) -> Resources:
+    """Range checks argparse cannot express; the runner's resources.
 
     Raises:
         CliError: a count or a size out of range.
     """
     if args.max_evals < 1:
         raise CliError("--max-evals must be >= 1")
-    if args.workers is not None and args.workers < 1:
-        raise CliError("--workers must be >= 1")
     if args.timeout is not None and args.timeout <= 0:
         raise CliError("--timeout must be > 0")
-    if args.gpus_per_trial < 0 or args.cpus_per_trial <= 0:
-        raise CliError("--cpus-per-trial must be > 0 and --gpus-per-trial >= 0")
     if args.top_k < 1:
         raise CliError("--top-k must be >= 1")
-    if args.ray_address and args.evaluator != "ray":
-        raise CliError("--ray-address needs --evaluator ray")
+    return resources(args)

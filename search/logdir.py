@@ -4,7 +4,9 @@ Layout::
 
     <log_dir>/results.csv              DeepHyper's own (one row per completed trial)
     <log_dir>/trials/<job_id>/record.json   one record per trial (job id = DeepHyper's)
-    <log_dir>/search.json              CLI arguments, problem, fixed values, versions, runs
+    <log_dir>/search.json              problem, fixed values, objective, data (a path relative
+                                       to the repository and its identity), the command,
+                                       versions, runs
     <log_dir>/summary.csv              top-k configurations with source/target metrics
 
 A trial counts as *completed* when its row is in ``results.csv``. A ``trials/<id>`` folder
@@ -17,22 +19,18 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import time
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from training.record import package_versions, read_json, write_json
+
 RESULTS = "results.csv"
 SEARCH_JSON = "search.json"
 SUMMARY = "summary.csv"
-
-
-class LogDirError(RuntimeError):
-    """The log folder cannot be used as asked (e.g. results exist and ``--resume`` is off)."""
 
 
 @dataclass
@@ -82,32 +80,40 @@ def inspect_log_dir(log_dir: str | os.PathLike) -> LogDirState:
     trials = log_dir / "trials"
     if trials.is_dir():
         state.trial_ids = sorted(int(p.name) for p in trials.iterdir() if p.name.isdigit())
-    if (log_dir / SEARCH_JSON).is_file():
-        state.search = json.loads((log_dir / SEARCH_JSON).read_text())
+    state.search = read_json(log_dir / SEARCH_JSON) or {}
     return state
 
 
-def versions() -> dict[str, str | None]:
-    """Versions of Python and the packages that decide a search's numbers."""
-    out: dict[str, str | None] = {"python": platform.python_version()}
-    for name in ("galaxy-da", "deephyper", "ray", "torch", "numpy", "pandas"):
+def data_identity(data_dir: str | os.PathLike) -> dict[str, Any]:
+    """What makes two data folders the same data: per domain, its size and HDF5 attributes.
+
+    A moved or copied folder keeps its identity; a re-simulated one with another seed or
+    generator, or another data set, does not.
+    """
+    import h5py
+
+    from galaxies.schema import domain_paths, read_attrs
+
+    identity: dict[str, Any] = {}
+    for domain, path in domain_paths(data_dir).items():
         try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            out[name] = None
-    return out
+            with h5py.File(path, "r") as h5:
+                attrs = read_attrs(h5)
+                rows = int(h5["labels"].shape[0]) if "labels" in h5 else None
+        except OSError:
+            identity[domain] = None
+            continue
+        identity[domain] = {"bytes": path.stat().st_size, "rows": rows,
+                            "attrs": json.loads(json.dumps(attrs, default=str))}
+    return identity
 
 
 def write_search_json(log_dir: Path, payload: dict[str, Any], previous: dict[str, Any]) -> Path:
     """Write ``search.json``: this run's ``payload`` plus the history of earlier runs."""
     runs = list(previous.get("runs", []))
     runs.append({"started": time.strftime("%Y-%m-%dT%H:%M:%S"), "pid": os.getpid(),
-                 "resume": payload["args"].get("resume", False),
+                 "resume": payload.get("resume", False),
                  "completed_before": payload.get("completed_before", 0),
                  "interrupted_before": payload.get("interrupted_before", [])})
-    document = {**payload, "runs": runs, "versions": versions()}
-    path = log_dir / SEARCH_JSON
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(document, indent=2, default=str))
-    tmp.replace(path)
-    return path
+    return write_json(log_dir / SEARCH_JSON, {**payload, "runs": runs,
+                                               "versions": package_versions()})

@@ -1,9 +1,10 @@
 """Run a hyperparameter search: ``python search/run.py --problem mmd_resnet``.
 
 One DeepHyper search (CBO or random) over one problem (``problems``), each trial trained by
-``training.loop.run_trial`` through :func:`search.run_function.run_trial_job`. Outputs in the
+``training.loop.run_trial`` through :func:`search.runner.run_trial_job`. Outputs in the
 log folder (see :mod:`search.logdir`); the best configurations are printed at the end.
-Exit status: 0 done, 2 bad command line or unusable log folder.
+Exit status: 0 done, 2 bad command line or unusable log folder. A resumed search must keep its
+problem, fixed values, objective and data (checked against ``search.json``).
 
 Resume (``--resume``): DeepHyper's ``checkpoint_restart`` reloads ``results.csv`` (every
 completed trial, told again to the optimiser; none is re-run). ``--max-evals`` is the total,
@@ -13,6 +14,7 @@ did not complete: their folders stay, their ids are skipped, fresh configuration
 
 from __future__ import annotations
 
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -20,41 +22,35 @@ from typing import Any
 
 import pandas as pd
 
-from problems import PROBLEMS, Problem, UnknownProblemError, get_problem
+from problems import Problem, UnknownProblemError, all_problems, get_problem
 from search.algorithms import build_search
 from search.cli import CliError, build_parser, check_args, parse_overrides
-from search.evaluators import create_evaluator, shutdown, torch_threads_per_trial
-from search.logdir import RESULTS, LogDirState, inspect_log_dir, write_search_json
+from search.deephyper_adapter import reserve_job_ids
+from search.logdir import RESULTS, LogDirState, data_identity, inspect_log_dir, write_search_json
+from search.runner import Resources, TrialContext, create_evaluator, shutdown
 from search.summary import count_outcomes, summarize
+from training.cli import resolve_data
+from training.record import portable_path
+from training.registry import get_method
 
 
 def list_problems() -> str:
     """Every problem with its search space (for ``--list``)."""
     blocks = []
-    for problem in PROBLEMS.values():
+    for problem in all_problems():
         table = pd.DataFrame(problem.describe()).to_string(index=False)
-        blocks.append(f"{problem.name} (method={problem.method}, backbone={problem.backbone})\n"
-                      f"{table}")
+        summary = get_method(problem.method).summary
+        blocks.append(f"{problem.name} (method={problem.method}, backbone={problem.backbone})"
+                      + (f": {summary}" if summary else "") + f"\n{table}")
     return "\n\n".join(blocks)
 
 
-def resolve_data(data: str | None) -> str:
-    """The data folder: ``--data`` (must hold source.h5 and target.h5) or the benchmark."""
-    from galaxies.schema import domain_paths
-
-    if data is None:
-        from galaxies.benchmark import ensure_benchmark
-
-        return str(Path(ensure_benchmark()).resolve())
-    missing = [str(p) for p in domain_paths(data).values() if not Path(p).is_file()]
-    if missing:
-        raise CliError(f"--data {data}: missing {', '.join(missing)}")
-    return str(Path(data).resolve())
-
-
 def check_log_dir(state: LogDirState, log_dir: Path, args: Any, problem: Problem,
-                  fixed: dict[str, Any]) -> None:
+                  fixed: dict[str, Any], data: dict[str, Any] | None) -> None:
     """Refuse to overwrite results, or to resume a different search.
+
+    The search's identity is its problem, fixed values, objective and data (the data's
+    identity, not its path: a moved benchmark is the same data).
 
     Raises:
         CliError: results exist without ``--resume``; or the resumed search differs.
@@ -64,39 +60,31 @@ def check_log_dir(state: LogDirState, log_dir: Path, args: Any, problem: Problem
                        "continue it with --resume or choose a new --log-dir")
     if args.resume and state.search:
         before = state.search
-        old = (before.get("problem"), before.get("fixed"), before.get("args", {}).get("objective"))
+        old = (before.get("problem"), before.get("fixed"),
+               before.get("objective", before.get("args", {}).get("objective")))
         new = (problem.name, fixed, args.objective)
         if old != new:
             raise CliError(f"--resume: {log_dir} holds (problem, fixed, objective) = {old}; this "
                            f"command asks for {new}; rerun the original command with --resume")
+        if data is not None and before.get("data") and before["data"] != data:
+            raise CliError(f"--resume: {log_dir} was searched on other data than --data "
+                           f"{args.data or 'the embedded benchmark'} (search.json: "
+                           f"{before.get('data_dir')}); pass the search's own data")
 
 
 def run_search(args: Any, problem: Problem, fixed: dict[str, Any], log_dir: Path,
-               data_dir: str, state: LogDirState) -> None:
+               data_dir: str, state: LogDirState, resources: Resources) -> None:
     """Create the evaluator and search; run ``max_evals - completed`` more trials."""
     from deephyper.evaluator.callback import TqdmCallback
 
-    workers = args.workers or (2 if args.evaluator == "process" else None)
-    context = {
-        "problem": problem.name, "data_dir": data_dir, "log_dir": str(log_dir),
-        "objective": args.objective, "fixed": fixed,
-        "torch_threads": torch_threads_per_trial(args.evaluator, workers or 1,
-                                                 args.cpus_per_trial),
-        "die_with_driver": args.evaluator == "process",
-    }
+    context = TrialContext(problem=problem.name, data_dir=data_dir, root=str(log_dir),
+                           objective=args.objective, fixed=fixed,
+                           torch_threads=resources.torch_threads(),
+                           die_with_driver=resources.evaluator == "process")
     callbacks = [] if args.quiet else [TqdmCallback()]
-    evaluator = create_evaluator(args.evaluator, context, workers, args.ray_address,
-                                 args.cpus_per_trial, args.gpus_per_trial, callbacks, args.quiet)
+    evaluator = create_evaluator(context, resources, callbacks, args.quiet)
     try:
-        # Job ids continue after every id already on disk, so an interrupted trial's folder is
-        # never reused; DeepHyper's checkpoint_restart then skips its own counter reset.
-        for _ in range(state.next_job_id):
-            evaluator._storage.create_new_job(evaluator._search_id)
-        # Reserved ids of interrupted trials count as gathered, or DeepHyper would wait for them
-        # forever (it collects jobs until gathered == ids in storage).
-        done = set(state.done_ids)
-        evaluator.job_id_gathered.extend(
-            f"{evaluator._search_id}.{i}" for i in range(state.next_job_id) if i not in done)
+        reserve_job_ids(evaluator, state.next_job_id, state.done_ids)
         # A resumed search gets a new seed, so it does not replay the first run's random draws.
         seed = args.seed + len(state.search.get("runs", [])) if state.has_results else args.seed
         search = build_search(args.search, problem.subspace(fixed), str(log_dir), seed,
@@ -107,12 +95,13 @@ def run_search(args: Any, problem: Problem, fixed: dict[str, Any], log_dir: Path
         search.search(evaluator, max_evals=args.max_evals, timeout=args.timeout,
                       max_evals_strict=True)
     finally:
-        shutdown(args.evaluator)
+        shutdown(resources.evaluator)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``search/run.py``; returns the exit status."""
     parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
     if args.list:
         print(list_problems())
@@ -121,36 +110,39 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--problem is required (see --list)")
     try:
         problem = get_problem(args.problem)
-        check_args(args)
-        fixed = parse_overrides(args.overrides, problem)
+        resources = check_args(args)
+        fixed = parse_overrides(args.overrides, problem.name)
         log_dir = Path(args.log_dir or f"runs/search/{problem.name}").resolve()
         state = inspect_log_dir(log_dir)
-        check_log_dir(state, log_dir, args, problem, fixed)
         data_dir = None if state.n_done >= args.max_evals else resolve_data(args.data)
+        data = data_identity(data_dir) if data_dir else None
+        check_log_dir(state, log_dir, args, problem, fixed, data)
     except (UnknownProblemError, CliError) as exc:
         parser.error(str(exc))
     log_dir.mkdir(parents=True, exist_ok=True)
     if data_dir is not None:
         payload = {"problem": problem.name, "method": problem.method,
-                   "backbone": problem.backbone, "fixed": fixed, "data_dir": data_dir,
-                   "args": vars(args), "argv": sys.argv if argv is None else list(argv),
-                   "space": problem.describe(), "completed_before": state.n_done,
+                   "backbone": problem.backbone, "fixed": fixed, "objective": args.objective,
+                   "data_dir": portable_path(data_dir), "data": data,
+                   "command": "python search/run.py " + shlex.join(argv),
+                   "args": vars(args), "resume": args.resume, "space": problem.describe(),
+                   "completed_before": state.n_done,
                    "interrupted_before": state.interrupted_ids}
         write_search_json(log_dir, payload, state.search)
         if state.interrupted_ids and not args.quiet:
             print(f"resume: {state.n_done} completed trials kept; interrupted trials "
                   f"{state.interrupted_ids} are not re-run (new configurations replace them)")
         start = time.monotonic()
-        run_search(args, problem, fixed, log_dir, data_dir, state)
+        run_search(args, problem, fixed, log_dir, data_dir, state, resources)
         elapsed = time.monotonic() - start
     else:
         elapsed = 0.0
-        print(f"{log_dir}: {state.n_done} trials already completed (--max-evals "
-              f"{args.max_evals}); nothing to run")
+        print(f"{portable_path(log_dir)}: {state.n_done} trials already completed "
+              f"(--max-evals {args.max_evals}); nothing to run")
     outcomes = count_outcomes(log_dir)
     table = summarize(log_dir, k=args.top_k)
     print(f"\n{problem.name}: {outcomes['completed']} trials ({outcomes['failed']} failed) "
-          f"in {elapsed:.0f} s; results in {log_dir}")
+          f"in {elapsed:.0f} s; results in {portable_path(log_dir)}")
     with pd.option_context("display.max_columns", None, "display.width", 200):
         print(table.to_string(index=False) if len(table) else "no successful trial")
     return 0

@@ -6,7 +6,6 @@ Reads DeepHyper's ``results.csv`` (``deephyper.analysis.hpo``) and each trial's
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -15,17 +14,7 @@ import pandas as pd
 from deephyper.analysis.hpo import filter_failed_objectives, read_results_from_csv
 
 from search.logdir import RESULTS, SUMMARY
-
-METRIC_COLUMNS = ("source_val", "target_val", "source_test", "target_test")
-
-
-def load_record(log_dir: str | os.PathLike, job_id: int) -> dict[str, Any] | None:
-    """The record of trial ``job_id`` (``None`` if it is missing or unreadable)."""
-    path = Path(log_dir) / "trials" / str(job_id) / "record.json"
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
+from training.record import SPLIT_KEYS, read_record, write_text
 
 
 def summarize(log_dir: str | os.PathLike, k: int = 5, write: bool = True) -> pd.DataFrame:
@@ -47,16 +36,16 @@ def summarize(log_dir: str | os.PathLike, k: int = 5, write: bool = True) -> pd.
     frame = frame.sort_values(["objective", "job_id"], ascending=[False, True]).head(k)
     rows = []
     for _, row in frame.iterrows():
-        record = load_record(log_dir, int(row["job_id"])) or {}
+        record = read_record(Path(log_dir) / "trials" / str(int(row["job_id"]))) or {}
         metrics = record.get("metrics") or {}
         out: dict[str, Any] = {"job_id": int(row["job_id"]), "objective": float(row["objective"])}
-        for split in METRIC_COLUMNS:
+        for split in SPLIT_KEYS:
             out[f"{split}_acc"] = (metrics.get(split) or {}).get("accuracy")
         out.update({c[2:]: row[c] for c in frame.columns if c.startswith("p:")})
         rows.append(out)
     table = pd.DataFrame(rows)
     if write:
-        table.to_csv(Path(log_dir) / SUMMARY, index=False)
+        write_text(Path(log_dir) / SUMMARY, table.to_csv(index=False))
     return table
 
 

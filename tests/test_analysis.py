@@ -1,7 +1,7 @@
 """Analysis: loading, model selection, tables, figures and the report, on real tiny records.
 
 The records are made once per session by :func:`make_runs` (real searches through
-``search/run.py`` and real seed studies through ``analysis/seeds.py`` on the 40-row
+``search/run.py`` and real seed studies through ``search/seeds.py`` on the 40-row
 ``tiny_domain_pair``; each trial < 1 s); ``test_seeds.py`` and ``test_notebooks.py`` reuse
 them through the same cache.
 """
@@ -19,8 +19,8 @@ import pytest
 
 from analysis import figures, load, reproduce, selection, tables
 from analysis.report import main as report_main
-from analysis.seeds import main as seeds_main
 from search.run import main as search_main
+from search.seeds import main as seeds_main
 from training.metrics import METRIC_NAMES
 
 FAST = ["--set", "epochs=1", "--set", "max_batches_per_epoch=2", "--set", "batch_size=8"]
@@ -110,7 +110,7 @@ def test_one_row_per_trial_with_every_column(frame, runs):
 def test_failed_trials_are_kept_and_flagged(frame):
     failed = frame[frame["problem"] == "mmd_resnet"]
     assert len(failed) == 2 and (failed["status"] == "failed").all()
-    assert (failed["failure"] == "F_nonfinite_loss").all()
+    assert (failed["failure"] == "F_nan").all()
     assert failed["error"].str.contains("non-finite loss").all()
     assert failed["objective"].isna().all() and failed["target_test_accuracy"].isna().all()
     assert set(tables.failed_trials(frame)["problem"]) == {"mmd_resnet"}
@@ -271,7 +271,7 @@ def test_figure1_bars_and_roc_equal_the_records(frame, runs):
         assert not any(p.get_hatch() for p in containers[f"{method} target"])
         curves = json.loads((runs / "search" / problem / "trials" /
                              str(best_row(runs, problem)["job_id"]) / "roc.json").read_text())
-        label = tables.METHOD_LABELS[method]
+        label = tables.method_labels()[method]
         lines = {ln.get_label(): ln for ln in roc.get_lines()}
         target = next(ln for name, ln in lines.items() if name.startswith(f"{label} target"))
         assert list(target.get_xdata()) == pytest.approx(curves["target_test"]["fpr"])

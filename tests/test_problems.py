@@ -5,7 +5,7 @@ from __future__ import annotations
 import ConfigSpace.hyperparameters as csh
 import pytest
 
-from problems import PROBLEM_NAMES, PROBLEMS, UnknownProblemError, get_problem
+from problems import UnknownProblemError, all_problems, get_problem, problem_names
 from training.config import TrainConfig, default_config
 
 EXPECTED = {"none_deepmerge", "mmd_deepmerge", "dann_deepmerge", "none_resnet", "mmd_resnet",
@@ -21,7 +21,7 @@ BY_METHOD = {
 
 
 def test_registry_names():
-    assert set(PROBLEMS) == EXPECTED == set(PROBLEM_NAMES)
+    assert {p.name for p in all_problems()} == EXPECTED == set(problem_names())
     assert get_problem("mmd_resnet").backbone == "resnet18"
     assert get_problem("dann_deepmerge").method == "dann"
 

@@ -9,12 +9,13 @@ import pytest
 from deephyper.analysis.hpo import read_results_from_csv
 from deephyper.evaluator import RunningJob
 
-from problems import PROBLEM_NAMES, get_problem
-from search.algorithms import as_objective
+from problems import get_problem, problem_names
+from search.deephyper_adapter import as_objective
 from search.objective_study import objective_study
 from search.objectives import OBJECTIVES, get_objective
 from search.run import main
-from search.run_function import failure_reason, run_trial_job
+from search.runner import TrialContext, run_trial_job
+from training.record import Failure
 
 FAST = ["--set", "epochs=1", "--set", "max_batches_per_epoch=2", "--quiet"]
 
@@ -28,9 +29,9 @@ def results(log_dir) -> pd.DataFrame:
 
 
 def context(data_dir, log_dir, **extra):
-    return {"problem": "mmd_deepmerge", "data_dir": str(data_dir), "log_dir": str(log_dir),
-            "objective": "source_val_acc_minus_mmd", "torch_threads": 1,
-            "fixed": {"epochs": 1, "max_batches_per_epoch": 2}, **extra}
+    return TrialContext(problem="mmd_deepmerge", data_dir=str(data_dir), root=str(log_dir),
+                        objective="source_val_acc_minus_mmd", torch_threads=1,
+                        fixed={"epochs": 1, "max_batches_per_epoch": 2}, **extra)
 
 
 # --- command line --------------------------------------------------------------------------
@@ -41,7 +42,7 @@ def test_unknown_problem_lists_valid_ones(capsys):
         run_cli("--problem", "mmd_vgg")
     assert info.value.code == 2
     err = capsys.readouterr().err
-    assert all(name in err for name in PROBLEM_NAMES)
+    assert all(name in err for name in problem_names())
 
 
 @pytest.mark.parametrize(("item", "named"), [
@@ -63,7 +64,7 @@ def test_invalid_set_is_a_cli_error(item, named, tmp_path, capsys):
 def test_list_shows_every_problem_and_space(capsys):
     assert run_cli("--list") == 0
     out = capsys.readouterr().out
-    for name in PROBLEM_NAMES:
+    for name in problem_names():
         assert name in out
     for hp in get_problem("dann_resnet").hyperparameter_names:
         assert hp in out
@@ -97,9 +98,8 @@ def test_objectives_registry():
 
 
 def test_failure_reasons_and_resumed_objectives():
-    assert failure_reason("non-finite loss at epoch 1 step 3") == "F_nonfinite_loss"
-    assert failure_reason("out of memory: CUDA; lower batch_size") == "F_oom"
-    assert failure_reason("RuntimeError: boom") == "F_exception"
+    assert str(Failure.NAN) == "F_nan" and f"{Failure.OOM}" == "F_oom"
+    assert all(reason.value.startswith("F_") for reason in Failure)
     assert as_objective("0.5") == 0.5 and as_objective("F_oom") == "F_oom"
 
 
@@ -119,9 +119,16 @@ def test_run_function_never_raises(tiny_domain_pair, tmp_path, monkeypatch):
 
     monkeypatch.setattr("training.loop.run_trial", explode)
     out = run_trial_job(RunningJob(parameters={}), context(tiny_domain_pair, tmp_path))
-    assert out["objective"] == "F_exception"
+    assert out["objective"] == "F_error"
     record = json.loads((tmp_path / "trials" / "0" / "record.json").read_text())
     assert record["status"] == "failed" and "boom" in record["traceback"]
+    assert record["failure"] == "F_error" and record["versions"]["torch"]
+    # a failure record has the same keys as the record of a trial that ran
+    monkeypatch.undo()
+    ran = run_trial_job(RunningJob(parameters={}), context(tiny_domain_pair, tmp_path / "ok"))
+    assert ran["metadata"]["status"] == "ok"
+    full = json.loads((tmp_path / "ok" / "trials" / "0" / "record.json").read_text())
+    assert set(record) == set(full)
 
     bad = run_trial_job(RunningJob(parameters={"mmd_num": 0}), context(tiny_domain_pair,
                                                                       tmp_path / "b"))
@@ -170,7 +177,7 @@ def test_trial_that_raises_is_an_f_row(tiny_domain_pair, tmp_path, monkeypatch):
     assert run_cli("--problem", "none_deepmerge", "--data", tiny_domain_pair, "--log-dir",
                    log_dir, "--max-evals", 2, "--evaluator", "serial", *FAST) == 0
     frame = results(log_dir)
-    assert len(frame) == 2 and (frame["objective"] == "F_exception").all()
+    assert len(frame) == 2 and (frame["objective"] == "F_error").all()
 
 
 def test_nonfinite_loss_is_an_f_row(tiny_domain_pair, tmp_path):
@@ -179,5 +186,5 @@ def test_nonfinite_loss_is_an_f_row(tiny_domain_pair, tmp_path):
                    log_dir, "--max-evals", 2, "--evaluator", "serial", "--search", "random",
                    "--set", "lambda_tl=1e39", *FAST) == 0
     frame = results(log_dir)
-    assert len(frame) == 2 and (frame["objective"] == "F_nonfinite_loss").all()
+    assert len(frame) == 2 and (frame["objective"] == "F_nan").all()
     assert "p:lambda_tl" not in frame.columns  # fixed, not searched

@@ -1,4 +1,4 @@
-"""Seed robustness CLI ``analysis/seeds.py``: chosen configuration, skipping, ``--only-seed``,
+"""Seed robustness CLI ``search/seeds.py``: chosen configuration, skipping, ``--only-seed``,
 process pool, errors (exit 2). Records come from ``test_analysis.make_runs`` (built once)."""
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from test_analysis import FAST, best_row, make_runs, record
 
-from analysis.seeds import main
-from problems import PROBLEM_NAMES
+from problems import problem_names
+from search.seeds import main
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -102,7 +102,7 @@ def test_bad_input_is_one_clear_error(runs, tmp_path, capsys):
     search = runs / "search/mmd_deepmerge"
     out = ["--out", tmp_path / "x"]
     err = bad(["--problem", "mmd_vgg", "--from-search", search, *out], capsys)
-    assert "unknown problem 'mmd_vgg'" in err and all(n in err for n in PROBLEM_NAMES)
+    assert "unknown problem 'mmd_vgg'" in err and all(n in err for n in problem_names())
     assert "no such folder" in bad(["--problem", "mmd_deepmerge", "--from-search",
                                     tmp_path / "nope", *out], capsys)
     assert "no successful trial" in bad(["--problem", "mmd_resnet", "--from-search",
@@ -120,9 +120,9 @@ def test_bad_input_is_one_clear_error(runs, tmp_path, capsys):
 
 
 def test_script_runs_as_documented(runs):
-    """``python analysis/seeds.py`` (as jobs/seeds.sbatch calls it): a done seed, exit 0."""
+    """``python search/seeds.py`` (as jobs/seeds.sbatch calls it): a done seed, exit 0."""
     done = subprocess.run(
-        [sys.executable, "analysis/seeds.py", "--problem", "mmd_deepmerge", "--from-search",
+        [sys.executable, "search/seeds.py", "--problem", "mmd_deepmerge", "--from-search",
          str(runs / "search/mmd_deepmerge"), "--out", str(runs / "seeds/mmd_deepmerge"),
          "--seeds", "3", "--only-seed", "1"], cwd=REPO, capture_output=True, text=True,
         timeout=120)

@@ -73,5 +73,26 @@ def split_report(labels: torch.Tensor, predictions: Predictions) -> dict:
         "metrics": classification_metrics(y, predictions.prob_merger),
         "roc": roc_points(y, predictions.prob_merger),
         "entropy": mean_entropy(predictions.prob_merger),
-        "loss": predictions.loss,
     }
+
+
+FEATURE_MMD_MAX_SAMPLES = 1000
+
+
+def feature_mmd(source: torch.Tensor, target: torch.Tensor) -> float:
+    """Label-free domain gap: biased multi-kernel MMD² between validation features.
+
+    Uses a fixed estimator (5 Gaussian kernels around the median pairwise distance) on at most
+    ``FEATURE_MMD_MAX_SAMPLES`` rows per domain, whatever the trial's own transfer loss, so
+    that trials of every method are compared on the same scale.
+    """
+    from training.mmd import MultiKernelMMD
+
+    generator = torch.Generator().manual_seed(0)
+    pick_s = torch.randperm(len(source), generator=generator)[:FEATURE_MMD_MAX_SAMPLES]
+    pick_t = torch.randperm(len(target), generator=generator)[:FEATURE_MMD_MAX_SAMPLES]
+    estimator = MultiKernelMMD(
+        bandwidths="family", base="median", mul=2.0, num=5, estimator="biased"
+    )
+    with torch.no_grad():
+        return float(estimator(source[pick_s].double(), target[pick_t].double()))

@@ -8,9 +8,12 @@ learning-rate schedule; early stopping on the *source* validation loss with ``pa
 restoring the best weights.
 
 ``run_trial`` never raises for a failed trial: a non-finite loss, running out of memory or
-any other exception ends as ``status: "failed"`` with the reason (and traceback) in the
-record. Bad input data (``galaxies.validate.InvalidDatasetError``) is not a trial failure
-and is raised.
+any other exception ends as ``status: "failed"`` with its typed reason
+(:class:`training.record.Failure`), the error and the traceback in the record. Bad input data
+(``galaxies.validate.InvalidDatasetError``) is not a trial failure and is raised.
+
+Whether a step draws a target batch, and which transfer loss it adds, come from the method's
+spec (:mod:`training.registry`); the network from the backbone's spec.
 """
 
 from __future__ import annotations
@@ -22,23 +25,36 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from galaxies.atomic import atomic_path
 from galaxies.datasets import Benchmark, PairedBatches, load_benchmark, split_tensors
+from galaxies.schema import SPLITS
 from galaxies.validate import InvalidDatasetError
-from models import Classifier, create_backbone, create_head
+from models import Classifier, create_classifier
 from training.config import TrainConfig
-from training.evaluate import predict, split_report
-from training.losses import create_transfer_loss
-from training.record import base_record, feature_mmd, write_json
+from training.evaluate import feature_mmd, predict, split_report
+from training.naming import problem_name
+from training.record import Failure, base_record, write_json
+from training.registry import create_transfer_loss, get_method
 
 EVAL_SPLITS = (("source", "val"), ("target", "val"), ("source", "test"), ("target", "test"))
+PREDICTIONS = "predictions.npz"
 
 
 class TrialFailedError(RuntimeError):
-    """A trial stopped for a reason that belongs in its record (e.g. a non-finite loss)."""
+    """A trial stopped for a reason that belongs in its record (e.g. a non-finite loss).
+
+    Attributes:
+        failure: the typed reason.
+    """
+
+    def __init__(self, message: str, failure: Failure):
+        super().__init__(message)
+        self.failure = failure
 
 
 def resolve_device(name: str) -> torch.device:
@@ -58,10 +74,8 @@ def seed_everything(seed: int, device: torch.device) -> torch.Generator:
 
 
 def build_model(config: TrainConfig) -> Classifier:
-    """Backbone + classifier head named by the config."""
-    backbone = create_backbone(config.backbone)
-    head = create_head(config.backbone, backbone.feature_dim, bottleneck_dim=config.bottleneck_dim)
-    return Classifier(backbone, head)
+    """Backbone + classifier head of the config's backbone spec."""
+    return create_classifier(config)
 
 
 class _Trainer:
@@ -73,13 +87,19 @@ class _Trainer:
         self.generator = seed_everything(config.seed, device)
         self.model = build_model(config).to(device)
         self.transfer = create_transfer_loss(config, self.model.feature_dim).to(device)
-        self.uses_target = config.method != "none"
+        self.uses_target = get_method(config.method).needs_target
 
         stats = bench.stats
         self.data = {
             (domain, split): split_tensors(getattr(bench, domain), split, stats)
             for domain in ("source", "target")
             for split in ("train", "val", "test")
+        }
+        self.galaxy_ids = {
+            (domain, split): getattr(bench, domain).galaxy_id[
+                getattr(bench, domain).split == SPLITS[split]]
+            for domain in ("source", "target")
+            for split in ("val", "test")
         }
         xs, ys = self.data[("source", "train")]
         xt, _target_labels_unused = self.data[("target", "train")]
@@ -96,7 +116,7 @@ class _Trainer:
             max_batches=config.max_batches_per_epoch or None,
         )
         groups = [{"params": list(self.model.parameters()), "lr": config.lr}]
-        groups += self.transfer.parameter_groups(config.lr, config.dc_lr_mult)
+        groups += self.transfer.parameter_groups(config.lr)
         self.optimizer = torch.optim.Adam(groups, weight_decay=config.weight_decay)
         self.steps_per_epoch = len(self.batches)
         self.total_steps = self.steps_per_epoch * config.epochs
@@ -140,7 +160,8 @@ class _Trainer:
                 raise TrialFailedError(
                     f"non-finite loss at epoch {epoch} step {n_steps + 1} "
                     f"(L={values[0]:.4g}, L_CL={values[1]:.4g}, L_TL={values[2]:.4g}); "
-                    "lower lr or lambda_tl"
+                    "lower lr or lambda_tl",
+                    Failure.NAN,
                 )
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -199,15 +220,21 @@ def fit(trainer: _Trainer, history: list[dict[str, Any]], progress: bool) -> int
     return best_epoch
 
 
-def evaluate(trainer: _Trainer) -> tuple[dict, dict, dict]:
-    """Metrics on source/target validation and test, ROC curves and label-free diagnostics."""
-    metrics, roc, diagnostics, features = {}, {}, {}, {}
+def evaluate(trainer: _Trainer) -> tuple[dict, dict, dict, dict[str, np.ndarray]]:
+    """Metrics, ROC curves, label-free diagnostics and per-image predictions of every split.
+
+    Predictions are keyed ``<domain>_<split>_{p_merger,label,galaxy_id}``.
+    """
+    metrics, roc, diagnostics, features, predictions = {}, {}, {}, {}, {}
     for domain, split in EVAL_SPLITS:
         x, y = trainer.data[(domain, split)]
         pred = predict(trainer.model, x, y, trainer.device, keep_features=split == "val")
         report = split_report(y, pred)
         key = f"{domain}_{split}"
         metrics[key], roc[key] = report["metrics"], report["roc"]
+        predictions[f"{key}_p_merger"] = pred.prob_merger.astype(np.float32)
+        predictions[f"{key}_label"] = y.numpy().astype(np.uint8)
+        predictions[f"{key}_galaxy_id"] = trainer.galaxy_ids[(domain, split)]
         if split == "val":
             features[domain] = pred.features
             if domain == "source":
@@ -215,7 +242,13 @@ def evaluate(trainer: _Trainer) -> tuple[dict, dict, dict]:
             else:
                 diagnostics["target_val_entropy"] = report["entropy"]
     diagnostics["feature_mmd_val"] = feature_mmd(features["source"], features["target"])
-    return metrics, roc, diagnostics
+    return metrics, roc, diagnostics, predictions
+
+
+def write_predictions(path: Path, predictions: dict[str, np.ndarray]) -> None:
+    """Write the per-image predictions as ``.npz`` atomically."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        np.savez(handle, **predictions)
 
 
 def run_trial(
@@ -230,8 +263,10 @@ def run_trial(
     Args:
         config: every hyperparameter of the trial.
         data_dir: folder with ``source.h5`` and ``target.h5``.
-        out_dir: the trial's folder (``record.json``, ``roc.json``, ``checkpoint.pt``).
-        problem: the problem name recorded with the trial (default ``<method>_<backbone>``).
+        out_dir: the trial's folder (``record.json``, ``roc.json``, ``predictions.npz``,
+            ``checkpoint.pt``).
+        problem: the problem name recorded with the trial (default: the config's
+            ``<method>_<backbone>``).
         progress: show a progress bar over epochs.
 
     Returns:
@@ -245,39 +280,34 @@ def run_trial(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     device = resolve_device(config.device)
-    record = base_record(config, problem, bench, device)
+    problem = problem or problem_name(config.method, config.backbone)
+    record = base_record(config, problem, bench, str(device))
     try:
         trainer = _Trainer(config, bench, device)
         stats, bench = bench.stats, None  # the trainer holds normalised copies: free the rest
         best_epoch = fit(trainer, record["history"], progress)
         record["best_epoch"] = best_epoch
-        metrics, roc, diagnostics = evaluate(trainer)
-        torch.save(
-            {
-                "model": trainer.model.state_dict(),
-                "config": config.to_dict(),
-                "channel_stats": stats.to_dict(),
-                "best_epoch": best_epoch,
-            },
-            out_dir / "checkpoint.pt",
-        )
+        metrics, roc, diagnostics, predictions = evaluate(trainer)
+        checkpoint = {"model": trainer.model.state_dict(), "config": config.to_dict(),
+                      "channel_stats": stats.to_dict(), "best_epoch": best_epoch}
+        with atomic_path(out_dir / "checkpoint.pt") as tmp:
+            torch.save(checkpoint, tmp)
         write_json(out_dir / "roc.json", roc)
+        write_predictions(out_dir / PREDICTIONS, predictions)
         record.update(status="ok", metrics=metrics, diagnostics=diagnostics)
-        record["files"] = {"roc": "roc.json", "checkpoint": "checkpoint.pt"}
+        record["files"] = {"roc": "roc.json", "predictions": PREDICTIONS,
+                           "checkpoint": "checkpoint.pt"}
     except InvalidDatasetError:
         raise
     except TrialFailedError as exc:
-        record.update(status="failed", error=str(exc))
-    except torch.cuda.OutOfMemoryError as exc:
-        record.update(
-            status="failed",
-            error=f"out of memory: {exc}; lower batch_size",
-            traceback=traceback.format_exc(),
-        )
+        record.update(status="failed", failure=str(exc.failure), error=str(exc))
+    except (torch.cuda.OutOfMemoryError, MemoryError) as exc:
+        record.update(status="failed", failure=str(Failure.OOM),
+                      error=f"out of memory: {type(exc).__name__}: {exc}; lower batch_size",
+                      traceback=traceback.format_exc())
     except Exception as exc:  # noqa: BLE001 - a trial's failure belongs in its record
-        record.update(
-            status="failed", error=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc()
-        )
+        record.update(status="failed", failure=str(Failure.ERROR),
+                      error=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc())
     record["wall_time_s"] = time.perf_counter() - start
     write_json(out_dir / "record.json", record)
     return record

@@ -3,7 +3,7 @@
 All kernels come from ONE pairwise squared-distance matrix of the concatenated batch. The
 distances are computed in float64 from the Gram matrix of the centred features, with the
 diagonal set to exactly 0 and negatives clamped to 0 — float32 ``torch.cdist`` (matrix-multiply
-path) gives inexact small distances and a non-zero diagonal (see FACTS.md), which biased the
+path) gives inexact small distances and a non-zero diagonal, which biased the
 MMD of large-norm features by ~1e-2. Their gradient is analytic, in the features' dtype. The
 kernels are then summed in float32 into one ``[n, n]`` buffer (custom autograd functions keep
 the memory traffic low: no ``[num_kernels, n, n]`` tensor, no float64 backward).
@@ -35,7 +35,6 @@ __all__ = [
     "AUTHORS_SIGMA2",
     "MultiKernelMMD",
     "family_sigma2",
-    "kernel_sum",
     "mmd_weights",
     "pairwise_sq_dists",
     "weighted_kernel_sum",
@@ -118,12 +117,6 @@ def family_sigma2(
         b = b.clamp_min(1e-12)
         k = torch.arange(num, dtype=torch.float64, device=sq_dists.device) - num // 2
         return (b * mul**k) ** 2
-
-
-def kernel_sum(sq_dists: torch.Tensor, sigma2: torch.Tensor) -> torch.Tensor:
-    """``K_ij = Σ_k exp(-D_ij / (2 σ²_k))`` for all kernels at once, ``[n, n]``."""
-    gamma = (0.5 / sigma2).to(sq_dists).view(-1, 1, 1)
-    return torch.exp(sq_dists.unsqueeze(0) * -gamma).sum(dim=0)
 
 
 @functools.lru_cache(maxsize=16)

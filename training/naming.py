@@ -1,24 +1,32 @@
-"""Problem names ``<method>_<backbone>`` and the configuration each one starts from."""
+"""Problem names ``<method>_<backbone>`` from the two spec registries, and their configurations.
+
+``<backbone>`` is the backbone spec's short ``problem_name`` (``resnet`` for ``resnet18``).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
-from training.config import TrainConfig, default_config, parse_set_args
+from models.registry import backbone_specs, get_backbone
+from training.config import ConfigError, TrainConfig, parse_set_args
+from training.registry import get_method, method_specs
 
-#: Backbone short names used in problem names -> backbone registry names.
-PROBLEM_BACKBONES: dict[str, str] = {"deepmerge": "deepmerge", "resnet": "resnet18"}
+#: Fields that ``--problem`` chooses; ``--set`` may not change them.
+CHOSEN_BY_PROBLEM = ("method", "backbone")
 
 
 class ProblemNameError(ValueError):
     """An unknown ``<method>_<backbone>`` name; the message lists the valid ones."""
 
 
-def problem_names() -> list[str]:
-    """Every ``<method>_<backbone>`` name, methods from the transfer-loss registry."""
-    from training.losses import TRANSFER_LOSSES
+def problem_name(method: str, backbone: str) -> str:
+    """``("mmd", "resnet18")`` -> ``"mmd_resnet"``."""
+    return f"{get_method(method).name}_{get_backbone(backbone).problem_name}"
 
-    return [f"{m}_{b}" for b in PROBLEM_BACKBONES for m in TRANSFER_LOSSES]
+
+def problem_names() -> list[str]:
+    """Every ``<method>_<backbone>`` name, by backbone then method (table order)."""
+    return [f"{m.name}_{b.problem_name}" for b in backbone_specs() for m in method_specs()]
 
 
 def split_problem_name(name: str) -> tuple[str, str]:
@@ -27,11 +35,22 @@ def split_problem_name(name: str) -> tuple[str, str]:
     if name not in valid:
         raise ProblemNameError(f"unknown problem {name!r}; valid problems: {', '.join(valid)}")
     method, short = name.split("_", 1)
-    return method, PROBLEM_BACKBONES[short]
+    return method, get_backbone(short).name
 
 
-def problem_config(name: str, overrides: Iterable[str] = ()) -> TrainConfig:
-    """The default configuration of problem ``name`` with ``KEY=VALUE`` overrides applied."""
+def problem_config(name: str, overrides: Iterable[str] = (),
+                   not_settable: Iterable[str] = CHOSEN_BY_PROBLEM) -> TrainConfig:
+    """The default configuration of problem ``name`` with ``KEY=VALUE`` overrides applied.
+
+    Raises:
+        ProblemNameError: unknown problem.
+        ConfigError: a malformed item, an unknown key, a value out of range, or a key in
+            ``not_settable`` (``method`` and ``backbone`` are chosen by the problem).
+    """
     method, backbone = split_problem_name(name)
-    base = default_config(method, backbone)
-    return TrainConfig.from_strings({**base.to_dict(), **parse_set_args(list(overrides))})
+    sets = parse_set_args(list(overrides))
+    for key in sets:
+        if key in not_settable:
+            raise ConfigError(f"--set {key}=...: {key} is chosen by --problem ({name}); pick "
+                              f"another problem instead (see --list)")
+    return TrainConfig.from_strings({**sets, "method": method, "backbone": backbone})

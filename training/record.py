@@ -1,4 +1,18 @@
-"""The self-describing trial record (``record.json``): skeleton, versions, atomic writes."""
+"""The trial record (``record.json``) and every other JSON/CSV the project writes: one module.
+
+- :func:`base_record` / :func:`failure_record`: the record's skeleton, with the same keys for
+  a trial that ran and for one that could not start (see ``docs/CONTRACTS.md``);
+- :class:`Failure`: the typed failure reasons (``F_nan``, ``F_oom``, …), set where the failure
+  happens and returned to DeepHyper as the objective of a failed trial;
+- :func:`write_json`, :func:`write_text`: atomic writes (temporary file, then rename);
+- :func:`read_json`, :func:`read_record`: readers that return ``None`` for a missing or
+  unreadable file;
+- :func:`package_versions`: the versions a result depends on;
+- :func:`portable_path`, :func:`resolve_path`: paths as stored in records and reports
+  (relative to the repository root when under it), and back.
+
+This module imports no network library.
+"""
 
 from __future__ import annotations
 
@@ -6,27 +20,55 @@ import json
 import math
 import os
 import platform
+from enum import StrEnum
 from importlib import metadata
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from galaxies.atomic import atomic_path
-from galaxies.datasets import Benchmark
-from training.config import TrainConfig
 
-VERSIONED_PACKAGES = (
-    "galaxy-da",
-    "torch",
-    "torchvision",
-    "numpy",
-    "scikit-learn",
-    "h5py",
-    "galsim",
-    "deephyper",
-)
-FEATURE_MMD_MAX_SAMPLES = 1000
+if TYPE_CHECKING:
+    from galaxies.datasets import Benchmark
+    from training.config import TrainConfig
+
+__all__ = [
+    "REPO_ROOT",
+    "RECORD",
+    "SPLIT_KEYS",
+    "Failure",
+    "base_record",
+    "failure_record",
+    "package_versions",
+    "portable_path",
+    "read_json",
+    "read_record",
+    "resolve_path",
+    "write_json",
+    "write_text",
+]
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+RECORD = "record.json"
+SPLIT_KEYS = ("source_val", "target_val", "source_test", "target_test")
+VERSIONED_PACKAGES = ("galaxy-da", "torch", "torchvision", "numpy", "scikit-learn", "h5py",
+                      "galsim", "deephyper", "ray", "pandas")
+
+
+class Failure(StrEnum):
+    """Why a trial failed: its record's ``failure`` and its DeepHyper objective (``F_<reason>``).
+
+    ``F_nan``: a non-finite loss; ``F_oom``: out of memory; ``F_invalid_config``: the sampled
+    configuration is not a valid ``TrainConfig``; ``F_invalid_data``: the data files do not
+    follow the schema; ``F_nan_objective``: the trial finished but its objective is not finite;
+    ``F_error``: any other exception (its traceback is in the record).
+    """
+
+    NAN = "F_nan"
+    OOM = "F_oom"
+    INVALID_CONFIG = "F_invalid_config"
+    INVALID_DATA = "F_invalid_data"
+    NAN_OBJECTIVE = "F_nan_objective"
+    ERROR = "F_error"
 
 
 def package_versions() -> dict[str, str | None]:
@@ -40,35 +82,70 @@ def package_versions() -> dict[str, str | None]:
     return versions
 
 
-def base_record(
-    config: TrainConfig, problem: str | None, bench: Benchmark, device: torch.device
-) -> dict[str, Any]:
-    """A record with everything known before training (status ``running``)."""
+def portable_path(path: str | os.PathLike) -> str:
+    """``path`` as records and reports store it.
+
+    Relative to the repository root when it lies under it (as a user types it from there),
+    else absolute.
+    """
+    path = Path(path).resolve()
+    try:
+        return str(path.relative_to(REPO_ROOT))
+    except ValueError:
+        return str(path)
+
+
+def resolve_path(text: str | os.PathLike, base: str | os.PathLike = REPO_ROOT) -> Path:
+    """A stored path back to an absolute one (relative paths are taken from ``base``)."""
+    path = Path(text)
+    return path if path.is_absolute() else (Path(base) / path).resolve()
+
+
+def _skeleton(problem: str, config: dict[str, Any], device: str | None) -> dict[str, Any]:
     return {
-        "problem": problem or f"{config.method}_{config.backbone}",
-        "method": config.method,
-        "backbone": config.backbone,
-        "config": config.to_dict(),
-        "seed": config.seed,
+        "problem": problem,
+        "method": config.get("method"),
+        "backbone": config.get("backbone"),
+        "config": config,
+        "seed": config.get("seed"),
         "status": "running",
+        "failure": None,
         "error": None,
         "traceback": None,
-        "metrics": {f"{d}_{s}": None for d in ("source", "target") for s in ("val", "test")},
+        "metrics": dict.fromkeys(SPLIT_KEYS),
         "diagnostics": {},
         "history": [],
         "best_epoch": None,
         "wall_time_s": None,
-        "device": str(device),
+        "device": device,
         "host": platform.node(),
         "versions": package_versions(),
-        "data": {
-            "dir": str(Path(bench.data_dir).resolve()),
-            "source_attrs": bench.source.attrs,
-            "target_attrs": bench.target.attrs,
-            "channel_stats": bench.stats.to_dict(),
-        },
+        "data": {"dir": None, "source_attrs": None, "target_attrs": None, "channel_stats": None},
         "files": {},
     }
+
+
+def base_record(config: TrainConfig, problem: str, bench: Benchmark, device: str) -> dict:
+    """A record with everything known before training (status ``running``)."""
+    record = _skeleton(problem, config.to_dict(), device)
+    record["data"] = {
+        "dir": portable_path(bench.data_dir),
+        "source_attrs": bench.source.attrs,
+        "target_attrs": bench.target.attrs,
+        "channel_stats": bench.stats.to_dict(),
+    }
+    return record
+
+
+def failure_record(problem: str, config: dict[str, Any], failure: Failure, error: str,
+                   traceback: str | None, wall_time_s: float, data_dir: str | None,
+                   device: str | None = None) -> dict[str, Any]:
+    """The record of a trial that failed before training wrote its own (same keys)."""
+    record = _skeleton(problem, config, device)
+    record.update(status="failed", failure=str(failure), error=error, traceback=traceback,
+                  wall_time_s=wall_time_s)
+    record["data"]["dir"] = portable_path(data_dir) if data_dir else None
+    return record
 
 
 def _json_safe(value: Any) -> Any:
@@ -82,28 +159,28 @@ def _json_safe(value: Any) -> Any:
     return value
 
 
-def write_json(path: str | os.PathLike, payload: Any) -> Path:
-    """Write ``payload`` as JSON atomically (temporary file, then rename)."""
+def write_text(path: str | os.PathLike, text: str) -> Path:
+    """Write ``text`` atomically (temporary file, then rename)."""
     path = Path(path)
-    with atomic_path(path) as tmp, open(tmp, "w") as handle:
-        json.dump(_json_safe(payload), handle, indent=1, default=str)
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
     return path
 
 
-def feature_mmd(source: torch.Tensor, target: torch.Tensor) -> float:
-    """Label-free domain gap: biased multi-kernel MMD² between validation features.
+def write_json(path: str | os.PathLike, payload: Any) -> Path:
+    """Write ``payload`` as strict JSON atomically (non-finite floats become ``null``)."""
+    return write_text(path, json.dumps(_json_safe(payload), indent=1, default=str))
 
-    Uses a fixed estimator (5 Gaussian kernels around the median pairwise distance) on at most
-    ``FEATURE_MMD_MAX_SAMPLES`` rows per domain, whatever the trial's own transfer loss, so
-    that trials of every method are compared on the same scale.
-    """
-    from training.mmd import MultiKernelMMD
 
-    generator = torch.Generator().manual_seed(0)
-    pick_s = torch.randperm(len(source), generator=generator)[:FEATURE_MMD_MAX_SAMPLES]
-    pick_t = torch.randperm(len(target), generator=generator)[:FEATURE_MMD_MAX_SAMPLES]
-    estimator = MultiKernelMMD(
-        bandwidths="family", base="median", mul=2.0, num=5, estimator="biased"
-    )
-    with torch.no_grad():
-        return float(estimator(source[pick_s].double(), target[pick_t].double()))
+def read_json(path: str | os.PathLike) -> dict[str, Any] | None:
+    """A JSON file as a dict (``None`` if it is missing, unreadable or not an object)."""
+    try:
+        value = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def read_record(trial_dir: str | os.PathLike) -> dict[str, Any] | None:
+    """``<trial_dir>/record.json`` (``None`` if it is missing or unreadable)."""
+    return read_json(Path(trial_dir) / RECORD)

@@ -5,9 +5,9 @@ Example::
     python training/train.py --problem mmd_deepmerge --out runs/mmd_seed1 --seed 1 \\
         --set lambda_tl=0.5 --set epochs=20
 
-``--problem`` is ``<method>_<backbone>`` (``none_deepmerge``, ``mmd_deepmerge``,
-``dann_deepmerge``, ``none_resnet``, ``mmd_resnet``, ``dann_resnet``); the trial runs that
-problem's default configuration with the ``--set`` overrides. ``--data`` defaults to the
+``--problem`` is ``<method>_<backbone>`` (``python search/run.py --list`` lists them); the
+trial runs that problem's default configuration with the ``--set`` overrides (``method`` and
+``backbone`` are chosen by ``--problem`` and cannot be set). ``--data`` defaults to the
 embedded benchmark, simulated on first use. Writes ``OUT/record.json``, ``OUT/roc.json`` and
 ``OUT/checkpoint.pt``; exits 1 when the trial fails (the reason is in the record) and 2 on bad
 arguments or data.
@@ -19,41 +19,21 @@ import argparse
 import json
 import sys
 
-import torch
-
-from galaxies.validate import InvalidDatasetError
-from training.config import TrainConfig
-from training.naming import ProblemNameError, problem_config
+from training.cli import CliError, data_parent, problem_parent, quiet_parent, set_parent
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The command-line interface of one trial."""
     parser = argparse.ArgumentParser(
+        prog="training/train.py",
         description="Train and evaluate one configuration of a <method>_<backbone> problem.",
-    )
-    parser.add_argument(
-        "--problem", required=True, help="<method>_<backbone>, e.g. none_deepmerge or mmd_resnet"
-    )
-    parser.add_argument(
-        "--data",
-        default=None,
-        help="folder with source.h5 and target.h5 (default: the embedded "
-        "benchmark, simulated on first use)",
+        parents=[problem_parent(), data_parent(), set_parent(), quiet_parent()],
     )
     parser.add_argument("--out", required=True, help="folder for record.json and checkpoint")
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a hyperparameter (repeatable)",
-    )
     parser.add_argument("--seed", type=int, default=None, help="random seed (default: config's)")
     parser.add_argument(
         "--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)"
     )
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
 
 
@@ -64,26 +44,32 @@ def main(argv: list[str] | None = None) -> int:
     overrides = list(args.overrides)
     if args.seed is not None:
         overrides.append(f"seed={args.seed}")
-    try:
-        config: TrainConfig = problem_config(args.problem, overrides)
-    except (ProblemNameError, ValueError, TypeError) as exc:
-        parser.error(str(exc))
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    from galaxies.validate import InvalidDatasetError
+    from training.cli import resolve_data
+    from training.config import ConfigError
+    from training.naming import ProblemNameError, problem_config
 
-    from galaxies.benchmark import ensure_benchmark
+    try:
+        config = problem_config(args.problem, overrides)
+    except (ProblemNameError, ConfigError) as exc:
+        parser.error(str(exc))
+    import torch
+
     from training.loop import run_trial
 
+    if args.threads:
+        torch.set_num_threads(args.threads)
     try:
-        data_dir = args.data if args.data else ensure_benchmark(progress=not args.quiet)
+        data_dir = resolve_data(args.data, progress=not args.quiet)
         record = run_trial(
             config, data_dir, args.out, problem=args.problem, progress=not args.quiet
         )
-    except InvalidDatasetError as exc:
+    except (CliError, InvalidDatasetError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if record["status"] != "ok":
-        print(f"trial failed: {record['error']} (record: {args.out}/record.json)", file=sys.stderr)
+        print(f"trial failed ({record['failure']}): {record['error']} "
+              f"(record: {args.out}/record.json)", file=sys.stderr)
         return 1
     summary = {
         key: {m: round(v, 4) if v is not None else None for m, v in values.items()}

@@ -1,0 +1,97 @@
+"""Every use of DeepHyper 0.13.2's private API, in one module (and tested in one file).
+
+What this project needs that DeepHyper does not offer publicly:
+
+- :func:`reserve_job_ids`: a resumed search numbers its jobs after every id already on disk
+  (so an interrupted trial's folder is never reused), and counts the ids of interrupted trials
+  as gathered (or DeepHyper would wait for them forever: it collects jobs until gathered ==
+  ids in storage). Uses ``Evaluator._storage``, ``Evaluator._search_id`` and
+  ``Evaluator.job_id_gathered``.
+- :func:`process_storage`: the process-pool evaluator's ``SharedMemoryStorage`` with a manager
+  process that dies with the driver (``deephyper.evaluator.storage._shared_memory_storage``).
+- :class:`ResumableCBO`: CBO that learns from reloaded successes when ``results.csv`` mixes
+  ``F_`` rows (overrides ``CBO._tell``; with a failure in the file pandas reads the objective
+  column as strings, and 0.13.2 silently drops string objectives not starting with ``"F"``).
+- :class:`ResumableRandomSearch`: random search that accepts ``checkpoint_restart`` (0.13.2's
+  ``RandomSearch.__init__`` does not pass it on; uses ``Search.__init__``, ``_problem`` and
+  ``_random_state``).
+
+``tests/test_deephyper_adapter.py`` checks each of these assumptions, so an upgrade of
+DeepHyper that breaks one fails there, by name, rather than somewhere in a search.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+from deephyper.evaluator import Evaluator
+from deephyper.hpo import CBO, HpProblem, RandomSearch, Search
+
+__all__ = [
+    "DEEPHYPER_VERSION",
+    "ResumableCBO",
+    "ResumableRandomSearch",
+    "as_objective",
+    "process_storage",
+    "reserve_job_ids",
+]
+
+DEEPHYPER_VERSION = "0.13.2"  # the version whose internals this module was written against
+
+
+def reserve_job_ids(evaluator: Evaluator, next_job_id: int, done_ids: Iterable[int]) -> None:
+    """Make the evaluator's next job id ``next_job_id`` and mark unfinished ids as gathered.
+
+    Args:
+        evaluator: a fresh evaluator (no job submitted yet).
+        next_job_id: first id no earlier trial used.
+        done_ids: ids whose trials completed (they are reloaded from ``results.csv``).
+    """
+    for _ in range(next_job_id):
+        evaluator._storage.create_new_job(evaluator._search_id)
+    done = set(done_ids)
+    evaluator.job_id_gathered.extend(
+        f"{evaluator._search_id}.{i}" for i in range(next_job_id) if i not in done)
+
+
+def process_storage() -> Any:
+    """DeepHyper's ``SharedMemoryStorage`` whose manager process dies with the driver."""
+    from deephyper.evaluator.storage._shared_memory_storage import BaseManager
+
+    from search.runner import set_pdeathsig
+
+    manager = BaseManager()
+    manager.start(initializer=set_pdeathsig)
+    return manager.MemoryStorage()  # the proxy keeps a reference to its manager
+
+
+def as_objective(value: Any) -> Any:
+    """A numeric string read back from ``results.csv`` -> float; ``F_...`` stays a failure."""
+    if isinstance(value, str) and not value.startswith("F"):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
+
+
+class ResumableCBO(CBO):
+    """CBO that also learns from reloaded successes when ``results.csv`` mixes ``F_`` rows."""
+
+    def _tell(self, results: list) -> None:
+        super()._tell([(config, as_objective(obj)) for config, obj in results])
+
+
+class ResumableRandomSearch(RandomSearch):
+    """Random search that accepts ``checkpoint_restart`` (0.13.2's ``RandomSearch`` does not).
+
+    Without it, ``Search.__init__`` renames an existing ``results.csv`` instead of reloading it.
+    """
+
+    def __init__(self, problem: HpProblem, random_state: int | None = None, log_dir: str = ".",
+                 checkpoint_restart: bool = False):
+        Search.__init__(self, problem, random_state, log_dir,
+                        checkpoint_restart=checkpoint_restart)
+        self._problem.space.seed(self._random_state.randint(0, np.iinfo(np.int32).max))

@@ -1,0 +1,252 @@
+r"""Seed robustness: rerun one configuration with seeds 1..N (``DIR/seed_<S>/record.json``).
+
+Examples::
+
+    python search/seeds.py --problem mmd_deepmerge --from-search runs/search/mmd_deepmerge \\
+        --seeds 10 --out runs/seeds/mmd_deepmerge --workers 2
+    python search/seeds.py --problem none_deepmerge --set epochs=5 --seeds 3 --out runs/s
+    # one seed (Slurm array task; jobs/seeds.sbatch):
+    python search/seeds.py --problem "$PROBLEM" --from-search "$SEARCH_DIR" --out "$OUT" \\
+        --only-seed "$SLURM_ARRAY_TASK_ID"
+
+The configuration is the best trial of ``--from-search`` under the search's own objective
+(``--select`` names another strategy of :mod:`analysis.selection`), i.e. that trial record's
+full ``config``, so the search's fixed ``--set`` values (``epochs``...) are kept; ``--set``
+items are applied on top (without a search: on top of the problem's default configuration).
+Each seed is one trial of the project's one runner (:mod:`search.runner`: the same run
+function and evaluators as a search) into ``DIR/seed_<S>``; seeds whose record says ``ok``
+are skipped, failed ones are rerun. ``DIR/seeds.json`` holds the configuration and
+where it came from; a ``DIR`` that holds a study of another configuration is refused.
+
+Data: ``--data``, else the search's own data folder (``search.json``), else the embedded
+benchmark. Paths in ``seeds.json`` are relative to the repository (or absolute outside it).
+Exit status: 0 every requested seed ok, 1 some seed failed (see its record),
+2 bad input (unknown problem, missing search, search without a successful trial...).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+from pathlib import Path
+from typing import Any
+
+from search.cli import resources, runner_parent
+from search.runner import Resources, TrialContext, run_configurations
+from training.cli import (
+    CliError,
+    data_parent,
+    problem_parent,
+    quiet_parent,
+    resolve_data,
+    set_parent,
+    typed_sets,
+)
+from training.record import (
+    package_versions,
+    portable_path,
+    read_json,
+    read_record,
+    resolve_path,
+    write_json,
+)
+
+SEED_DIR = "seed_{seed}"
+SEEDS_JSON = "seeds.json"
+NOT_SETTABLE = ("method", "backbone", "seed")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``search/seeds.py`` argument parser."""
+    p = argparse.ArgumentParser(
+        prog="search/seeds.py",
+        description="Rerun one configuration with seeds 1..N; writes DIR/seed_<S>/record.json "
+        "and DIR/seeds.json.",
+        parents=[problem_parent(),
+                 set_parent("set a hyperparameter (on top of the search's best, or of the "
+                            "problem's defaults without --from-search); repeatable"),
+                 data_parent("the search's data folder, else the embedded benchmark"),
+                 runner_parent(), quiet_parent()])
+    p.add_argument("--from-search", metavar="LOGDIR",
+                   help="search log folder: use its best configuration")
+    p.add_argument("--select", default="search", metavar="STRATEGY",
+                   help="model-selection strategy for --from-search (default: search = the "
+                   "search's own objective)")
+    p.add_argument("--seeds", type=int, default=10, metavar="N", help="seeds 1..N (default 10)")
+    p.add_argument("--only-seed", type=int, metavar="S", help="run seed S only (Slurm arrays)")
+    p.set_defaults(workers=1)
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder of the study")
+    return p
+
+
+def check_args(args: argparse.Namespace) -> Resources:
+    """Checks argparse cannot express; the runner's resources.
+
+    Raises:
+        CliError: a bad count or combination.
+    """
+    if not args.from_search and not args.overrides:
+        raise CliError("give --from-search LOGDIR or at least one --set KEY=VALUE")
+    if args.seeds < 1:
+        raise CliError("--seeds must be >= 1")
+    if args.only_seed is not None and args.only_seed < 0:
+        raise CliError("--only-seed must be >= 0")
+    return resources(args)
+
+
+def choose_configuration(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The configuration (every ``TrainConfig`` field) and a description of where it came from.
+
+    Raises:
+        CliError: unknown problem, missing or foreign search, no successful trial,
+            invalid ``--set``.
+    """
+    from analysis.selection import SelectionError, best_configuration, get_strategy
+    from problems import get_problem
+    from training.config import ConfigError, TrainConfig
+
+    overrides = typed_sets(args.problem, args.overrides, NOT_SETTABLE)
+    problem = get_problem(args.problem)
+    origin: dict[str, Any] = {"kind": "set", "overrides": list(args.overrides)}
+    base = problem.defaults.to_dict()
+    if args.from_search:
+        log_dir = Path(args.from_search).resolve()
+        if not log_dir.is_dir():
+            raise CliError(f"--from-search {args.from_search}: no such folder")
+        if not (log_dir / "results.csv").is_file():
+            raise CliError(f"--from-search {args.from_search}: not a search log folder "
+                           "(no results.csv)")
+        meta = read_json(log_dir / "search.json") or {}
+        if meta.get("problem") not in (None, problem.name):
+            raise CliError(f"--from-search {args.from_search} is a search of "
+                           f"{meta['problem']!r}, not of --problem {problem.name!r}")
+        try:
+            strategy = get_strategy(args.select)
+            base, row = best_configuration(log_dir, strategy)
+        except SelectionError as exc:
+            raise CliError(str(exc)) from None
+        origin = {"kind": "search", "log_dir": portable_path(log_dir),
+                  "job_id": int(row["job_id"]),
+                  "trial_dir": portable_path(row["trial_dir"]), "strategy": strategy.name,
+                  "oracle": strategy.oracle, "objective_name": row["objective_name"],
+                  "objective": float(row["objective"]), "score": float(row["score"]),
+                  "search_fixed": meta.get("fixed"), "overrides": list(args.overrides)}
+    try:
+        merged = TrainConfig.from_dict({**base, **overrides})
+    except ConfigError as exc:
+        raise CliError(f"--set: {exc}") from None
+    if (merged.method, merged.backbone) != (problem.method, problem.backbone):
+        raise CliError(f"the chosen configuration is {merged.method}/{merged.backbone}, "
+                       f"not {problem.name}")
+    return merged.to_dict(), origin
+
+
+def study_data(args: argparse.Namespace, origin: dict[str, Any]) -> str:
+    """``--data``, else the search's data folder, else the embedded benchmark (absolute).
+
+    Raises:
+        CliError: the folder lacks ``source.h5`` or ``target.h5``.
+    """
+    if args.data is None and origin["kind"] == "search":
+        search = resolve_path(origin["log_dir"])
+        stored = (read_json(search / "search.json") or {}).get("data_dir")
+        if stored:
+            return resolve_data(str(resolve_path(stored)),
+                                what=f"the search's data folder (search.json of "
+                                f"{origin['log_dir']}; override: --data)")
+    return resolve_data(args.data, progress=not args.quiet)
+
+
+def study_document(args: argparse.Namespace, config: dict[str, Any], origin: dict[str, Any],
+                   data_dir: str) -> dict[str, Any]:
+    """The content of ``seeds.json`` (the same for every task of one study)."""
+    command = ["python", "search/seeds.py", "--problem", args.problem]
+    command += ["--from-search", origin["log_dir"]] if origin["kind"] == "search" else []
+    for item in args.overrides:
+        command += ["--set", item]
+    command += ["--seeds", str(args.seeds), "--out", portable_path(args.out),
+                "--data", portable_path(data_dir)]
+    return {"problem": args.problem, "method": config["method"], "backbone": config["backbone"],
+            "config": {k: v for k, v in config.items() if k != "seed"},
+            "seeds": list(range(1, args.seeds + 1)), "origin": origin,
+            "data_dir": portable_path(data_dir), "command": shlex.join(command),
+            "versions": package_versions()}
+
+
+def write_study(out: Path, document: dict[str, Any]) -> None:
+    """Write ``seeds.json``; refuse a folder that holds a study of another configuration.
+
+    Raises:
+        CliError: ``out`` holds another problem, configuration or data folder.
+    """
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / SEEDS_JSON
+    before = read_json(path) or {}
+    keys = ("problem", "config", "data_dir")
+    if before and any(before.get(k) != json.loads(json.dumps(document[k])) for k in keys):
+        diff = sorted(k for k in set(before.get("config", {})) | set(document["config"])
+                      if before.get("config", {}).get(k) != document["config"].get(k))
+        raise CliError(f"{out} holds a seed study of another configuration (problem "
+                       f"{before.get('problem')}, data {before.get('data_dir')}, differs in "
+                       f"{diff or 'problem/data'}); choose another --out")
+    write_json(path, document)
+
+
+def seed_done(out: Path, seed: int) -> bool:
+    """Whether ``seed_<S>/record.json`` exists with status ``ok``."""
+    return (read_record(out / SEED_DIR.format(seed=seed)) or {}).get("status") == "ok"
+
+
+def run_seeds(args: argparse.Namespace, config: dict[str, Any], data_dir: str, seeds: list[int],
+              resources: Resources) -> list[tuple[int, str, str | None]]:
+    """Run ``seeds`` with the project's runner; returns ``(seed, status, error)`` per seed."""
+    out = Path(args.out).resolve()
+    fixed = {k: v for k, v in config.items() if k != "seed"}
+    if resources.evaluator == "process" and min(resources.workers or 1, len(seeds)) == 1:
+        resources = Resources("serial")  # one seed at a time (the default): in this process
+    context = TrialContext(problem=args.problem, data_dir=data_dir, root=str(out),
+                           trial_dir_pattern=SEED_DIR, fixed=fixed,
+                           torch_threads=resources.torch_threads(),
+                           die_with_driver=resources.evaluator == "process")
+    results = run_configurations(context, [{"seed": s} for s in seeds], resources,
+                                 quiet=args.quiet)
+    outcome = []
+    for seed, result in zip(seeds, results, strict=True):
+        record = read_record(out / SEED_DIR.format(seed=seed)) or {}
+        outcome.append((seed, record.get("status", "failed"),
+                        record.get("error") or result["metadata"].get("failure")))
+    return outcome
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``search/seeds.py``; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        run_resources = check_args(args)
+        config, origin = choose_configuration(args)
+        data_dir = study_data(args, origin)
+        out = Path(args.out).resolve()
+        write_study(out, study_document(args, config, origin, data_dir))
+    except CliError as exc:
+        parser.error(str(exc))
+    requested = [args.only_seed] if args.only_seed is not None else list(range(1, args.seeds + 1))
+    todo = [s for s in requested if not seed_done(out, s)]
+    if not args.quiet:
+        where = origin.get("log_dir", "--set")
+        print(f"{args.problem}: configuration from {where} (job {origin.get('job_id', '-')}); "
+              f"seeds {requested}: {len(requested) - len(todo)} done already, running {todo}")
+    results = run_seeds(args, config, data_dir, todo, run_resources) if todo else []
+    failed = [(s, err) for s, status, err in results if status != "ok"]
+    for seed, error in failed:
+        print(f"seed {seed} failed: {error} ({portable_path(out / SEED_DIR.format(seed=seed))}"
+              "/record.json)", file=sys.stderr)
+    print(f"{args.problem}: ran {len(results)} seed(s), {len(failed)} failed; study in "
+          f"{portable_path(out)}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

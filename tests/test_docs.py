@@ -1,0 +1,29 @@
+"""Numbers in the README come from the committed records under ``reports/``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def markdown_rows(text: str, header_start: str) -> dict[str, list[str]]:
+    """The body rows of the Markdown table whose header starts with ``header_start``."""
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(header_start))
+    rows = {}
+    for line in lines[start + 2:]:
+        if not line.startswith("|"):
+            break
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        rows[cells[0]] = cells[1:]
+    return rows
+
+
+def test_readme_short_trial_table_equals_the_cpu_report():
+    readme = markdown_rows((REPO / "README.md").read_text(),
+                           "| DeepMerge, short trials, test accuracy (%)")
+    report = markdown_rows((REPO / "reports/cpu/table1.md").read_text(), "| method |")
+    assert readme, "README lost its short-trial table"
+    for method, (source, target) in readme.items():
+        assert report[method][:2] == [source, target], method

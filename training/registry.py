@@ -1,0 +1,85 @@
+"""Method specs: everything the project knows about one domain-adaptation method, in one place.
+
+A method is one module in ``training/methods/`` holding its transfer loss (an ``nn.Module``
+``forward(f_s, f_t) -> Tensor``, see :class:`training.transfer.TransferLoss`) and a
+:class:`MethodSpec` registered with :func:`register_method`. From the specs derive the
+``TrainConfig`` fields and defaults, the search problems (``<method>_<backbone>``), the loop's
+choice to draw target batches, and the rows, labels and colours of tables and figures.
+Modules named in ``$GALAXY_DA_PLUGINS`` are imported too (see :mod:`models.registry`).
+
+This module imports no network library.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from models.registry import Hyper, Registry
+
+__all__ = [
+    "METHODS",
+    "MethodSpec",
+    "create_transfer_loss",
+    "get_method",
+    "method_names",
+    "method_specs",
+    "register_method",
+    "unregister_method",
+]
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """One domain-adaptation method.
+
+    Attributes:
+        name: the ``TrainConfig.method`` value and the first part of problem names.
+        label: name in tables and figures (``"MMD"``).
+        color: matplotlib colour in figures.
+        build: ``build(config, feature_dim) -> TransferLoss``.
+        needs_target: whether a training step draws a target batch (``False``: source only).
+        hyperparameters: its defaults (e.g. ``lambda_tl``) with their searched ranges, and
+            the fields it introduces (e.g. ``mmd_mul``), one :class:`~models.registry.Hyper`
+            each; searched ones (``search`` set) join the common ones in its problems.
+        order: position in tables (lower first).
+        summary: one line for ``--list``.
+    """
+
+    name: str
+    label: str
+    color: str
+    build: Callable[[Any, int], Any]
+    needs_target: bool = True
+    hyperparameters: tuple[Hyper, ...] = ()
+    order: int = 100
+    summary: str = ""
+
+    @property
+    def defaults(self) -> dict[str, Any]:
+        """``{name: default}`` of its hyperparameters."""
+        return {h.name: h.default for h in self.hyperparameters}
+
+
+def _check_name(spec: MethodSpec) -> None:
+    if "_" in spec.name or not spec.name:
+        raise ValueError(f"method name {spec.name!r} must be non-empty without '_' (problem "
+                         "names are <method>_<backbone>)")
+
+
+METHODS = Registry("method", "training.methods", check=_check_name)
+register_method = METHODS.register  #: add a spec (its name must be new, without ``_``)
+unregister_method = METHODS.unregister  #: remove a spec (tests of a toy method)
+method_specs = METHODS.specs  #: every registered method, in table order
+method_names = METHODS.names  #: their names, in table order
+get_method = METHODS.get  #: the spec of a method name (``UnknownNameError`` lists the valid)
+
+
+def create_transfer_loss(config: Any, feature_dim: int) -> Any:
+    """The transfer loss of ``config.method`` for features of size ``feature_dim``.
+
+    Raises:
+        UnknownNameError: ``config.method`` is not registered (lists the valid names).
+    """
+    return get_method(config.method).build(config, feature_dim)
