@@ -2,7 +2,7 @@
 
 Usage::
 
-    python analysis/reproduce.py --profile cpu --out reports/cpu     # 2-core laptop, <= 60 min
+    python analysis/reproduce.py --profile cpu --out reports/cpu     # 2-core laptop, ~1 hour
     python analysis/reproduce.py --profile full --out reports/full   # GPU node (or --evaluator ray)
     python analysis/reproduce.py --profile tiny --out /tmp/tiny      # smoke test, ~1 min
 
@@ -79,7 +79,8 @@ PROFILES: dict[str, Profile] = {p.name: p for p in (
             "batches of 8, 2 seeds", DEEPMERGE, 2, 2,
             ("epochs=1", "max_batches_per_epoch=2", "batch_size=8"), search="random",
             evaluator="serial", workers=1, simulate=(40, 40)),
-    Profile("cpu", "2-core CPU budget (<= 60 min): the three DeepMerge problems, 6 trials per "
+    Profile("cpu", "2-core CPU budget (45-65 min, by the configurations chosen): the three "
+            "DeepMerge problems, 6 trials per "
             "search, each 4 epochs of at most 30 batches (batch size searched), 10 seeds of "
             "each best configuration, 2 trials at once", DEEPMERGE, 6, 10,
             ("epochs=4", "max_batches_per_epoch=30")),

@@ -13,7 +13,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import json
 import os
 from pathlib import Path
 
@@ -21,17 +20,15 @@ import pandas as pd
 from scipy.stats import spearmanr
 
 from search.objectives import OBJECTIVES, ORACLES, objective_value
+from training.record import read_record
 
 
 def records_frame(log_dir: str | os.PathLike) -> pd.DataFrame:
     """One row per ``ok`` trial record: job id, every objective, target test accuracy."""
     rows = []
     for path in sorted(Path(log_dir).glob("trials/*/record.json")):
-        try:
-            record = json.loads(path.read_text())
-        except (OSError, ValueError):
-            continue
-        if record.get("status") != "ok":
+        record = read_record(path.parent)
+        if record is None or record.get("status") != "ok":
             continue
         row = {"job_id": path.parent.name,
                "target_test_accuracy": record["metrics"]["target_test"]["accuracy"]}

@@ -380,10 +380,19 @@ def run_configurations(context: TrialContext, configurations: list[dict[str, Any
     Returns:
         One ``{"parameters", "objective", "metadata"}`` per configuration, in input order.
     """
+    from tqdm.auto import tqdm
+
     evaluator = create_evaluator(context, resources, quiet=quiet)
+    jobs: list[Any] = []
     try:
         evaluator.submit(configurations)
-        jobs = evaluator.gather("ALL")
+        with tqdm(total=len(configurations), desc=context.problem, unit="trial",
+                  disable=quiet) as bar:
+            while len(jobs) < len(configurations):
+                done = evaluator.gather("BATCH", size=1)
+                done = [*done[0], *done[1]] if isinstance(done, tuple) else done
+                jobs.extend(done)
+                bar.update(len(done))
     finally:
         shutdown(resources.evaluator)
     by_args = {repr(sorted(job.args.items())): job for job in jobs}

@@ -232,7 +232,7 @@ def evaluate(trainer: _Trainer) -> tuple[dict, dict, dict, dict[str, np.ndarray]
         report = split_report(y, pred)
         key = f"{domain}_{split}"
         metrics[key], roc[key] = report["metrics"], report["roc"]
-        predictions[f"{key}_p_merger"] = pred.prob_merger.astype(np.float32)
+        predictions[f"{key}_p_merger"] = pred.prob_merger.astype(np.float64)
         predictions[f"{key}_label"] = y.numpy().astype(np.uint8)
         predictions[f"{key}_galaxy_id"] = trainer.galaxy_ids[(domain, split)]
         if split == "val":
