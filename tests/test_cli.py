@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from importlib.metadata import entry_points
 from pathlib import Path
 
 import pytest
@@ -42,15 +43,30 @@ def test_train_refuses_a_method_override(tmp_path):
     assert not (tmp_path / "t").exists()
 
 
-@pytest.mark.parametrize("script", ["search/run.py", "search/seeds.py"])
-def test_search_and_seeds_refuse_it_the_same_way(script, tmp_path):
-    done = run(sys.executable, script, "--problem", "mmd_deepmerge", "--set", "backbone=resnet18",
-               "--out" if "seeds" in script else "--log-dir", tmp_path / "x")
-    assert done.returncode == 2
-    assert "backbone is chosen by --problem (mmd_deepmerge)" in done.stderr
+@pytest.mark.parametrize("command", ["search", "seeds"])
+def test_search_and_seeds_refuse_it_the_same_way(command, tmp_path, capsys):
+    from search.run import main as search_main
+    from search.seeds import main as seeds_main
+
+    main, out = (search_main, "--log-dir") if command == "search" else (seeds_main, "--out")
+    with pytest.raises(SystemExit) as info:
+        main(["--problem", "mmd_deepmerge", "--set", "backbone=resnet18", out,
+              str(tmp_path / "x")])
+    assert info.value.code == 2
+    assert "backbone is chosen by --problem (mmd_deepmerge)" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
 
 
-@pytest.mark.parametrize("name", ENTRY_POINTS)
+def test_every_entry_point_is_installed_and_loads():
+    installed = {ep.name: ep for ep in entry_points(group="console_scripts")
+                 if ep.name.startswith("galaxy-da-")}
+    assert set(installed) == set(ENTRY_POINTS)
+    for name, ep in installed.items():
+        assert (BIN / name).is_file(), f"{name}: not installed; rerun pip install -e ."
+        assert callable(ep.load()), name
+
+
+@pytest.mark.parametrize("name", ["galaxy-da-train", "galaxy-da-report"])
 def test_entry_points_run(name):
     done = run(BIN / name, "--help")
     assert done.returncode == 0, done.stderr
