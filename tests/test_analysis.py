@@ -22,6 +22,7 @@ from analysis.report import main as report_main
 from search.run import main as search_main
 from search.seeds import main as seeds_main
 from training.metrics import METRIC_NAMES
+from training.naming import problem_names
 
 FAST = ["--set", "epochs=1", "--set", "max_batches_per_epoch=2", "--set", "batch_size=8"]
 SEARCHES = {"none_deepmerge": 2, "mmd_deepmerge": 3, "dann_deepmerge": 2}
@@ -179,7 +180,8 @@ def pct(x: float) -> str:
 
 def test_table1_cells_equal_the_records(frame, runs):
     table = tables.table1(frame)
-    assert list(table.index) == ["no-DA", "MMD", "adversarial"]
+    assert list(table.index)[:3] == ["no-DA", "MMD", "adversarial"]  # the paper's rows first
+    assert list(table.index) == list(tables.method_labels().values())
     assert list(table.columns) == [("DeepMerge", "source"), ("DeepMerge", "target"),
                                    ("ResNet18", "source"), ("ResNet18", "target")]
     best = record(runs / "search/mmd_deepmerge/trials" / str(best_row(runs, "mmd_deepmerge")
@@ -208,7 +210,7 @@ def test_table1_cells_equal_the_records(frame, runs):
 def test_metrics_table_has_every_metric(frame, runs):
     table = tables.metrics_table(frame).set_index(["problem", "domain"])
     assert list(table.columns) == ["accuracy", "precision", "recall", "F1", "Brier", "AUC"]
-    assert len(table) == 12  # 6 problems x 2 domains
+    assert len(table) == 2 * len(problem_names())  # every problem x 2 domains
     best = record(runs / "search/dann_deepmerge/trials" / str(best_row(runs, "dann_deepmerge")
                                                                ["job_id"]))
     for metric, label in zip(METRIC_NAMES, table.columns, strict=True):
@@ -225,10 +227,11 @@ def test_metrics_table_has_every_metric(frame, runs):
 
 def test_best_configs_one_row_per_problem(frame, runs):
     best = tables.best_configs(frame).set_index("problem")
-    assert len(best) == 6
-    assert best["status"].to_dict() == {
-        "none_deepmerge": "ok", "mmd_deepmerge": "ok", "dann_deepmerge": "ok",
-        "none_resnet": "ok", "mmd_resnet": "failed", "dann_resnet": "missing"}
+    assert len(best) == len(problem_names())
+    status = {name: "missing" for name in problem_names()}
+    status.update({"none_deepmerge": "ok", "mmd_deepmerge": "ok", "dann_deepmerge": "ok",
+                   "none_resnet": "ok", "mmd_resnet": "failed"})
+    assert best["status"].to_dict() == status
     top = best_row(runs, "mmd_deepmerge")
     assert best.loc["mmd_deepmerge", "lr"] == pytest.approx(top["p:lr"])
     assert best.loc["mmd_deepmerge", "score"] == pytest.approx(top["objective"])
@@ -352,9 +355,10 @@ def test_report_writes_tables_and_figures(runs, frame, tmp_path, capsys):
 def test_reproduce_full_profile_plan(capsys):
     assert reproduce.main(["--profile", "full", "--out", "reports/full", "--dry-run"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert len(lines) == 6 + 6 + 1
-    assert all("--max-evals 40" in ln and "max_batches_per_epoch=0" in ln for ln in lines[:6])
-    assert all("--seeds 10" in ln and "--from-search" in ln for ln in lines[6:12])
+    assert len(lines) == 2 * len(problem_names()) + 1  # searches, seed studies, report
+    n = len(problem_names())
+    assert all("--max-evals 40" in ln and "max_batches_per_epoch=0" in ln for ln in lines[:n])
+    assert all("--seeds 10" in ln and "--from-search" in ln for ln in lines[n:2 * n])
     assert lines[-1].startswith("python analysis/report.py")
 
 

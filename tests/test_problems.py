@@ -8,8 +8,8 @@ import pytest
 from problems import UnknownProblemError, all_problems, get_problem, problem_names
 from training.config import TrainConfig, default_config
 
-EXPECTED = {"none_deepmerge", "mmd_deepmerge", "dann_deepmerge", "none_resnet", "mmd_resnet",
-            "dann_resnet"}
+EXPECTED = {f"{method}_{backbone}" for method in ("none", "mmd", "dann", "coral")
+            for backbone in ("deepmerge", "resnet")}
 COMMON = {"lr", "weight_decay", "batch_size", "patience", "onecycle_pct_start",
           "onecycle_div_factor", "onecycle_final_div_factor"}
 BY_METHOD = {
@@ -17,6 +17,7 @@ BY_METHOD = {
     "mmd": COMMON | {"lambda_tl", "mmd_bandwidths", "mmd_base", "mmd_mul", "mmd_num",
                      "mmd_estimator"},
     "dann": COMMON | {"lambda_tl", "grl_schedule", "grl_gamma", "grl_coeff", "dc_lr_mult"},
+    "coral": COMMON | {"lambda_tl"},
 }
 
 
