@@ -35,10 +35,9 @@ import numpy as np
 import pandas as pd
 from scipy.stats import binomtest
 
-from training.record import portable_path, read_record
+from training.record import PREDICTIONS, portable_path, read_record
 
 DOMAINS = ("source", "target")
-PREDICTIONS = "predictions.npz"
 
 
 class CompareError(ValueError):

@@ -142,11 +142,6 @@ class BackboneSpec:
         """``{name: default}`` of its hyperparameters."""
         return {h.name: h.default for h in self.hyperparameters}
 
-    @property
-    def batch_sizes(self) -> list[int] | None:
-        """The batch sizes a search explores (``None`` if it does not search them)."""
-        return next((h.search for h in self.hyperparameters if h.name == "batch_size"), None)
-
 
 def import_package_modules(package: str) -> None:
     """Import every module of ``package`` (each registers its spec)."""

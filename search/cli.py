@@ -107,9 +107,8 @@ def parse_overrides(items: list[str], problem: str) -> dict[str, Any]:
         CliError: malformed item, unknown key, ``method``/``backbone``, or an invalid value;
             the message names the key.
     """
-    fixed = {**LAPTOP_FIXED, **typed_sets(problem, items)}
-    typed_sets(problem, [f"{k}={v}" for k, v in fixed.items()])  # valid together
-    return fixed
+    laptop = [f"{key}={value}" for key, value in LAPTOP_FIXED.items()]
+    return typed_sets(problem, [*laptop, *items])  # later items win, validated together
 
 
 def check_args(args: argparse.Namespace) -> Resources:

@@ -171,6 +171,14 @@ class _StopError(Exception):
         self.failure, self.error, self.tb = failure, error, tb
 
 
+def _classify(exc: Exception) -> tuple[Failure, str, str | None]:
+    """The typed reason, error text and traceback of an exception raised by a trial."""
+    if isinstance(exc, _StopError):
+        return exc.failure, exc.error, exc.tb
+    failure = Failure.OOM if isinstance(exc, MemoryError) else Failure.ERROR
+    return failure, f"{type(exc).__name__}: {exc}", traceback.format_exc()
+
+
 def run_trial_job(job: Any, context: TrialContext) -> dict[str, Any]:
     """Train one configuration; return ``{"objective", "metadata"}`` (never raises).
 
@@ -188,48 +196,40 @@ def run_trial_job(job: Any, context: TrialContext) -> dict[str, Any]:
     metadata: dict[str, Any] = dict.fromkeys(METADATA_KEYS)
     metadata["record"] = context.relative(out_dir / "record.json")
     try:
+        import torch
+
+        from galaxies.validate import InvalidDatasetError
+        from problems import get_problem
+        from training.config import TrainConfig
+        from training.loop import run_trial
+
+        torch.set_num_threads(max(1, int(context.torch_threads)))
+        if context.die_with_driver:
+            die_with_driver()
+        defaults = get_problem(context.problem).defaults.to_dict()
+        config = merge_config(defaults, context.fixed, dict(job.parameters))
+        out_dir = context.trial_dir(int(job["job_id"]), config)
+        metadata["record"] = context.relative(out_dir / "record.json")
         try:
-            import torch
-
-            from galaxies.validate import InvalidDatasetError
-            from problems import get_problem
-            from training.config import TrainConfig
-            from training.loop import run_trial
-
-            torch.set_num_threads(max(1, int(context.torch_threads)))
-            if context.die_with_driver:
-                die_with_driver()
-            defaults = get_problem(context.problem).defaults.to_dict()
-            config = merge_config(defaults, context.fixed, dict(job.parameters))
-            out_dir = context.trial_dir(int(job["job_id"]), config)
-            metadata["record"] = context.relative(out_dir / "record.json")
-            try:
-                train_config = TrainConfig.from_dict(config)
-            except (KeyError, TypeError, ValueError) as exc:
-                raise _StopError(Failure.INVALID_CONFIG, f"{type(exc).__name__}: {exc}") from exc
-            try:
-                record = run_trial(train_config, context.data_dir, out_dir,
-                                   problem=context.problem, progress=False)
-            except InvalidDatasetError as exc:
-                raise _StopError(Failure.INVALID_DATA, f"InvalidDatasetError: {exc}") from exc
-        except _StopError:
-            raise
-        except MemoryError as exc:
-            raise _StopError(Failure.OOM, f"MemoryError: {exc}", traceback.format_exc()) from exc
-        except Exception as exc:  # noqa: BLE001 - DeepHyper must never see an exception
-            raise _StopError(Failure.ERROR, f"{type(exc).__name__}: {exc}",
-                        traceback.format_exc()) from exc
-    except _StopError as stop:
+            train_config = TrainConfig.from_dict(config)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise _StopError(Failure.INVALID_CONFIG, f"{type(exc).__name__}: {exc}") from exc
+        try:
+            record = run_trial(train_config, context.data_dir, out_dir,
+                               problem=context.problem, progress=False)
+        except InvalidDatasetError as exc:
+            raise _StopError(Failure.INVALID_DATA, f"InvalidDatasetError: {exc}") from exc
+    except Exception as exc:  # noqa: BLE001 - DeepHyper must never see an exception
+        failure, error, tb = _classify(exc)
         wall = time.perf_counter() - start
         try:
             out_dir.mkdir(parents=True, exist_ok=True)
             write_json(out_dir / "record.json", failure_record(
-                context.problem, config, stop.failure, stop.error, stop.tb, wall,
-                context.data_dir))
+                context.problem, config, failure, error, tb, wall, context.data_dir))
         except OSError:
             metadata["record"] = ""
         metadata["wall_time_s"] = wall
-        return _failed(stop.failure, metadata)
+        return _failed(failure, metadata)
     metadata.update(_metrics_metadata(record))
     if record.get("status") != "ok":
         return _failed(record.get("failure") or Failure.ERROR, metadata)

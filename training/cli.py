@@ -6,7 +6,6 @@
   ``backbone`` are chosen by ``--problem`` and refused; a misspelled key names its fix);
 - :func:`resolve_data`: ``--data`` (which must hold ``source.h5`` and ``target.h5``), else the
   embedded benchmark, simulated on first use;
-- :func:`fail`: one line on stderr and exit status 2 (bad arguments or data).
 
 This module imports no network library.
 """
@@ -14,15 +13,14 @@ This module imports no network library.
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 from training.config import ConfigError, parse_set_args
 from training.naming import CHOSEN_BY_PROBLEM, ProblemNameError, problem_config, problem_names
 
-__all__ = ["CliError", "data_parent", "fail", "problem_parent", "quiet_parent",
+__all__ = ["CliError", "data_parent", "problem_parent", "quiet_parent",
            "resolve_data", "set_parent", "typed_sets"]
 
 
@@ -96,9 +94,3 @@ def resolve_data(data: str | None, what: str = "--data", progress: bool = True) 
         raise CliError(f"{what} {data}: missing {', '.join(missing)}. Fix: point {what} at a "
                        "folder written by galaxies/simulate.py or galaxies/import_real.py")
     return str(Path(data).resolve())
-
-
-def fail(message: str, prog: str | None = None) -> NoReturn:
-    """Print ``prog: error: message`` and exit with status 2 (as argparse does)."""
-    print(f"{prog or Path(sys.argv[0]).name}: error: {message}", file=sys.stderr)
-    raise SystemExit(2)

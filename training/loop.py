@@ -34,15 +34,14 @@ from galaxies.atomic import atomic_path
 from galaxies.datasets import Benchmark, PairedBatches, load_benchmark, split_tensors
 from galaxies.schema import SPLITS
 from galaxies.validate import InvalidDatasetError
-from models import Classifier, create_classifier
+from models import create_classifier
 from training.config import TrainConfig
 from training.evaluate import feature_mmd, predict, split_report
 from training.naming import problem_name
-from training.record import Failure, base_record, write_json
+from training.record import PREDICTIONS, Failure, base_record, write_json, write_npz
 from training.registry import create_transfer_loss, get_method
 
 EVAL_SPLITS = (("source", "val"), ("target", "val"), ("source", "test"), ("target", "test"))
-PREDICTIONS = "predictions.npz"
 
 
 class TrialFailedError(RuntimeError):
@@ -73,11 +72,6 @@ def seed_everything(seed: int, device: torch.device) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
-def build_model(config: TrainConfig) -> Classifier:
-    """Backbone + classifier head of the config's backbone spec."""
-    return create_classifier(config)
-
-
 class _Trainer:
     """State of one training run (model, transfer loss, optimiser, schedule, data)."""
 
@@ -85,7 +79,7 @@ class _Trainer:
         self.config = config
         self.device = device
         self.generator = seed_everything(config.seed, device)
-        self.model = build_model(config).to(device)
+        self.model = create_classifier(config).to(device)
         self.transfer = create_transfer_loss(config, self.model.feature_dim).to(device)
         self.uses_target = get_method(config.method).needs_target
 
@@ -245,12 +239,6 @@ def evaluate(trainer: _Trainer) -> tuple[dict, dict, dict, dict[str, np.ndarray]
     return metrics, roc, diagnostics, predictions
 
 
-def write_predictions(path: Path, predictions: dict[str, np.ndarray]) -> None:
-    """Write the per-image predictions as ``.npz`` atomically."""
-    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
-        np.savez(handle, **predictions)
-
-
 def run_trial(
     config: TrainConfig,
     data_dir: str | os.PathLike,
@@ -293,7 +281,7 @@ def run_trial(
         with atomic_path(out_dir / "checkpoint.pt") as tmp:
             torch.save(checkpoint, tmp)
         write_json(out_dir / "roc.json", roc)
-        write_predictions(out_dir / PREDICTIONS, predictions)
+        write_npz(out_dir / PREDICTIONS, predictions)
         record.update(status="ok", metrics=metrics, diagnostics=diagnostics)
         record["files"] = {"roc": "roc.json", "predictions": PREDICTIONS,
                            "checkpoint": "checkpoint.pt"}

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from training.config import TrainConfig
 
 __all__ = [
+    "PREDICTIONS",
     "REPO_ROOT",
     "RECORD",
     "SPLIT_KEYS",
@@ -44,11 +45,13 @@ __all__ = [
     "read_record",
     "resolve_path",
     "write_json",
+    "write_npz",
     "write_text",
 ]
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 RECORD = "record.json"
+PREDICTIONS = "predictions.npz"  # per-image p_merger, label and galaxy_id of every split
 SPLIT_KEYS = ("source_val", "target_val", "source_test", "target_test")
 VERSIONED_PACKAGES = ("galaxy-da", "torch", "torchvision", "numpy", "scikit-learn", "h5py",
                       "galsim", "deephyper", "ray", "pandas")
@@ -170,6 +173,16 @@ def write_text(path: str | os.PathLike, text: str) -> Path:
 def write_json(path: str | os.PathLike, payload: Any) -> Path:
     """Write ``payload`` as strict JSON atomically (non-finite floats become ``null``)."""
     return write_text(path, json.dumps(_json_safe(payload), indent=1, default=str))
+
+
+def write_npz(path: str | os.PathLike, arrays: dict[str, Any]) -> Path:
+    """Write numpy ``arrays`` as an ``.npz`` archive atomically."""
+    import numpy as np
+
+    path = Path(path)
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        np.savez(handle, **arrays)
+    return path
 
 
 def read_json(path: str | os.PathLike) -> dict[str, Any] | None:
