@@ -149,12 +149,14 @@ def _roc_panel(ax, selected: pd.DataFrame, methods: list[str], labels: dict[str,
 def progress_figure(frame: pd.DataFrame) -> Figure:
     """Objective of every trial of one search by job id, failed ones marked, best so far.
 
-    The best-so-far line is labelled ``"best so far"``; failed trials are red crosses on the
-    lower edge.
+    The best-so-far line (over trials that ran to the end) is labelled ``"best so far"``;
+    trials a stopper ended early are grey open circles at the objective it saw (fewer epochs);
+    failed trials are red crosses on the lower edge.
     """
     trials = frame[frame["source"] == "search"].sort_values("job_id")
     ok = trials[trials["status"] == "ok"]
-    failed = trials[trials["status"] != "ok"]
+    stopped = trials[trials["status"] == "stopped"]
+    failed = trials[~trials["status"].isin(["ok", "stopped"])]
     figure = new_figure(7, 4)
     ax = figure.subplots()
     if len(ok):
@@ -162,6 +164,10 @@ def progress_figure(frame: pd.DataFrame) -> Figure:
                    label=f"ok ({len(ok)})")
         ax.step(ok["job_id"].astype(float), ok["objective"].cummax(), where="post",
                 color="#C44E52", label="best so far")
+    if len(stopped) and "stopped_objective" in stopped:
+        ax.scatter(stopped["job_id"].astype(float), stopped["stopped_objective"],
+                   facecolors="none", edgecolors="#8C8C8C", zorder=2,
+                   label=f"stopped early ({len(stopped)})")
     if len(failed):
         low = ok["objective"].min() if len(ok) else 0.0
         ax.scatter(failed["job_id"].astype(float), [low] * len(failed), marker="x",

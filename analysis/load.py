@@ -10,15 +10,18 @@ Columns of the frame (``TRIAL_COLUMNS`` first, then the rest):
 
 - ``source`` (``"search"`` | ``"seeds"``), ``run_dir``, ``problem``, ``method``, ``backbone``,
   ``seed``, ``job_id`` (search trials; ``<NA>`` in a seed study), ``trial_dir``;
-- ``status`` (``"ok"`` | ``"failed"`` | ``"interrupted"``), ``error``, ``failure`` (DeepHyper's
-  ``F_<reason>``), ``objective`` (the search's objective, NaN unless ok), ``objective_name``;
+- ``status`` (``"ok"`` | ``"stopped"`` | ``"failed"`` | ``"interrupted"``), ``error``,
+  ``failure`` (DeepHyper's ``F_<reason>``), ``objective`` (the search's objective, NaN unless
+  ok; a ``stopped`` trial keeps the objective its stopper saw, in ``stopped_objective``),
+  ``objective_name``;
 - ``p:<field>`` for every ``TrainConfig`` field (the record's full configuration);
 - ``<domain>_<split>_<metric>`` for domain source/target, split val/test and the metrics of
   ``training.metrics.METRIC_NAMES`` (e.g. ``target_test_accuracy``);
 - diagnostics ``source_val_loss``, ``feature_mmd_val``, ``target_val_entropy``;
-- ``best_epoch``, ``wall_time_s``, ``device``, ``data_dir``.
+- ``best_epoch``, ``epochs_run``, ``wall_time_s``, ``device``, ``data_dir``.
 
-Failed trials are kept and flagged (``status == "failed"``), never dropped. A search trial
+Failed trials are kept and flagged (``status == "failed"``), never dropped; so are trials a
+search's stopper ended early (``status == "stopped"``, fewer ``epochs_run``). A search trial
 whose folder exists but has no row in ``results.csv`` was running when the driver died:
 ``status == "interrupted"``.
 """
@@ -46,7 +49,7 @@ TRIAL_COLUMNS = (
     "source", "run_dir", "problem", "method", "backbone", "seed", "job_id", "trial_dir",
     "status", "error", "failure", "objective", "objective_name",
 )
-TAIL_COLUMNS = ("best_epoch", "wall_time_s", "device", "data_dir")
+TAIL_COLUMNS = ("best_epoch", "epochs_run", "wall_time_s", "device", "data_dir")
 
 
 @dataclass
@@ -97,8 +100,8 @@ def record_row(record: dict[str, Any] | None) -> dict[str, Any]:
     if record is None:
         return {"status": "failed", "error": "record.json missing or unreadable"}
     row: dict[str, Any] = {key: record.get(key) for key in (
-        "problem", "method", "backbone", "seed", "status", "error", "best_epoch", "wall_time_s",
-        "device")}
+        "problem", "method", "backbone", "seed", "status", "error", "best_epoch", "epochs_run",
+        "wall_time_s", "device")}
     row["data_dir"] = (record.get("data") or {}).get("dir")
     row.update({f"p:{key}": value for key, value in (record.get("config") or {}).items()})
     metrics = record.get("metrics") or {}
@@ -116,7 +119,7 @@ def _tidy(rows: list[dict[str, Any]]) -> pd.DataFrame:
     for column in (*METRIC_COLUMNS, *DIAGNOSTICS, "objective", "wall_time_s"):
         values = frame[column] if column in frame else pd.Series([None] * len(frame))
         frame[column] = pd.to_numeric(values, errors="coerce").astype(float).to_numpy()
-    for column in ("seed", "job_id", "best_epoch"):
+    for column in ("seed", "job_id", "best_epoch", "epochs_run"):
         values = frame[column] if column in frame else [None] * len(frame)
         frame[column] = pd.array(values, dtype="Int64")
     for column in (*TRIAL_COLUMNS, *TAIL_COLUMNS):
@@ -160,6 +163,8 @@ def load_search(log_dir: str | os.PathLike) -> pd.DataFrame:
             row["status"] = "failed"
             row["failure"] = str(result["objective"])
             row["error"] = row.get("error") or row["failure"]
+        if row["status"] == "stopped":
+            row["stopped_objective"] = objective
         row["objective"] = objective if row["status"] == "ok" else float("nan")
         rows.append(row)
     done = {int(i) for i in results.get("job_id", [])}

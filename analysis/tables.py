@@ -240,9 +240,13 @@ def search_results(frame: pd.DataFrame, hyperparameters: list[str] | None = None
 
 
 def failed_trials(frame: pd.DataFrame) -> pd.DataFrame:
-    """Trials that did not finish ``ok``: where they are, their status and error."""
+    """Trials that failed or were interrupted: where they are, their status and error.
+
+    Trials a search's stopper ended early (``stopped``) are not failures and are not listed.
+    """
     columns = ["source", "problem", "job_id", "seed", "status", "failure", "error", "trial_dir"]
-    return frame.loc[frame["status"] != "ok", columns].reset_index(drop=True)
+    bad = ~frame["status"].isin(["ok", "stopped"])
+    return frame.loc[bad, columns].reset_index(drop=True)
 
 
 def seed_summary(frame: pd.DataFrame) -> pd.DataFrame:

@@ -59,10 +59,14 @@ def timed(fn: Callable[[], None]) -> float:
     return time.perf_counter() - t
 
 
+WARMUP = 3
+
+
 def interleaved(
-    fns: dict[str, Callable[[], None]], steps: int, warmup: int = 3
+    fns: dict[str, Callable[[], None]], steps: int, warmup: int | None = None
 ) -> dict[str, tuple[float, float]]:
     """Per name: (median, min) of ``steps`` timings in seconds, the names taking turns."""
+    warmup = WARMUP if warmup is None else warmup
     for fn in fns.values():
         for _ in range(warmup):
             fn()
@@ -86,7 +90,13 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--batch", type=int, default=128, help="source (= target) batch size")
+    parser.add_argument("--warmup", type=int, default=3, help="untimed steps per variant")
+    parser.add_argument("--backbones", nargs="*", default=["deepmerge", "resnet18"],
+                        help="backbones timed alone at the end (none: skip)")
     args = parser.parse_args()
+    global WARMUP
+    WARMUP = args.warmup
     global DEVICE
     DEVICE = torch.device(args.device)
     torch.set_num_threads(args.threads)
@@ -97,33 +107,38 @@ def main() -> None:
 
     da = interleaved(
         {
-            "none": make_step("deepmerge", "none", 128, target=True),
-            "mmd family": make_step("deepmerge", "mmd", 128, target=True),
+            "none": make_step("deepmerge", "none", args.batch, target=True),
+            "mmd family": make_step("deepmerge", "mmd", args.batch, target=True),
             "mmd authors": make_step(
-                "deepmerge", "mmd", 128, target=True, mmd_bandwidths="authors"
+                "deepmerge", "mmd", args.batch, target=True, mmd_bandwidths="authors"
             ),
-            "dann": make_step("deepmerge", "dann", 128, target=True),
+            "dann": make_step("deepmerge", "dann", args.batch, target=True),
         },
         args.steps,
     )
     (base_med, base_min) = da["none"]
-    print("\nDeepMerge DA step (forward+backward+Adam), 128 source + 128 target:")
+    print(f"\nDeepMerge DA step (forward+backward+Adam), {args.batch} source + {args.batch} "
+          "target:")
     for name, (med, lo) in da.items():
         line = (
-            f"  {name:12s} {1000 * med:7.1f} ({1000 * lo:6.1f}) ms  {128 / med:5.0f} source img/s"
+            f"  {name:12s} {1000 * med:7.1f} ({1000 * lo:6.1f}) ms  "
+            f"{args.batch / med:5.0f} source img/s"
         )
         if name != "none":
             over, over_min = 100 * (med / base_med - 1), 100 * (lo / base_min - 1)
             line += f"  overhead {over:+.1f}% (min: {over_min:+.1f}%)"
         print(line)
     for mode in ("family", "authors"):
-        med, lo = mmd_alone(128, 2592, args.steps, mmd_bandwidths=mode)
+        med, lo = mmd_alone(args.batch, 2592, args.steps, mmd_bandwidths=mode)
         print(
-            f"  MMD alone ({mode}, 128+128 × 2592, fwd+bwd): {1000 * med:.1f} ({1000 * lo:.1f}) ms"
+            f"  MMD alone ({mode}, {args.batch}+{args.batch} × 2592, fwd+bwd): "
+            f"{1000 * med:.1f} ({1000 * lo:.1f}) ms"
         )
 
     print("\nBackbone forward+backward (+Adam step), source only:")
-    for name, batch in (("deepmerge", 128), ("resnet18", 64)):
+    for name, batch in (("deepmerge", args.batch), ("resnet18", args.batch // 2)):
+        if name not in args.backbones:
+            continue
         med, lo = interleaved({name: make_step(name, "none", batch, target=False)}, args.steps)[
             name
         ]

@@ -81,7 +81,7 @@ class Hyper:
         default: its default (its Python type is the field's type: int, float or str).
         search: DeepHyper range shortcut, or ``None`` when the search leaves it fixed.
         rule: valid numbers (``"> 0"``, ``">= 1"``, ``"in (0, 1)"``); ``""`` = any.
-        choices: valid strings (for a categorical field).
+        choices: valid values (strings of a categorical field, or e.g. ``(0, 1)`` of a switch).
         doc: one line for ``--list`` and the docs.
     """
 
@@ -89,7 +89,7 @@ class Hyper:
     default: Any
     search: Any = None
     rule: str = ""
-    choices: tuple[str, ...] | None = None
+    choices: tuple[Any, ...] | None = None
     doc: str = ""
 
     @property
@@ -101,7 +101,7 @@ class Hyper:
     def valid_text(self) -> str:
         """The valid values in words."""
         if self.choices is not None:
-            return f"one of {', '.join(self.choices)}"
+            return f"one of {', '.join(map(str, self.choices))}"
         return self.rule or "any value"
 
     def is_valid(self, value: Any) -> bool:

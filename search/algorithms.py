@@ -21,7 +21,7 @@ SEARCHES = ("cbo", "random")
 
 
 def build_search(kind: str, space: HpProblem, log_dir: str, seed: int, max_evals: int,
-                 restart: bool) -> Any:
+                 restart: bool, stopper: Any = None) -> Any:
     """The DeepHyper search object.
 
     Args:
@@ -31,11 +31,13 @@ def build_search(kind: str, space: HpProblem, log_dir: str, seed: int, max_evals
         seed: random state of the search.
         max_evals: total evaluations (sizes CBO's random initial design).
         restart: reload ``results.csv`` (``checkpoint_restart``) instead of starting afresh.
+        stopper: a ``deephyper.stopper.Stopper`` (:mod:`search.stoppers`), or ``None``.
 
     Raises:
         ValueError: unknown ``kind`` (lists the valid ones).
     """
-    common = {"log_dir": log_dir, "random_state": seed, "checkpoint_restart": restart}
+    common = {"log_dir": log_dir, "random_state": seed, "checkpoint_restart": restart,
+              "stopper": stopper}
     if kind == "random":
         return ResumableRandomSearch(space, **common)
     if kind != "cbo":

@@ -90,6 +90,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--objective", choices=list(OBJECTIVES), default=DEFAULT_OBJECTIVE,
                    help=f"quantity to maximise (default {DEFAULT_OBJECTIVE}, label-free); "
                    "target_val_accuracy is an ORACLE that uses target labels")
+    p.add_argument("--stopper", default="none", metavar="NAME",
+                   help="early discarding of trials (DeepHyper's stoppers): none (default), "
+                   "sha (successive halving), median, or epochs-K (stop every trial after K "
+                   "epochs); trials report the objective after every epoch")
     p.add_argument("--resume", action="store_true",
                    help="continue the search in --log-dir: completed trials are kept and "
                    "never re-run; trials interrupted by a crash are replaced by new ones")

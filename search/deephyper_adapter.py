@@ -91,7 +91,7 @@ class ResumableRandomSearch(RandomSearch):
     """
 
     def __init__(self, problem: HpProblem, random_state: int | None = None, log_dir: str = ".",
-                 checkpoint_restart: bool = False):
-        Search.__init__(self, problem, random_state, log_dir,
+                 checkpoint_restart: bool = False, stopper: Any = None):
+        Search.__init__(self, problem, random_state, log_dir, stopper=stopper,
                         checkpoint_restart=checkpoint_restart)
         self._problem.space.seed(self._random_state.randint(0, np.iinfo(np.int32).max))

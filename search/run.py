@@ -28,6 +28,7 @@ from search.cli import CliError, build_parser, check_args, parse_overrides
 from search.deephyper_adapter import reserve_job_ids
 from search.logdir import RESULTS, LogDirState, data_identity, inspect_log_dir, write_search_json
 from search.runner import Resources, TrialContext, create_evaluator, shutdown
+from search.stoppers import StopperError, build_stopper, check_stopper
 from search.summary import count_outcomes, summarize
 from training.cli import resolve_data
 from training.record import portable_path
@@ -49,8 +50,8 @@ def check_log_dir(state: LogDirState, log_dir: Path, args: Any, problem: Problem
                   fixed: dict[str, Any], data: dict[str, Any] | None) -> None:
     """Refuse to overwrite results, or to resume a different search.
 
-    The search's identity is its problem, fixed values, objective and data (the data's
-    identity, not its path: a moved benchmark is the same data).
+    The search's identity is its problem, fixed values, objective, stopper and data (the
+    data's identity, not its path: a moved benchmark is the same data).
 
     Raises:
         CliError: results exist without ``--resume``; or the resumed search differs.
@@ -61,11 +62,13 @@ def check_log_dir(state: LogDirState, log_dir: Path, args: Any, problem: Problem
     if args.resume and state.search:
         before = state.search
         old = (before.get("problem"), before.get("fixed"),
-               before.get("objective", before.get("args", {}).get("objective")))
-        new = (problem.name, fixed, args.objective)
+               before.get("objective", before.get("args", {}).get("objective")),
+               before.get("stopper", "none"))
+        new = (problem.name, fixed, args.objective, args.stopper)
         if old != new:
-            raise CliError(f"--resume: {log_dir} holds (problem, fixed, objective) = {old}; this "
-                           f"command asks for {new}; rerun the original command with --resume")
+            raise CliError(f"--resume: {log_dir} holds (problem, fixed, objective, stopper) = "
+                           f"{old}; this command asks for {new}; rerun the original command "
+                           "with --resume")
         if data is not None and before.get("data") and before["data"] != data:
             raise CliError(f"--resume: {log_dir} was searched on other data than --data "
                            f"{args.data or 'the embedded benchmark'} (search.json: "
@@ -87,8 +90,10 @@ def run_search(args: Any, problem: Problem, fixed: dict[str, Any], log_dir: Path
         reserve_job_ids(evaluator, state.next_job_id, state.done_ids)
         # A resumed search gets a new seed, so it does not replay the first run's random draws.
         seed = args.seed + len(state.search.get("runs", [])) if state.has_results else args.seed
+        epochs = problem.defaults.replace(**fixed).epochs
         search = build_search(args.search, problem.subspace(fixed), str(log_dir), seed,
-                              args.max_evals, restart=(log_dir / RESULTS).is_file())
+                              args.max_evals, restart=(log_dir / RESULTS).is_file(),
+                              stopper=build_stopper(args.stopper, epochs))
         # Strict mode caps (ids in storage - ids gathered before the search starts), i.e. the
         # reserved ids of interrupted trials do not count and the completed ones do: the cap
         # is the total, so a resumed search runs max_evals - completed more trials.
@@ -112,17 +117,19 @@ def main(argv: list[str] | None = None) -> int:
         problem = get_problem(args.problem)
         resources = check_args(args)
         fixed = parse_overrides(args.overrides, problem.name)
+        check_stopper(args.stopper, problem.defaults.replace(**fixed).epochs)
         log_dir = Path(args.log_dir or f"runs/search/{problem.name}").resolve()
         state = inspect_log_dir(log_dir)
         data_dir = None if state.n_done >= args.max_evals else resolve_data(args.data)
         data = data_identity(data_dir) if data_dir else None
         check_log_dir(state, log_dir, args, problem, fixed, data)
-    except (UnknownProblemError, CliError) as exc:
+    except (UnknownProblemError, CliError, StopperError) as exc:
         parser.error(str(exc))
     log_dir.mkdir(parents=True, exist_ok=True)
     if data_dir is not None:
         payload = {"problem": problem.name, "method": problem.method,
                    "backbone": problem.backbone, "fixed": fixed, "objective": args.objective,
+                   "stopper": args.stopper,
                    "data_dir": portable_path(data_dir), "data": data,
                    "command": "python search/run.py " + shlex.join(argv),
                    "args": vars(args), "resume": args.resume, "space": problem.describe(),
@@ -141,8 +148,9 @@ def main(argv: list[str] | None = None) -> int:
               f"(--max-evals {args.max_evals}); nothing to run")
     outcomes = count_outcomes(log_dir)
     table = summarize(log_dir, k=args.top_k)
-    print(f"\n{problem.name}: {outcomes['completed']} trials ({outcomes['failed']} failed) "
-          f"in {elapsed:.0f} s; results in {portable_path(log_dir)}")
+    stopped = f", {outcomes['stopped']} stopped early" if outcomes["stopped"] else ""
+    print(f"\n{problem.name}: {outcomes['completed']} trials ({outcomes['failed']} failed"
+          f"{stopped}) in {elapsed:.0f} s; results in {portable_path(log_dir)}")
     with pd.option_context("display.max_columns", None, "display.width", 200):
         print(table.to_string(index=False) if len(table) else "no successful trial")
     return 0

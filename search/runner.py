@@ -58,8 +58,8 @@ from training.record import Failure, failure_record, write_json
 EVALUATORS = ("serial", "process", "ray")
 METADATA_KEYS = (
     "status", "failure", "source_val_accuracy", "target_val_accuracy", "source_test_accuracy",
-    "target_test_accuracy", "feature_mmd_val", "target_val_entropy", "best_epoch", "wall_time_s",
-    "record",
+    "target_test_accuracy", "feature_mmd_val", "target_val_entropy", "best_epoch", "epochs_run",
+    "wall_time_s", "record",
 )
 
 
@@ -136,8 +136,30 @@ def _metrics_metadata(record: dict[str, Any]) -> dict[str, Any]:
         "source_test_accuracy": acc("source_test"), "target_test_accuracy": acc("target_test"),
         "feature_mmd_val": diagnostics.get("feature_mmd_val"),
         "target_val_entropy": diagnostics.get("target_val_entropy"),
-        "best_epoch": record.get("best_epoch"), "wall_time_s": record.get("wall_time_s"),
+        "best_epoch": record.get("best_epoch"), "epochs_run": record.get("epochs_run"),
+        "wall_time_s": record.get("wall_time_s"),
     }
+
+
+class EpochReporter:
+    """Reports the search's objective after every epoch to DeepHyper's stopper.
+
+    ``job.record(epoch, objective)`` with the objective of the current weights on the
+    validation splits (label-free unless the search's objective is the oracle), then
+    ``job.stopped()``. Only used when the search has a stopper (the validation pass costs
+    time).
+    """
+
+    def __init__(self, job: Any, objective: str):
+        self.job, self.objective = job, objective
+        self.last: float | None = None
+
+    def __call__(self, epoch: int, interim: Any) -> bool:
+        """Record ``(epoch, objective)``; True when the stopper ends the trial."""
+        value = objective_value(self.objective, interim())
+        self.last = value
+        self.job.record(epoch, value if value is not None else str(Failure.NAN_OBJECTIVE))
+        return bool(self.job.stopped())
 
 
 def set_pdeathsig() -> None:
@@ -214,9 +236,11 @@ def run_trial_job(job: Any, context: TrialContext) -> dict[str, Any]:
             train_config = TrainConfig.from_dict(config)
         except (KeyError, TypeError, ValueError) as exc:
             raise _StopError(Failure.INVALID_CONFIG, f"{type(exc).__name__}: {exc}") from exc
+        reporter = (EpochReporter(job, context.objective)
+                    if getattr(job, "stopper", None) is not None else None)
         try:
             record = run_trial(train_config, context.data_dir, out_dir,
-                               problem=context.problem, progress=False)
+                               problem=context.problem, progress=False, on_epoch=reporter)
         except InvalidDatasetError as exc:
             raise _StopError(Failure.INVALID_DATA, f"InvalidDatasetError: {exc}") from exc
     except Exception as exc:  # noqa: BLE001 - DeepHyper must never see an exception
@@ -231,6 +255,12 @@ def run_trial_job(job: Any, context: TrialContext) -> dict[str, Any]:
         metadata["wall_time_s"] = wall
         return _failed(failure, metadata)
     metadata.update(_metrics_metadata(record))
+    if record.get("status") == "stopped":
+        # The stopper compared trials at equal budgets: return what it saw at the last epoch.
+        if reporter.last is None or not math.isfinite(reporter.last):
+            return _failed(Failure.NAN_OBJECTIVE, metadata)
+        metadata.update(status="stopped", failure="")
+        return {"objective": float(reporter.last), "metadata": metadata}
     if record.get("status") != "ok":
         return _failed(record.get("failure") or Failure.ERROR, metadata)
     value = objective_value(context.objective, record)

@@ -34,6 +34,8 @@ __all__ = ["COMMON", "ConfigError", "TrainConfig", "config_fields", "default_con
            "parse_set_args"]
 
 _DEVICE_RE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+#: Numerical precisions of the network (see ``training.loop``).
+PRECISIONS = ("fp32", "bf16")
 
 #: Fields of every run, one line each: name, default, searched range (None = fixed), valid.
 COMMON: tuple[Hyper, ...] = (
@@ -57,6 +59,13 @@ COMMON: tuple[Hyper, ...] = (
     Hyper("max_batches_per_epoch", 0, None, ">= 0", doc="cap on steps per epoch, 0 = all"),
     Hyper("device", "auto", doc="auto (CUDA if available, else CPU), cpu, cuda, cuda:N, mps"),
     Hyper("lambda_tl", 1.0, None, ">= 0", doc="weight of L_TL in L_CL + lambda_TL * L_TL"),
+    Hyper("precision", "fp32", choices=PRECISIONS,
+          doc="fp32, or bf16 autocast of the network (CPU oneDNN/AMX, CUDA); losses in fp32"),
+    Hyper("channels_last", 0, None, choices=(0, 1),
+          doc="1 = NHWC memory layout for the network and its input batches"),
+    Hyper("compile", 0, None, choices=(0, 1),
+          doc="1 = torch.compile the training forward/backward (fused kernels; costs a "
+          "warm-up)"),
 )
 
 

@@ -29,15 +29,16 @@ class Predictions:
     features: torch.Tensor | None = None
 
 
-@torch.no_grad()
 def predict(
     model: nn.Module,
     images: torch.Tensor,
     labels: torch.Tensor | None,
     device: torch.device,
     keep_features: bool = False,
+    precision: str = "fp32",
+    channels_last: bool = False,
 ) -> Predictions:
-    """Run ``model`` in eval mode over ``images`` in batches.
+    """Run ``model`` in eval mode over ``images`` in batches, under ``torch.inference_mode``.
 
     Args:
         model: a ``models.Classifier`` (``forward_with_features(x) -> (features, logits)``).
@@ -45,25 +46,34 @@ def predict(
         labels: int64 labels [N], or ``None`` (target labels are passed only to score a
             finished model, never during training).
         device: where to compute.
-        keep_features: also return the features the transfer loss sees.
+        keep_features: also return the features the transfer loss sees (as float32).
+        precision: ``"fp32"``, or ``"bf16"`` for the network under bf16 autocast (the softmax
+            and the loss in fp32), as the trial was trained.
+        channels_last: feed the batches in NHWC layout.
     """
     was_training = model.training
     model.eval()
     probs, feats = [], []
-    loss_sum = 0.0
-    for start in range(0, len(images), EVAL_BATCH_SIZE):
-        x = images[start : start + EVAL_BATCH_SIZE].to(device, non_blocking=True)
-        features, logits = model.forward_with_features(x)
-        probs.append(torch.softmax(logits.float(), dim=1)[:, 1].cpu())
-        if labels is not None:
-            y = labels[start : start + EVAL_BATCH_SIZE].to(device, non_blocking=True)
-            loss_sum += float(F.cross_entropy(logits.float(), y, reduction="sum"))
-        if keep_features:
-            feats.append(features.float().cpu())
+    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+    with torch.inference_mode():
+        for start in range(0, len(images), EVAL_BATCH_SIZE):
+            x = images[start : start + EVAL_BATCH_SIZE].to(device, non_blocking=True)
+            if channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+                features, logits = model.forward_with_features(x)
+            logits = logits.float()
+            probs.append(torch.softmax(logits, dim=1)[:, 1])
+            if labels is not None:
+                y = labels[start : start + EVAL_BATCH_SIZE].to(device, non_blocking=True)
+                loss_sum += F.cross_entropy(logits, y, reduction="sum").double()
+            if keep_features:
+                feats.append(features.float())
     model.train(was_training)
-    prob = torch.cat(probs).numpy().astype(np.float64) if probs else np.zeros(0)
-    loss = loss_sum / max(len(images), 1) if labels is not None else float("nan")
-    return Predictions(prob, loss, torch.cat(feats) if keep_features and feats else None)
+    prob = torch.cat(probs).cpu().numpy().astype(np.float64) if probs else np.zeros(0)
+    loss = float(loss_sum) / max(len(images), 1) if labels is not None else float("nan")
+    features_out = torch.cat(feats).cpu().clone() if keep_features and feats else None
+    return Predictions(prob, loss, features_out)
 
 
 def split_report(labels: torch.Tensor, predictions: Predictions) -> dict:

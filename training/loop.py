@@ -22,6 +22,7 @@ import copy
 import os
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,8 @@ from training.record import PREDICTIONS, Failure, base_record, write_json, write
 from training.registry import create_transfer_loss, get_method
 
 EVAL_SPLITS = (("source", "val"), ("target", "val"), ("source", "test"), ("target", "test"))
+#: Steps between two host looks at the device-side finiteness flag (each one is a device sync).
+FINITE_CHECK_EVERY = 16
 
 
 class TrialFailedError(RuntimeError):
@@ -80,6 +83,12 @@ class _Trainer:
         self.device = device
         self.generator = seed_everything(config.seed, device)
         self.model = create_classifier(config).to(device)
+        self.memory_format = torch.channels_last if config.channels_last else None
+        if self.memory_format is not None:
+            self.model = self.model.to(memory_format=self.memory_format)
+        # Only the training pass is compiled; evaluation runs the eager model in eval mode.
+        self.forward = (torch.compile(self.model.forward_with_features) if config.compile
+                        else self.model.forward_with_features)
         self.transfer = create_transfer_loss(config, self.model.feature_dim).to(device)
         self.uses_target = get_method(config.method).needs_target
 
@@ -123,12 +132,73 @@ class _Trainer:
             final_div_factor=config.onecycle_final_div_factor,
         )
         self.step_count = 0
+        # Step bookkeeping stays on the device: no host synchronisation inside a step.
+        acc_dtype = torch.float32 if device.type == "mps" else torch.float64
+        self._sums = torch.zeros(3, dtype=acc_dtype, device=device)
+        self._step_t = torch.zeros((), dtype=torch.long, device=device)
+        self._first_bad = torch.full((), -1, dtype=torch.long, device=device)
+        self._bad_values = torch.zeros(3, dtype=acc_dtype, device=device)
+        self._zero = torch.zeros((), device=device)
+
+    def autocast(self) -> torch.autocast:
+        """bf16 autocast of the network when ``precision == "bf16"`` (a no-op for fp32)."""
+        return torch.autocast(self.device.type, dtype=torch.bfloat16,
+                              enabled=self.config.precision == "bf16")
+
+    def losses(self, xs: torch.Tensor, ys: torch.Tensor,
+               xt: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(L_CL, L_TL)`` of one step; the network under :meth:`autocast`, losses in fp32.
+
+        A method that needs target images gets one joint forward pass of ``[xs; xt]`` (the
+        batch statistics of BatchNorm see both domains, as in the authors' code).
+        """
+        x = torch.cat([xs, xt]) if self.uses_target else xs
+        if self.memory_format is not None:
+            x = x.contiguous(memory_format=self.memory_format)
+        with self.autocast():
+            features, logits = self.forward(x)
+        n = len(xs)
+        loss_cl = F.cross_entropy(logits[:n].float(), ys)
+        if not self.uses_target:
+            return loss_cl, self._zero
+        return loss_cl, self.transfer(features[:n].float(), features[n:].float())
+
+    def _track(self, loss: torch.Tensor, loss_cl: torch.Tensor, loss_tl: torch.Tensor) -> None:
+        """Add the step's losses to the epoch sums; remember the first non-finite step."""
+        values = torch.stack([loss, loss_cl, loss_tl]).detach().to(self._sums.dtype)
+        self._sums += values
+        newly_bad = (~torch.isfinite(values).all()) & (self._first_bad < 0)
+        self._first_bad = torch.where(newly_bad, self._step_t, self._first_bad)
+        self._bad_values = torch.where(newly_bad, values, self._bad_values)
+        self._step_t += 1
+
+    def check_finite(self, epoch: int, first_step: int) -> None:
+        """One host look at the device-side flag; raise if a step had a non-finite loss.
+
+        Raises:
+            TrialFailedError: (``F_nan``) naming the epoch, the step and its losses.
+        """
+        bad = int(self._first_bad)
+        if bad < 0:
+            return
+        values = self._bad_values.tolist()
+        raise TrialFailedError(
+            f"non-finite loss at epoch {epoch} step {bad - first_step + 1} "
+            f"(L={values[0]:.4g}, L_CL={values[1]:.4g}, L_TL={values[2]:.4g}); "
+            "lower lr or lambda_tl",
+            Failure.NAN,
+        )
 
     def train_epoch(self, epoch: int) -> dict[str, float]:
-        """One pass over the source training split; returns mean losses and timings."""
+        """One pass over the source training split; returns mean losses and timings.
+
+        The host looks at the device-side finiteness flag every :data:`FINITE_CHECK_EVERY`
+        steps and at the end of the epoch, never inside a step.
+        """
         self.model.train()
         self.transfer.train()
-        sums = torch.zeros(3, dtype=torch.float64)
+        self._sums.zero_()
+        first_step = self.step_count
         epoch_start = time.perf_counter()
         compute_s = 0.0
         n_steps = 0
@@ -136,36 +206,23 @@ class _Trainer:
             tick = time.perf_counter()
             xs = xs.to(self.device, non_blocking=True)
             ys = ys.to(self.device, non_blocking=True)
-            self.transfer.set_progress(self.step_count / max(self.total_steps, 1))
-            if self.uses_target:
+            if xt is not None:
                 xt = xt.to(self.device, non_blocking=True)
-                features, logits = self.model.forward_with_features(torch.cat([xs, xt]))
-                f_s, f_t = features[: len(xs)], features[len(xs) :]
-                logits_s = logits[: len(xs)]
-                loss_cl = F.cross_entropy(logits_s, ys)
-                loss_tl = self.transfer(f_s, f_t)
-            else:
-                logits_s = self.model(xs)
-                loss_cl = F.cross_entropy(logits_s, ys)
-                loss_tl = torch.zeros((), device=self.device)
+            self.transfer.set_progress(self.step_count / max(self.total_steps, 1))
+            loss_cl, loss_tl = self.losses(xs, ys, xt)
             loss = loss_cl + self.config.lambda_tl * loss_tl
-            values = torch.stack([loss, loss_cl, loss_tl]).detach().double().cpu()
-            if not torch.isfinite(values).all():
-                raise TrialFailedError(
-                    f"non-finite loss at epoch {epoch} step {n_steps + 1} "
-                    f"(L={values[0]:.4g}, L_CL={values[1]:.4g}, L_TL={values[2]:.4g}); "
-                    "lower lr or lambda_tl",
-                    Failure.NAN,
-                )
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
             self.scheduler.step()
+            self._track(loss, loss_cl, loss_tl)
             self.step_count += 1
-            sums += values
             n_steps += 1
+            if n_steps % FINITE_CHECK_EVERY == 0:
+                self.check_finite(epoch, first_step)
             compute_s += time.perf_counter() - tick
-        means = (sums / max(n_steps, 1)).tolist()
+        self.check_finite(epoch, first_step)
+        means = (self._sums / max(n_steps, 1)).tolist()
         return {
             "train_loss": means[0],
             "train_cl_loss": means[1],
@@ -175,22 +232,39 @@ class _Trainer:
             "train_steps": n_steps,
         }
 
+    def predict(self, x: torch.Tensor, y: torch.Tensor | None, keep_features: bool = False):
+        """:func:`training.evaluate.predict` at the trial's precision and memory layout."""
+        return predict(self.model, x, y, self.device, keep_features=keep_features,
+                       precision=self.config.precision,
+                       channels_last=bool(self.config.channels_last))
+
     def source_val(self) -> tuple[float, float]:
         """Source validation loss and accuracy (the early-stopping signal)."""
         x, y = self.data[("source", "val")]
-        pred = predict(self.model, x, y, self.device)
+        pred = self.predict(x, y)
         accuracy = float(((pred.prob_merger >= 0.5) == y.numpy().astype(bool)).mean())
         return pred.loss, accuracy
 
 
-def fit(trainer: _Trainer, history: list[dict[str, Any]], progress: bool) -> int:
+#: ``on_epoch(epoch, interim) -> stop?``: called after every epoch; ``interim()`` evaluates the
+#: current weights on the validation splits (see :func:`interim_record`).
+EpochCallback = Callable[[int, Callable[[], dict[str, Any]]], bool]
+
+
+def fit(trainer: _Trainer, history: list[dict[str, Any]], progress: bool,
+        on_epoch: EpochCallback | None = None) -> tuple[int, bool]:
     """Train with early stopping on the source validation loss; restore the best weights.
 
-    Appends one row per epoch to ``history`` (so a failed trial keeps its curves) and
-    returns the best epoch.
+    Appends one row per epoch to ``history`` (so a failed trial keeps its curves). After each
+    epoch ``on_epoch`` (a search's stopper) may end the run before the last epoch.
+
+    Returns:
+        ``(best epoch, stopped)``: ``stopped`` is True when ``on_epoch`` ended the run before
+        ``config.epochs``.
     """
     config = trainer.config
     best_loss, best_epoch, best_state, waited = float("inf"), 0, None, 0
+    stopped = False
     bar = tqdm(range(1, config.epochs + 1), desc="epochs", unit="epoch", disable=not progress)
     for epoch in bar:
         tick = time.perf_counter()
@@ -207,22 +281,28 @@ def fit(trainer: _Trainer, history: list[dict[str, Any]], progress: bool) -> int
             best_state = copy.deepcopy(trainer.model.state_dict())
         else:
             waited += 1
-            if waited >= config.patience:
+        if on_epoch is not None and on_epoch(epoch, lambda: interim_record(trainer)):
+            stopped = epoch < config.epochs
+            if stopped:
                 break
+        if waited >= config.patience:
+            break
     if best_state is not None:
         trainer.model.load_state_dict(best_state)
-    return best_epoch
+    return best_epoch, stopped
 
 
-def evaluate(trainer: _Trainer) -> tuple[dict, dict, dict, dict[str, np.ndarray]]:
-    """Metrics, ROC curves, label-free diagnostics and per-image predictions of every split.
+def evaluate(trainer: _Trainer, splits: tuple[tuple[str, str], ...] = EVAL_SPLITS,
+             ) -> tuple[dict, dict, dict, dict[str, np.ndarray]]:
+    """Metrics, ROC curves, label-free diagnostics and per-image predictions of ``splits``.
 
-    Predictions are keyed ``<domain>_<split>_{p_merger,label,galaxy_id}``.
+    Predictions are keyed ``<domain>_<split>_{p_merger,label,galaxy_id}``. The diagnostics
+    need both validation splits.
     """
     metrics, roc, diagnostics, features, predictions = {}, {}, {}, {}, {}
-    for domain, split in EVAL_SPLITS:
+    for domain, split in splits:
         x, y = trainer.data[(domain, split)]
-        pred = predict(trainer.model, x, y, trainer.device, keep_features=split == "val")
+        pred = trainer.predict(x, y, keep_features=split == "val")
         report = split_report(y, pred)
         key = f"{domain}_{split}"
         metrics[key], roc[key] = report["metrics"], report["roc"]
@@ -235,8 +315,22 @@ def evaluate(trainer: _Trainer) -> tuple[dict, dict, dict, dict[str, np.ndarray]
                 diagnostics["source_val_loss"] = pred.loss
             else:
                 diagnostics["target_val_entropy"] = report["entropy"]
-    diagnostics["feature_mmd_val"] = feature_mmd(features["source"], features["target"])
+    if {"source", "target"} <= features.keys():
+        diagnostics["feature_mmd_val"] = feature_mmd(features["source"], features["target"])
     return metrics, roc, diagnostics, predictions
+
+
+VAL_SPLITS = (("source", "val"), ("target", "val"))
+
+
+def interim_record(trainer: _Trainer) -> dict[str, Any]:
+    """The current weights scored as a finished trial would be, on the validation splits only.
+
+    ``{"status": "ok", "metrics": {source_val, target_val}, "diagnostics": {...}}``, enough
+    for every objective of :mod:`search.objectives` (test splits are not evaluated).
+    """
+    metrics, _, diagnostics, _ = evaluate(trainer, VAL_SPLITS)
+    return {"status": "ok", "metrics": metrics, "diagnostics": diagnostics}
 
 
 def run_trial(
@@ -245,6 +339,7 @@ def run_trial(
     out_dir: str | os.PathLike,
     problem: str | None = None,
     progress: bool = True,
+    on_epoch: EpochCallback | None = None,
 ) -> dict[str, Any]:
     """Train and evaluate one configuration; write ``out_dir/record.json`` and return it.
 
@@ -256,6 +351,8 @@ def run_trial(
         problem: the problem name recorded with the trial (default: the config's
             ``<method>_<backbone>``).
         progress: show a progress bar over epochs.
+        on_epoch: called after every epoch (see :data:`EpochCallback`); when it ends the run
+            early the record's status is ``"stopped"`` (metrics of the best weights so far).
 
     Returns:
         The trial record (see ``docs/CONTRACTS.md``).
@@ -273,8 +370,8 @@ def run_trial(
     try:
         trainer = _Trainer(config, bench, device)
         stats, bench = bench.stats, None  # the trainer holds normalised copies: free the rest
-        best_epoch = fit(trainer, record["history"], progress)
-        record["best_epoch"] = best_epoch
+        best_epoch, stopped = fit(trainer, record["history"], progress, on_epoch)
+        record["best_epoch"], record["epochs_run"] = best_epoch, len(record["history"])
         metrics, roc, diagnostics, predictions = evaluate(trainer)
         checkpoint = {"model": trainer.model.state_dict(), "config": config.to_dict(),
                       "channel_stats": stats.to_dict(), "best_epoch": best_epoch}
@@ -282,7 +379,8 @@ def run_trial(
             torch.save(checkpoint, tmp)
         write_json(out_dir / "roc.json", roc)
         write_npz(out_dir / PREDICTIONS, predictions)
-        record.update(status="ok", metrics=metrics, diagnostics=diagnostics)
+        record.update(status="stopped" if stopped else "ok", metrics=metrics,
+                      diagnostics=diagnostics)
         record["files"] = {"roc": "roc.json", "predictions": PREDICTIONS,
                            "checkpoint": "checkpoint.pt"}
     except InvalidDatasetError:

@@ -148,54 +148,75 @@ def mmd_weights(
     return w.to(dtype=dtype, device=device)
 
 
+def host_reads_are_free(device: torch.device) -> bool:
+    """Whether reading a value on the host costs nothing (CPU) rather than a device sync."""
+    return device.type == "cpu"
+
+
 class _WeightedKernelSum(Function):
     """``Σ_k Σ_ij W_ij exp(-γ_k D_ij)`` with one ``[n, n]`` accumulator (no ``[k, n, n]`` tensor).
 
-    The gradient ``∂/∂D_ij = -W_ij Σ_k γ_k exp(-γ_k D_ij)`` is accumulated in the same loop. A
-    kernel so narrow that ``exp(-γ_k D_ij)`` underflows to exactly 0 for every ``i ≠ j`` (e.g.
-    the authors' σ² = 1e-6 on distances ≫ σ²) is the identity matrix and adds no gradient, so
-    it is added to the diagonal without evaluating it — the result is bit-for-bit the same.
+    The gradient ``∂/∂D_ij = -W_ij Σ_k γ_k exp(-γ_k D_ij)`` is accumulated in the same loop.
+
+    On the CPU, a kernel so narrow that ``exp(-γ_k D_ij)`` underflows to exactly 0 for every
+    ``i ≠ j`` (e.g. the authors' σ² = 1e-6 on distances ≫ σ²) is the identity matrix and adds
+    no gradient, so it is added to the diagonal without evaluating it (bit-for-bit the same
+    result; deciding it reads ``γ`` and the smallest distance on the host, free on the CPU).
+    On an accelerator that host read would be a device synchronisation per step, so every
+    kernel is evaluated there, with ``γ`` kept on the device (the same value: the skipped
+    kernels are exactly the identity).
     """
 
     @staticmethod
     def forward(  # noqa: D102
-        ctx, d: torch.Tensor, gamma: torch.Tensor, w: torch.Tensor, d_min: float
+        ctx, d: torch.Tensor, gamma: torch.Tensor, w: torch.Tensor
     ) -> torch.Tensor:
         k_sum = torch.zeros_like(d)
         g_sum = torch.zeros_like(d) if ctx.needs_input_grad[0] else None
         tmp = torch.empty_like(d)
-        finfo = torch.finfo(d.dtype)
-        underflow = -math.log(finfo.tiny * finfo.eps) + 1.0  # exp(-x) == 0 beyond this
-        for g in gamma.tolist():
-            if g * d_min > underflow:
-                k_sum.diagonal().add_(1.0)
-                continue
+        if host_reads_are_free(d.device):
+            finfo = torch.finfo(d.dtype)
+            underflow = -math.log(finfo.tiny * finfo.eps) + 1.0  # exp(-x) == 0 beyond this
+            n = d.shape[0]
+            off = d[_upper_triangle(n, d.device)]
+            d_min = off.min().item() if off.numel() else 0.0
+            kernels = []
+            for g in gamma.tolist():
+                if g * d_min > underflow:
+                    k_sum.diagonal().add_(1.0)
+                else:
+                    kernels.append(g)
+        else:
+            kernels = list(gamma.to(d.dtype).unbind())  # 0-dim device tensors: no host read
+        for g in kernels:
             torch.mul(d, -g, out=tmp).exp_()
             k_sum += tmp
             if g_sum is not None:
-                g_sum.add_(tmp, alpha=g)
+                if isinstance(g, float):
+                    g_sum.add_(tmp, alpha=g)
+                else:
+                    g_sum.addcmul_(tmp, g)
         if g_sum is not None:
             ctx.save_for_backward(g_sum.mul_(w).neg_())
         return (k_sum * w).sum()
 
     @staticmethod
-    def backward(ctx, grad_out: torch.Tensor) -> tuple[torch.Tensor, None, None, None]:  # noqa: D102
+    def backward(ctx, grad_out: torch.Tensor) -> tuple[torch.Tensor, None, None]:  # noqa: D102
         (grad_d,) = ctx.saved_tensors
-        return grad_out * grad_d, None, None, None
+        return grad_out * grad_d, None, None
 
 
 def weighted_kernel_sum(d: torch.Tensor, sigma2: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     """``Σ_ij W_ij Σ_k exp(-D_ij / (2 σ²_k))`` (differentiable in ``d`` only), a scalar.
+
+    No host synchronisation on an accelerator (see :class:`_WeightedKernelSum`).
 
     Args:
         d: squared distances ``[n, n]`` with a zero diagonal.
         sigma2: σ² values ``[num_kernels]``.
         w: weights ``[n, n]`` (see :func:`mmd_weights`).
     """
-    n = d.shape[0]
-    off = d.detach()[_upper_triangle(n, d.device)]
-    d_min = off.min().item() if off.numel() else 0.0
-    return _WeightedKernelSum.apply(d, (0.5 / sigma2).detach(), w, d_min)
+    return _WeightedKernelSum.apply(d, (0.5 / sigma2).detach(), w)
 
 
 class MultiKernelMMD(nn.Module):

@@ -119,6 +119,7 @@ def _skeleton(problem: str, config: dict[str, Any], device: str | None) -> dict[
         "diagnostics": {},
         "history": [],
         "best_epoch": None,
+        "epochs_run": None,
         "wall_time_s": None,
         "device": device,
         "host": platform.node(),

@@ -20,6 +20,11 @@ class DeepMergeBackbone(Backbone):
     Conv(3→8, 5×5, pad 2)–BN–ReLU–MaxPool2, Conv(8→16, 3×3, pad 1)–BN–ReLU–MaxPool2,
     Conv(16→32, 3×3, pad 1)–BN–ReLU–MaxPool2, flatten. No dropout (as in the authors' code).
 
+    Each ReLU is applied after its max-pool: ``maxpool(relu(x)) == relu(maxpool(x))`` (both
+    are monotone), and the gradients are the same too (a window whose maximum is ≤ 0 gets no
+    gradient either way), so this is the authors' network computed with the ReLU on a
+    quarter of the values. Layer indices (and so checkpoints) are those of the conv/BN order.
+
     Shapes:
         - Inputs: ``[B, in_channels, 75, 75]``
         - Outputs: ``[B, 2592]`` (= 32 × 9 × 9)
@@ -30,16 +35,16 @@ class DeepMergeBackbone(Backbone):
         self.body = nn.Sequential(
             nn.Conv2d(in_channels, 8, kernel_size=5, padding=2),
             nn.BatchNorm2d(8),
-            nn.ReLU(inplace=True),
             nn.MaxPool2d(2),
+            nn.ReLU(inplace=True),
             nn.Conv2d(8, 16, kernel_size=3, padding=1),
             nn.BatchNorm2d(16),
-            nn.ReLU(inplace=True),
             nn.MaxPool2d(2),
+            nn.ReLU(inplace=True),
             nn.Conv2d(16, 32, kernel_size=3, padding=1),
             nn.BatchNorm2d(32),
-            nn.ReLU(inplace=True),
             nn.MaxPool2d(2),
+            nn.ReLU(inplace=True),
             nn.Flatten(),
         )
         self.feature_dim = 32 * 9 * 9
