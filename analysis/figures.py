@@ -136,13 +136,18 @@ def _roc_panel(ax, selected: pd.DataFrame, methods: list[str], labels: dict[str,
             auc = trial[f"{domain}_test_auc"]
             ax.plot(curve["fpr"], curve["tpr"], linestyle=style, color=colors[method],
                     label=f"{labels[method]} {domain} (AUC {_label(auc)})")
+    finish_roc_axes(ax, "ROC (test): source dashed, target solid")
+
+
+def finish_roc_axes(ax, title: str) -> None:
+    """Unit square, equal aspect, axis labels, ``title``, and a legend if anything is labelled."""
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1.01)
     ax.set_aspect("equal")
     ax.set_xlabel("false positive rate")
     ax.set_ylabel("true positive rate")
-    ax.set_title("ROC (test): source dashed, target solid", fontsize=10)
-    if methods:
+    ax.set_title(title, fontsize=10)
+    if ax.get_legend_handles_labels()[0]:
         ax.legend(loc="lower right", fontsize=7)
 
 

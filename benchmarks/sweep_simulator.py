@@ -31,7 +31,7 @@ REPO = Path(__file__).resolve().parents[1]
 BASE_SB = 25.0
 VARIANTS: dict[str, dict] = {
     "default": {},
-    "v2": {"MINOR_INTERACTION_PROB": 0.0, "SYSTEM_MAG_RANGE": (22.5, 25.5)},
+    "v2": {"MINOR_INTERACTION_PROB": 0.0, "PRIMARY_MAG_RANGE": (22.5, 25.5)},
     "no-minor": {"MINOR_INTERACTION_PROB": 0.0},
     "minor0.8": {"MINOR_INTERACTION_PROB": 0.8},
     "bright-tails": {"TAIL_FRACTION_RANGE": (0.1, 0.3)},

@@ -2,6 +2,8 @@
 
 Normalisation statistics are computed on the SOURCE TRAIN split only and applied to every
 split of both domains, so nothing about the target or the test rows leaks into training.
+With ``normalization = "per_domain"`` (:func:`domain_stats`) the target is standardised with
+its own TRAIN split's statistics instead (unlabelled images only), as the authors' code does.
 
 Typical use::
 
@@ -133,6 +135,26 @@ def load_benchmark(data_dir: str | os.PathLike) -> Benchmark:
         )
     stats = channel_stats(source.images, rows=np.flatnonzero(source.split == SPLITS["train"]))
     return Benchmark(source=source, target=target, stats=stats, data_dir=data_dir)
+
+
+def domain_stats(bench: Benchmark, normalization: str = "source") -> dict[str, ChannelStats]:
+    """The channel statistics that normalise each domain.
+
+    Args:
+        bench: the loaded benchmark.
+        normalization: ``"source"``: both domains with the source-train statistics (the
+            default); ``"per_domain"``: each domain with its own *training* split's (the
+            target's from its unlabelled training images; no validation or test row is read).
+
+    Raises:
+        ValueError: an unknown ``normalization``.
+    """
+    if normalization == "source":
+        return {"source": bench.stats, "target": bench.stats}
+    if normalization == "per_domain":
+        rows = np.flatnonzero(bench.target.split == SPLITS["train"])
+        return {"source": bench.stats, "target": channel_stats(bench.target.images, rows=rows)}
+    raise ValueError(f"unknown normalization {normalization!r}; use 'source' or 'per_domain'")
 
 
 def split_tensors(

@@ -7,15 +7,19 @@ the 75 x 75 pixel grid, so one scene gives one [3, 75, 75] image.
 
 Physics, deliberately simple and stated here so that the knobs below make sense:
 
-* Galaxies at z = 2 are small: the total F160W magnitude of a system (one galaxy, or the sum
-  of a merging pair) is uniform in ``SYSTEM_MAG_RANGE`` (20.0-23.0 AB: massive galaxies,
-  bright enough that their bodies stay visible in the noisy target, as in the seed paper's
-  noisy images), half-light radii are log-normal around 0.2 arcsec (about 1.7 kpc at
-  z = 2). With the default target noise (SB_lim = 25, ``galaxies.simulate``) the brightest
-  F160W pixel of the median galaxy is at S/N ~ 5 (10th-90th percentile 1.5-17; F356W: 15,
-  4.5-59): bodies stay visible while tidal light sinks into the noise. Generator v2 used
-  22.5-25.5 AB, which put the median galaxy's brightest pixel at S/N 0.5, i.e. most target
-  galaxies were undetectable.
+* Galaxies at z = 2 are small: the F160W magnitude of the *primary* galaxy (the galaxy the
+  cutout is made for: a non-merger, or the brighter galaxy of a merging pair) is uniform in
+  ``PRIMARY_MAG_RANGE`` (20.0-23.0 AB: massive galaxies, bright enough that their bodies stay
+  visible in the noisy target, as in the seed paper's noisy images). Generator v4 selects on
+  the primary, as the Illustris sample is selected on the stellar mass of one subhalo
+  (F160W is rest-frame optical at z = 2 and tracks stellar mass); a merger's companion adds
+  its own light on top (v3 drew the *pair's* total instead, so a merger's primary was fainter
+  than a non-merger of the same system magnitude). Half-light radii are log-normal around
+  0.2 arcsec (about 1.7 kpc at z = 2). With the default target noise (SB_lim = 25,
+  ``galaxies.simulate``) the brightest F160W pixel of the median galaxy is at S/N ~ 5
+  (10th-90th percentile 1.5-17; F356W: 15, 4.5-59; measured on v3): bodies stay visible
+  while tidal light sinks into the noise. Generator v2 used 22.5-25.5 AB, which put the
+  median galaxy's brightest pixel at S/N 0.5, i.e. most target galaxies were undetectable.
 * A galaxy is a Sersic bulge (n on the grid ``BULGE_N_GRID``; bulge-to-total uniform in
   ``BULGE_FRACTION_RANGE``) plus a disk (n on ``DISK_N_GRID``, inclined: axis ratio 0.25-1)
   plus star-forming clumps (small Gaussians). Sersic indices come from a fixed grid because
@@ -25,6 +29,12 @@ Physics, deliberately simple and stated here so that the knobs below make sense:
   old bulges are red (faint in F814W, bright in F356W), disks bluer, clumps bluest. Colours
   are AB magnitudes relative to F160W (``*_COLOURS``: ranges of m_F814W - m_F160W and
   m_F356W - m_F160W).
+* Framing (generator v4): every cutout is centred on its primary galaxy with the same small
+  random pointing offset (``CENTRE_JITTER_ARCSEC``, per axis) for both classes, as the
+  published DeepMerge cutouts are centred on the Illustris subhalo; a merger's companion,
+  not its primary, sits off centre. (v3 centred a merger on the pair's light-weighted
+  centroid, so the brightest point of a merger sat off centre while a non-merger's did not:
+  a framing cue that survives the noise, AUC 0.83.)
 * Mergers: two galaxies with F160W flux ratio log-uniform in ``FLUX_RATIO_RANGE`` at
   projected separation ``SEPARATION_RANGE`` (a third of them close to coalescence), each
   with tidal distortions: an asymmetric shear, a bulge offset from the disk centre
@@ -63,7 +73,8 @@ PSF_MODELS: tuple[tuple[str, float, float | None], ...] = (
 )
 GSPARAMS = galsim.GSParams(folding_threshold=1e-2, maxk_threshold=2e-3)
 
-SYSTEM_MAG_RANGE = (20.0, 23.0)  # total F160W AB magnitude of the whole system
+PRIMARY_MAG_RANGE = (20.0, 23.0)  # F160W AB magnitude of the galaxy the cutout is centred on
+CENTRE_JITTER_ARCSEC = 0.05  # 1-sigma pointing offset of the primary per axis, both classes
 HLR_MEDIAN_ARCSEC = 0.2
 HLR_LOG_SIGMA = 0.35
 HLR_RANGE_ARCSEC = (0.07, 0.5)
@@ -185,7 +196,9 @@ def galaxy(
     Args:
         rng: random generator (all randomness of the galaxy).
         f160: total F160W flux, nanomaggies (tidal light, if any, is taken out of it).
-        centre: position of the disk centre, arcsec from the image centre.
+        centre: position of the nucleus (the bulge centre), arcsec from the image centre;
+            the disk centre is offset from it in a disturbed galaxy (lopsidedness). (v3 placed
+            the disk centre there, so a merger's bulge, its brightest point, sat off centre.)
         hlr: disk half-light radius, arcsec.
         disturbance: 0 for an undisturbed galaxy; 1 for a merging one (tidal shear, offset
             bulge; tails are added by ``merger``).
@@ -228,8 +241,16 @@ def galaxy(
                 )
             )
     g = disturbance * rng.uniform(0.05, TIDAL_SHEAR_MAX)
+    # ``centre`` is the nucleus (the bulge: the galaxy's most bound, densest part, which an
+    # Illustris subhalo position marks); a lopsided disk sits off it, not the other way round.
+    nucleus = (offset_r * math.cos(offset_a), offset_r * math.sin(offset_a))
     return [
-        Component(c.profile.shear(g=g, beta=towards * galsim.radians).shift(*centre), c.flux)
+        Component(
+            c.profile.shift(-nucleus[0], -nucleus[1])
+            .shear(g=g, beta=towards * galsim.radians)
+            .shift(*centre),
+            c.flux,
+        )
         for c in parts
     ]
 
@@ -250,17 +271,21 @@ def _tails(rng, f_tidal: float, centre, hlr: float, towards: float) -> list[Comp
 
 
 def merger(rng: np.random.Generator) -> list[Component]:
-    """A merging pair with tidal features, roughly centred on the image."""
-    f_total = mag_to_flux(rng.uniform(*SYSTEM_MAG_RANGE))
+    """A merging pair with tidal features, centred on its primary (the brighter galaxy).
+
+    The primary has F160W flux ``f1`` (magnitude uniform in ``PRIMARY_MAG_RANGE``) and sits at
+    the pointing offset, like a non-merger; the companion (``f1 / ratio``) sits ``sep`` away
+    at position angle ``pa``.
+    """
+    f1 = mag_to_flux(rng.uniform(*PRIMARY_MAG_RANGE))
     ratio = math.exp(rng.uniform(*np.log(FLUX_RATIO_RANGE)))
-    f1, f2 = f_total * ratio / (1.0 + ratio), f_total / (1.0 + ratio)
+    f2 = f1 / ratio
     close = rng.random() < CLOSE_FRACTION
     sep = rng.uniform(*(CLOSE_SEPARATION_RANGE if close else SEPARATION_RANGE))
     pa = rng.uniform(0.0, 2.0 * math.pi)
-    jitter = rng.normal(0.0, 0.05, size=2)
-    w1, w2 = f1 / f_total, f2 / f_total
-    c1 = (jitter[0] - w2 * sep * math.cos(pa), jitter[1] - w2 * sep * math.sin(pa))
-    c2 = (jitter[0] + w1 * sep * math.cos(pa), jitter[1] + w1 * sep * math.sin(pa))
+    jitter = rng.normal(0.0, CENTRE_JITTER_ARCSEC, size=2)
+    c1 = (float(jitter[0]), float(jitter[1]))
+    c2 = (c1[0] + sep * math.cos(pa), c1[1] + sep * math.sin(pa))
     hlr1 = _sample_hlr(rng)
     hlr2 = _sample_hlr(rng, ratio**-0.3)
     scene = []
@@ -279,9 +304,9 @@ def merger(rng: np.random.Generator) -> list[Component]:
 
 def nonmerger(rng: np.random.Generator) -> list[Component]:
     """A single galaxy, maybe with symmetric spiral arms and a faint unrelated neighbour."""
-    mag = rng.uniform(*SYSTEM_MAG_RANGE)
+    mag = rng.uniform(*PRIMARY_MAG_RANGE)
     f_total = mag_to_flux(mag)
-    centre = tuple(rng.normal(0.0, 0.05, size=2))
+    centre = tuple(rng.normal(0.0, CENTRE_JITTER_ARCSEC, size=2))
     hlr = _sample_hlr(rng)
     arm_frac = rng.uniform(0.03, 0.12) if rng.random() < SPIRAL_ARM_PROB else 0.0
     scene = galaxy(rng, f_total * (1.0 - arm_frac), centre, hlr)

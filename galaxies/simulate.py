@@ -53,7 +53,7 @@ from galaxies import morphology
 from galaxies.schema import FILTERS, IMAGE_SHAPE, SPLITS, DomainData, domain_paths, write_domain
 
 GENERATOR = "galaxies.simulate"
-GENERATOR_VERSION = 3
+GENERATOR_VERSION = 4
 DEFAULT_N_MERGERS = 8120
 DEFAULT_N_NONMERGERS = 7306
 DEFAULT_LIMITING_SB = 25.0

@@ -8,7 +8,8 @@ import pytest
 from problems import UnknownProblemError, all_problems, get_problem, problem_names
 from training.config import TrainConfig, default_config
 
-EXPECTED = {f"{method}_{backbone}" for method in ("none", "mmd", "dann", "coral")
+EXPECTED = {f"{method}_{backbone}"
+            for method in ("none", "jointbn", "adabn", "mmd", "dann", "coral")
             for backbone in ("deepmerge", "resnet")}
 COMMON = {"lr", "weight_decay", "batch_size", "patience", "onecycle_pct_start",
           "onecycle_div_factor", "onecycle_final_div_factor"}
@@ -18,6 +19,8 @@ BY_METHOD = {
                      "mmd_estimator"},
     "dann": COMMON | {"lambda_tl", "grl_schedule", "grl_gamma", "grl_coeff", "dc_lr_mult"},
     "coral": COMMON | {"lambda_tl"},
+    "jointbn": COMMON,
+    "adabn": COMMON,
 }
 
 

@@ -36,6 +36,8 @@ __all__ = ["COMMON", "ConfigError", "TrainConfig", "config_fields", "default_con
 _DEVICE_RE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 #: Numerical precisions of the network (see ``training.loop``).
 PRECISIONS = ("fp32", "bf16")
+#: Input normalisations (see ``galaxies.datasets.domain_stats``).
+NORMALIZATIONS = ("source", "per_domain")
 
 #: Fields of every run, one line each: name, default, searched range (None = fixed), valid.
 COMMON: tuple[Hyper, ...] = (
@@ -63,6 +65,9 @@ COMMON: tuple[Hyper, ...] = (
           doc="fp32, or bf16 autocast of the network (CPU oneDNN/AMX, CUDA); losses in fp32"),
     Hyper("channels_last", 0, None, choices=(0, 1),
           doc="1 = NHWC memory layout for the network and its input batches"),
+    Hyper("normalization", "source", choices=NORMALIZATIONS,
+          doc="source = both domains standardised with the source-train channel statistics; "
+          "per_domain = each domain with its own training split's (the authors' code)"),
     Hyper("compile", 0, None, choices=(0, 1),
           doc="1 = torch.compile the training forward/backward (fused kernels; costs a "
           "warm-up)"),

@@ -32,7 +32,13 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from galaxies.atomic import atomic_path
-from galaxies.datasets import Benchmark, PairedBatches, load_benchmark, split_tensors
+from galaxies.datasets import (
+    Benchmark,
+    PairedBatches,
+    domain_stats,
+    load_benchmark,
+    split_tensors,
+)
 from galaxies.schema import SPLITS
 from galaxies.validate import InvalidDatasetError
 from models import create_classifier
@@ -90,11 +96,13 @@ class _Trainer:
         self.forward = (torch.compile(self.model.forward_with_features) if config.compile
                         else self.model.forward_with_features)
         self.transfer = create_transfer_loss(config, self.model.feature_dim).to(device)
-        self.uses_target = get_method(config.method).needs_target
+        spec = get_method(config.method)
+        self.uses_target = spec.needs_target
+        self.adapt_for_target = spec.adapt_for_target
 
-        stats = bench.stats
+        self.stats = domain_stats(bench, config.normalization)
         self.data = {
-            (domain, split): split_tensors(getattr(bench, domain), split, stats)
+            (domain, split): split_tensors(getattr(bench, domain), split, self.stats[domain])
             for domain in ("source", "target")
             for split in ("train", "val", "test")
         }
@@ -232,11 +240,23 @@ class _Trainer:
             "train_steps": n_steps,
         }
 
-    def predict(self, x: torch.Tensor, y: torch.Tensor | None, keep_features: bool = False):
+    def predict(self, x: torch.Tensor, y: torch.Tensor | None, keep_features: bool = False,
+                model: torch.nn.Module | None = None):
         """:func:`training.evaluate.predict` at the trial's precision and memory layout."""
-        return predict(self.model, x, y, self.device, keep_features=keep_features,
-                       precision=self.config.precision,
+        return predict(self.model if model is None else model, x, y, self.device,
+                       keep_features=keep_features, precision=self.config.precision,
                        channels_last=bool(self.config.channels_last))
+
+    def target_model(self) -> torch.nn.Module:
+        """The network that scores the target splits.
+
+        The trained one, or the method's ``adapt_for_target`` of it on the unlabelled target
+        *training* images (AdaBN).
+        """
+        if self.adapt_for_target is None:
+            return self.model
+        images, _target_labels_unused = self.data[("target", "train")]
+        return self.adapt_for_target(self.model, images, self.device)
 
     def source_val(self) -> tuple[float, float]:
         """Source validation loss and accuracy (the early-stopping signal)."""
@@ -300,9 +320,12 @@ def evaluate(trainer: _Trainer, splits: tuple[tuple[str, str], ...] = EVAL_SPLIT
     need both validation splits.
     """
     metrics, roc, diagnostics, features, predictions = {}, {}, {}, {}, {}
+    models = {"source": trainer.model}
+    if any(domain == "target" for domain, _ in splits):
+        models["target"] = trainer.target_model()
     for domain, split in splits:
         x, y = trainer.data[(domain, split)]
-        pred = trainer.predict(x, y, keep_features=split == "val")
+        pred = trainer.predict(x, y, keep_features=split == "val", model=models[domain])
         report = split_report(y, pred)
         key = f"{domain}_{split}"
         metrics[key], roc[key] = report["metrics"], report["roc"]
@@ -369,12 +392,17 @@ def run_trial(
     record = base_record(config, problem, bench, str(device))
     try:
         trainer = _Trainer(config, bench, device)
-        stats, bench = bench.stats, None  # the trainer holds normalised copies: free the rest
+        bench = None  # the trainer holds normalised copies: free the rest
+        record["data"]["target_channel_stats"] = trainer.stats["target"].to_dict()
         best_epoch, stopped = fit(trainer, record["history"], progress, on_epoch)
         record["best_epoch"], record["epochs_run"] = best_epoch, len(record["history"])
         metrics, roc, diagnostics, predictions = evaluate(trainer)
         checkpoint = {"model": trainer.model.state_dict(), "config": config.to_dict(),
-                      "channel_stats": stats.to_dict(), "best_epoch": best_epoch}
+                      "channel_stats": trainer.stats["source"].to_dict(),
+                      "target_channel_stats": trainer.stats["target"].to_dict(),
+                      "best_epoch": best_epoch}
+        if trainer.adapt_for_target is not None:  # the network that scored the target
+            checkpoint["target_model"] = trainer.target_model().state_dict()
         with atomic_path(out_dir / "checkpoint.pt") as tmp:
             torch.save(checkpoint, tmp)
         write_json(out_dir / "roc.json", roc)

@@ -45,6 +45,10 @@ class MethodSpec:
             each; searched ones (``search`` set) join the common ones in its problems.
         order: position in tables (lower first).
         summary: one line for ``--list``.
+        adapt_for_target: ``adapt_for_target(model, target_train_images, device) -> model``,
+            or ``None``: the network that scores the *target* splits, made from the trained one
+            and the unlabelled target *training* images (AdaBN re-estimates BatchNorm
+            statistics); the source splits are always scored by the trained network.
     """
 
     name: str
@@ -55,6 +59,7 @@ class MethodSpec:
     hyperparameters: tuple[Hyper, ...] = ()
     order: int = 100
     summary: str = ""
+    adapt_for_target: Callable[[Any, Any, Any], Any] | None = None
 
     @property
     def defaults(self) -> dict[str, Any]:
