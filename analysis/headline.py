@@ -95,7 +95,9 @@ def arm_label(record: dict[str, Any]) -> str:
     """Row label of a record's arm (method label from its spec)."""
     method = record.get("method")
     if method == "classical":
-        return "classical: statmorph + gradient boosting"
+        from training.classical import TABLE_LABEL
+
+        return TABLE_LABEL
     label = get_method(method).label if method in method_names() else str(method)
     if method == "dann":
         label = "adversarial (DANN)"

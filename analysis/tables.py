@@ -4,7 +4,9 @@ Every table covers every problem (``<method>_<backbone>``, in the paper's order)
 without results shows ``—`` (``MISSING``), never an error. Values on the *test* splits.
 
 - :func:`table1`: the paper's Table 1 — one row per registered method (no-DA / MMD /
-  adversarial / …, labels from the method specs), columns the registered backbones
+  adversarial / the controls joint-BN and AdaBN / …, labels from the method specs), plus the
+  CNN-free classical baseline's row when its records are read (:func:`baseline_rows`),
+  columns the registered backbones
   (DeepMerge, ResNet18) × source and target; accuracy in percent of the selected model (the
   best search trial under the selection strategy, i.e. seed 1 unless the search set another
   seed; the seed study's lowest seed when there is no search), then, where a seed study exists, its
@@ -173,9 +175,43 @@ def table1(frame: pd.DataFrame, strategy: str | Strategy = DEFAULT_STRATEGY) -> 
     table = values.pivot(index="row", columns=["col", "domain"], values="cell")
     columns = pd.MultiIndex.from_product([list(cols.values()), DOMAINS])
     table = table.reindex(index=list(rows.values()), columns=columns)
+    for label, cells in baseline_rows(frame, strategy).items():
+        table.loc[label] = [cells[domain] for _, domain in columns]
     table.index.name = "method"
     table.columns.names = [None, None]
     return table.fillna(MISSING)
+
+
+def baseline_rows(frame: pd.DataFrame, strategy: str | Strategy = DEFAULT_STRATEGY
+                  ) -> dict[str, dict[str, str]]:
+    """Table 1 rows of CNN-free baselines found in ``frame``: ``{label: {domain: cell}}``.
+
+    The classical baseline (``training/classical.py``, problem ``classical_gbt``) has no
+    backbone: its one cell per domain is shown under every backbone, the row to beat for each.
+    Baselines without results are left out (they are not registered problems).
+    """
+    from training.classical import PROBLEM, TABLE_LABEL
+
+    rows = {}
+    for problem, label in ((PROBLEM, TABLE_LABEL),):
+        trials = frame[frame["problem"] == problem]
+        if trials.empty:
+            continue
+        selected = selected_trials(trials, strategy)
+        stats = seed_stats(trials).set_index(["domain", "metric"])
+        cells = {}
+        for domain in DOMAINS:
+            value = (selected[f"{domain}_test_accuracy"].iloc[0] if len(selected)
+                     else math.nan)
+            stat = stats.loc[(domain, "accuracy")] if (domain, "accuracy") in stats.index \
+                else None
+            cells[domain] = format_cell(
+                value, stat["mean"] if stat is not None else math.nan,
+                stat["std"] if stat is not None else math.nan,
+                int(stat["n_ok"]) if stat is not None else 0,
+                int(stat["n_runs"]) if stat is not None else 0, scale=100.0, digits=1)
+        rows[label] = cells
+    return rows
 
 
 def metrics_table(frame: pd.DataFrame, strategy: str | Strategy = DEFAULT_STRATEGY

@@ -210,3 +210,34 @@ def test_controls_run_as_searches(problem, tiny_domain_pair, tmp_path):
         assert record["method"] == problem.split("_")[0]
         assert record["config"]["normalization"] == "per_domain"
         assert record["config"]["lambda_tl"] == 0.0
+
+
+def test_adabn_from_a_no_da_trial_equals_adabn_trained(tiny_domain_pair, tmp_path, capsys):
+    from training.train import main
+
+    sets = sum((["--set", s] for s in FEW), [])
+    common = ["--data", str(tiny_domain_pair), "--seed", "2", "--quiet", *sets]
+    assert main(["--problem", "none_deepmerge", "--out", str(tmp_path / "none"), *common]) == 0
+    assert main(["--problem", "adabn_deepmerge", "--out", str(tmp_path / "trained"),
+                 *common]) == 0
+    assert main(["--problem", "adabn_deepmerge", "--out", str(tmp_path / "from"),
+                 "--from-trial", str(tmp_path / "none"), *common]) == 0
+    import json
+
+    trained = json.loads((tmp_path / "trained" / "record.json").read_text())
+    derived = json.loads((tmp_path / "from" / "record.json").read_text())
+    assert derived["metrics"] == trained["metrics"]
+    assert derived["diagnostics"] == trained["diagnostics"]
+    assert derived["best_epoch"] == trained["best_epoch"]
+    assert derived["config"] == trained["config"]
+    assert derived["reevaluated_from"].endswith("none")
+    a = np.load(tmp_path / "trained" / "predictions.npz")
+    b = np.load(tmp_path / "from" / "predictions.npz")
+    for key in a.files:
+        np.testing.assert_array_equal(a[key], b[key])
+    # A trial that trains another network cannot stand in: one clear error, exit 2.
+    capsys.readouterr()
+    assert main(["--problem", "adabn_deepmerge", "--out", str(tmp_path / "bad"),
+                 "--from-trial", str(tmp_path / "none"), *common, "--set", "lr=0.01"]) == 2
+    assert "fields that differ: ['lr']" in capsys.readouterr().err
+    assert not (tmp_path / "bad" / "record.json").exists()

@@ -356,6 +356,95 @@ def interim_record(trainer: _Trainer) -> dict[str, Any]:
     return {"status": "ok", "metrics": metrics, "diagnostics": diagnostics}
 
 
+def _score_and_write(trainer: _Trainer, record: dict[str, Any], out_dir: Path,
+                     best_epoch: int) -> None:
+    """Evaluate the trainer's network; write checkpoint, ROC and predictions; fill ``record``."""
+    record["data"]["target_channel_stats"] = trainer.stats["target"].to_dict()
+    metrics, roc, diagnostics, predictions = evaluate(trainer)
+    checkpoint = {"model": trainer.model.state_dict(), "config": trainer.config.to_dict(),
+                  "channel_stats": trainer.stats["source"].to_dict(),
+                  "target_channel_stats": trainer.stats["target"].to_dict(),
+                  "best_epoch": best_epoch}
+    if trainer.adapt_for_target is not None:  # the network that scored the target
+        checkpoint["target_model"] = trainer.target_model().state_dict()
+    with atomic_path(out_dir / "checkpoint.pt") as tmp:
+        torch.save(checkpoint, tmp)
+    write_json(out_dir / "roc.json", roc)
+    write_npz(out_dir / PREDICTIONS, predictions)
+    record.update(metrics=metrics, diagnostics=diagnostics)
+    record["files"] = {"roc": "roc.json", "predictions": PREDICTIONS,
+                       "checkpoint": "checkpoint.pt"}
+
+
+class ReevaluationError(ValueError):
+    """A finished trial that cannot stand for another method's training (exit status 2)."""
+
+
+def reevaluate_trial(config: TrainConfig, trained_dir: str | os.PathLike,
+                     data_dir: str | os.PathLike, out_dir: str | os.PathLike,
+                     problem: str | None = None) -> dict[str, Any]:
+    """Score a finished trial's network as a trial of ``config`` (AdaBN from a no-DA trial).
+
+    Allowed only when ``config`` would train *exactly* the same network: the two
+    configurations differ in ``method`` alone, neither method draws target batches and both
+    have ``lambda_tl == 0`` (training is then the same deterministic source-only run; same
+    seed, same weights, ``tests/test_controls.py``). The new record keeps the trained
+    history and best epoch, records ``reevaluated_from``, and is scored by ``config.method``
+    (e.g. AdaBN's adapted BatchNorm statistics on the target splits).
+
+    Raises:
+        ReevaluationError: the trial is not ``ok``, has no checkpoint, was trained on other
+            data, or its configuration would not train the same network.
+        InvalidDatasetError: the data files are missing or invalid.
+    """
+    start = time.perf_counter()
+    trained_dir, out_dir = Path(trained_dir), Path(out_dir)
+    from training.record import portable_path, read_record
+
+    trained = read_record(trained_dir)
+    if trained is None or trained.get("status") != "ok":
+        raise ReevaluationError(f"{trained_dir}: no ok record.json. Fix: pass a finished trial")
+    if not (trained_dir / "checkpoint.pt").is_file():
+        raise ReevaluationError(f"{trained_dir}/checkpoint.pt is missing. Fix: rerun the trial")
+    theirs = TrainConfig.from_dict(trained["config"])
+    same = {k: v for k, v in theirs.to_dict().items() if k != "method"}
+    mine = {k: v for k, v in config.to_dict().items() if k != "method"}
+    specs = (get_method(theirs.method), get_method(config.method))
+    if same != mine or any(s.needs_target for s in specs) or config.lambda_tl != 0:
+        differ = sorted(k for k in mine if mine[k] != same.get(k))
+        raise ReevaluationError(
+            f"{trained_dir} ({theirs.method}) does not train the network {config.method} "
+            f"would (fields that differ: {differ or 'none'}; both methods must be source-only "
+            "with lambda_tl = 0). Fix: train this configuration instead")
+    bench = load_benchmark(data_dir)
+    if trained["data"]["source_attrs"] != json_safe_attrs(bench.source.attrs):
+        raise ReevaluationError(f"{trained_dir} was trained on other data than {data_dir}. "
+                                "Fix: pass the trial's own data folder")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    device = resolve_device(config.device)
+    problem = problem or problem_name(config.method, config.backbone)
+    record = base_record(config, problem, bench, str(device))
+    trainer = _Trainer(config, bench, device)
+    bench = None
+    state = torch.load(trained_dir / "checkpoint.pt", map_location=device, weights_only=False)
+    trainer.model.load_state_dict(state["model"])
+    record["history"] = trained["history"]
+    record["best_epoch"], record["epochs_run"] = trained["best_epoch"], trained["epochs_run"]
+    record["reevaluated_from"] = portable_path(trained_dir)
+    _score_and_write(trainer, record, out_dir, trained["best_epoch"])
+    record["status"] = "ok"
+    record["wall_time_s"] = time.perf_counter() - start
+    write_json(out_dir / "record.json", record)
+    return record
+
+
+def json_safe_attrs(attrs: dict[str, Any]) -> dict[str, Any]:
+    """HDF5 attributes as a record stores them (after a JSON round trip)."""
+    import json
+
+    return json.loads(json.dumps(attrs, default=str))
+
+
 def run_trial(
     config: TrainConfig,
     data_dir: str | os.PathLike,
@@ -393,24 +482,10 @@ def run_trial(
     try:
         trainer = _Trainer(config, bench, device)
         bench = None  # the trainer holds normalised copies: free the rest
-        record["data"]["target_channel_stats"] = trainer.stats["target"].to_dict()
         best_epoch, stopped = fit(trainer, record["history"], progress, on_epoch)
         record["best_epoch"], record["epochs_run"] = best_epoch, len(record["history"])
-        metrics, roc, diagnostics, predictions = evaluate(trainer)
-        checkpoint = {"model": trainer.model.state_dict(), "config": config.to_dict(),
-                      "channel_stats": trainer.stats["source"].to_dict(),
-                      "target_channel_stats": trainer.stats["target"].to_dict(),
-                      "best_epoch": best_epoch}
-        if trainer.adapt_for_target is not None:  # the network that scored the target
-            checkpoint["target_model"] = trainer.target_model().state_dict()
-        with atomic_path(out_dir / "checkpoint.pt") as tmp:
-            torch.save(checkpoint, tmp)
-        write_json(out_dir / "roc.json", roc)
-        write_npz(out_dir / PREDICTIONS, predictions)
-        record.update(status="stopped" if stopped else "ok", metrics=metrics,
-                      diagnostics=diagnostics)
-        record["files"] = {"roc": "roc.json", "predictions": PREDICTIONS,
-                           "checkpoint": "checkpoint.pt"}
+        _score_and_write(trainer, record, out_dir, best_epoch)
+        record["status"] = "stopped" if stopped else "ok"
     except InvalidDatasetError:
         raise
     except TrialFailedError as exc:

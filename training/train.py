@@ -34,6 +34,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)"
     )
+    parser.add_argument(
+        "--from-trial", metavar="DIR", default=None,
+        help="do not train: score the network of this finished trial, which must have the same "
+        "configuration apart from the method and train exactly the same network (AdaBN from a "
+        "no-DA trial: both source-only with lambda_tl = 0)")
     return parser
 
 
@@ -55,16 +60,20 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(exc))
     import torch
 
-    from training.loop import run_trial
+    from training.loop import ReevaluationError, reevaluate_trial, run_trial
 
     if args.threads:
         torch.set_num_threads(args.threads)
     try:
         data_dir = resolve_data(args.data, progress=not args.quiet)
-        record = run_trial(
-            config, data_dir, args.out, problem=args.problem, progress=not args.quiet
-        )
-    except (CliError, InvalidDatasetError) as exc:
+        if args.from_trial:
+            record = reevaluate_trial(config, args.from_trial, data_dir, args.out,
+                                      problem=args.problem)
+        else:
+            record = run_trial(
+                config, data_dir, args.out, problem=args.problem, progress=not args.quiet
+            )
+    except (CliError, InvalidDatasetError, ReevaluationError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if record["status"] != "ok":

@@ -69,7 +69,7 @@ def build(config: Any, feature_dim: int) -> NoTransferLoss:
 
 
 SPEC = register_method(MethodSpec(
-    name="adabn", label="AdaBN", color="#937860", build=build, needs_target=False, order=6,
+    name="adabn", label="AdaBN", color="#937860", build=build, needs_target=False, order=26,
     summary="control: no-DA training, BatchNorm statistics re-estimated on target training "
             "images for the target",
     hyperparameters=(Hyper("lambda_tl", 0.0),),

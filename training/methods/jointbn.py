@@ -30,7 +30,7 @@ def build(config: Any, feature_dim: int) -> NoTransferLoss:
 
 SPEC = register_method(MethodSpec(
     name="jointbn", label="joint-BN (λ_TL = 0)", color="#8C8C8C", build=build,
-    needs_target=True, order=5,
+    needs_target=True, order=25,
     summary="control: target images in every batch (shared BatchNorm statistics), no "
             "transfer loss",
     hyperparameters=(Hyper("lambda_tl", 0.0),),
