@@ -313,16 +313,18 @@ def fit(trainer: _Trainer, history: list[dict[str, Any]], progress: bool,
 
 
 def evaluate(trainer: _Trainer, splits: tuple[tuple[str, str], ...] = EVAL_SPLITS,
+             target_model: torch.nn.Module | None = None,
              ) -> tuple[dict, dict, dict, dict[str, np.ndarray]]:
     """Metrics, ROC curves, label-free diagnostics and per-image predictions of ``splits``.
 
     Predictions are keyed ``<domain>_<split>_{p_merger,label,galaxy_id}``. The diagnostics
-    need both validation splits.
+    need both validation splits. ``target_model`` is the network that scores the target
+    splits when the caller already made it (default: :meth:`_Trainer.target_model`).
     """
     metrics, roc, diagnostics, features, predictions = {}, {}, {}, {}, {}
     models = {"source": trainer.model}
     if any(domain == "target" for domain, _ in splits):
-        models["target"] = trainer.target_model()
+        models["target"] = target_model if target_model is not None else trainer.target_model()
     for domain, split in splits:
         x, y = trainer.data[(domain, split)]
         pred = trainer.predict(x, y, keep_features=split == "val", model=models[domain])
@@ -360,13 +362,14 @@ def _score_and_write(trainer: _Trainer, record: dict[str, Any], out_dir: Path,
                      best_epoch: int) -> None:
     """Evaluate the trainer's network; write checkpoint, ROC and predictions; fill ``record``."""
     record["data"]["target_channel_stats"] = trainer.stats["target"].to_dict()
-    metrics, roc, diagnostics, predictions = evaluate(trainer)
+    target_model = trainer.target_model()  # adapted once (AdaBN), used for scores and file
+    metrics, roc, diagnostics, predictions = evaluate(trainer, target_model=target_model)
     checkpoint = {"model": trainer.model.state_dict(), "config": trainer.config.to_dict(),
                   "channel_stats": trainer.stats["source"].to_dict(),
                   "target_channel_stats": trainer.stats["target"].to_dict(),
                   "best_epoch": best_epoch}
     if trainer.adapt_for_target is not None:  # the network that scored the target
-        checkpoint["target_model"] = trainer.target_model().state_dict()
+        checkpoint["target_model"] = target_model.state_dict()
     with atomic_path(out_dir / "checkpoint.pt") as tmp:
         torch.save(checkpoint, tmp)
     write_json(out_dir / "roc.json", roc)
@@ -439,10 +442,12 @@ def reevaluate_trial(config: TrainConfig, trained_dir: str | os.PathLike,
 
 
 def json_safe_attrs(attrs: dict[str, Any]) -> dict[str, Any]:
-    """HDF5 attributes as a record stores them (after a JSON round trip)."""
+    """HDF5 attributes as a record stores them (:func:`training.record.write_json`'s form)."""
     import json
 
-    return json.loads(json.dumps(attrs, default=str))
+    from training.record import _json_safe
+
+    return json.loads(json.dumps(_json_safe(attrs), default=str))
 
 
 def run_trial(
