@@ -10,11 +10,19 @@ or any parent of some. Writes into ``--out``:
 - ``report.md``: Table 1, links to everything below, the runs read, failed-trial counts;
 - ``table1.{csv,md}`` (+ ``table1_values.csv``): the paper's Table 1 (accuracy, %);
 - ``metrics.{csv,md}`` (+ ``metrics_values.csv``): all six metrics per problem and domain;
+- ``completeness.{csv,md}`` (+ ``completeness_values.csv``): Figure 1's companion table,
+  completeness (merger recall) and purity (merger precision) of every selected model with its
+  confusion matrix (TP, FN, FP, TN) per domain;
 - ``best_configs.{csv,md}``: the selected configuration of each problem;
 - ``seeds.{csv,md}`` (+ ``seeds_values.csv``): mean ± std of every seed study;
 - ``trials.csv``: every trial read (:mod:`analysis.load`);
 - ``figures/figure1_<backbone>.{png,pdf}``, ``figures/progress_<problem>.{png,pdf}``,
-  ``figures/seeds.{png,pdf}``.
+  ``figures/seeds.{png,pdf}``;
+- with ``--diagnostics`` (off by default: it loads every selected trial's checkpoint and runs
+  it on the test images, :mod:`analysis.diagnostics`): ``figures/latent_<backbone>``,
+  ``figures/gradcam_<backbone>`` and ``figures/reliability_<backbone>`` (``.png``, ``.pdf``);
+  selected trials without a checkpoint or whose data folder is missing are left out with a
+  one-line warning on stderr.
 
 Problems without results appear as ``—``. Paths in the report are relative to the repository
 (absolute only for runs outside it), so a committed report holds no machine's paths.
@@ -26,12 +34,14 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
+from analysis import diagnostics as diagnostics_module
 from analysis import figures, tables
 from analysis.load import discover, load_runs, load_search
 from analysis.selection import DEFAULT_STRATEGY, STRATEGIES, get_strategy
@@ -75,8 +85,12 @@ def _rel(path: Path, out: Path) -> str:
 
 
 def build_report(runs: Iterable[str | os.PathLike], out: str | os.PathLike,
-                 strategy: str = DEFAULT_STRATEGY) -> Report:
+                 strategy: str = DEFAULT_STRATEGY, diagnostics: bool = False) -> Report:
     """Read every run under ``runs``; write the tables, figures and ``report.md`` into ``out``.
+
+    With ``diagnostics``, also the latent-space, Grad-CAM and reliability figures of
+    :func:`analysis.diagnostics.diagnostics_figures` (they apply the trained networks; each
+    skipped trial emits a :class:`analysis.diagnostics.DiagnosticsWarning`).
 
     Raises:
         FileNotFoundError: a folder does not exist, or none holds a search or seed study.
@@ -101,6 +115,9 @@ def build_report(runs: Iterable[str | os.PathLike], out: str | os.PathLike,
     report.tables["metrics"] = tables.metrics_table(frame, strategy_obj)
     report.files += tables.write_table(report.tables["metrics"], out / "metrics",
                                        values=tables.metric_values(frame, strategy_obj))
+    report.tables["completeness"] = tables.completeness_table(frame, strategy_obj)
+    report.files += tables.write_table(report.tables["completeness"], out / "completeness",
+                                       values=tables.completeness_values(frame, strategy_obj))
     best = tables.best_configs(frame, strategy_obj)
     report.tables["best_configs"] = best
     portable_frame(best).to_csv(out / "best_configs.csv", index=False)
@@ -133,6 +150,11 @@ def build_report(runs: Iterable[str | os.PathLike], out: str | os.PathLike,
         paths = figures.save_figure(figures.seeds_figure(frame), fig_dir / "seeds")
         report.files += paths
         figure_links.append(("seed studies", paths[0]))
+    if diagnostics:
+        paths = diagnostics_module.diagnostics_figures(frame, out, strategy_obj)
+        report.files += paths
+        figure_links += [(diagnostics_module.figure_title(p), p) for p in paths
+                         if p.suffix == ".png"]
 
     report.markdown = _markdown(report, found, strategy_obj.name, figure_links, names)
     (out / "report.md").write_text(report.markdown)
@@ -154,6 +176,8 @@ def _markdown(report: Report, found, strategy: str, figure_links, names) -> str:
         "- [Table 1](table1.md) ([csv](table1.csv), [numbers](table1_values.csv))",
         "- [all metrics per problem and domain](metrics.md) ([csv](metrics.csv), "
         "[numbers](metrics_values.csv))",
+        "- [completeness and purity with the confusion matrices](completeness.md) "
+        "([csv](completeness.csv), [numbers](completeness_values.csv)): Figure 1's companion",
         "- [best configuration per problem](best_configs.md) ([csv](best_configs.csv))",
     ]
     if "seeds" in report.tables:
@@ -177,19 +201,31 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of ``analysis/report.py``; returns the exit status."""
     parser = argparse.ArgumentParser(
         prog="analysis/report.py", description="Tables (Table 1, all metrics, best "
-        "configurations, seed studies) and figures (Figure 1, search progress) of searches "
-        "and seed studies.")
+        "configurations, seed studies) and figures (Figure 1, search progress; with "
+        "--diagnostics latent spaces, Grad-CAM and reliability) of searches and seed studies.")
     parser.add_argument("--runs", nargs="+", required=True, metavar="DIR",
                         help="search log folders, seed studies, or folders holding them")
     parser.add_argument("--out", required=True, metavar="DIR", help="output folder")
     parser.add_argument("--select", default=DEFAULT_STRATEGY, choices=list(STRATEGIES),
                         help="model-selection strategy (default: search = each search's own "
                         "objective; target_val_accuracy is an ORACLE)")
+    parser.add_argument("--diagnostics", action="store_true",
+                        help="also draw latent spaces (Isomap, t-SNE), Grad-CAM maps and "
+                        "reliability diagrams of the selected models (loads their checkpoints "
+                        "and runs them on the test images; slower)")
     args = parser.parse_args(argv)
-    try:
-        report = build_report(args.runs, args.out, args.select)
-    except FileNotFoundError as exc:
-        parser.error(str(exc))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", diagnostics_module.DiagnosticsWarning)
+        try:
+            report = build_report(args.runs, args.out, args.select, args.diagnostics)
+        except FileNotFoundError as exc:
+            parser.error(str(exc))
+    for warning in caught:
+        if issubclass(warning.category, diagnostics_module.DiagnosticsWarning):
+            print(f"warning: {warning.message}", file=sys.stderr)
+        else:
+            warnings.showwarning(warning.message, warning.category, warning.filename,
+                                 warning.lineno)
     print(tables.to_markdown(report.tables["table1"], index=True))
     print(f"report: {portable_path(report.out / 'report.md')} ({len(report.files)} files)")
     return 0

@@ -15,6 +15,8 @@ without results shows ``—`` (``MISSING``), never an error. Values on the *test
   domain, formatted the same way (fractions, 3 decimals).
 - :func:`best_configs`: the selected configuration of each problem.
 - :func:`seed_stats`: mean, std, n of every metric of every seed study.
+- :func:`completeness_table`: Figure 1's companion table, completeness (merger recall) and
+  purity (merger precision) with the confusion matrix (TP, FN, FP, TN) per model and domain.
 
 The ``*_values`` functions give the numbers behind the formatted tables (for CSV files).
 """
@@ -212,6 +214,89 @@ def baseline_rows(frame: pd.DataFrame, strategy: str | Strategy = DEFAULT_STRATE
                 int(stat["n_runs"]) if stat is not None else 0, scale=100.0, digits=1)
         rows[label] = cells
     return rows
+
+
+CONFUSION = ("TP", "FN", "FP", "TN")
+
+
+def confusion_counts(trial_dir: str | os.PathLike, domain: str, split: str = "test",
+                     threshold: float = 0.5) -> dict[str, int] | None:
+    """Merger confusion matrix of one trial's split, from its ``predictions.npz``.
+
+    ``TP`` = mergers predicted mergers (``p_merger >= threshold``), ``FN`` = mergers missed,
+    ``FP`` = non-mergers predicted mergers, ``TN`` = the rest; ``None`` without predictions.
+    """
+    import numpy as np
+
+    path = Path(trial_dir) / "predictions.npz"
+    try:
+        with np.load(path) as arrays:
+            prob = arrays[f"{domain}_{split}_p_merger"]
+            label = arrays[f"{domain}_{split}_label"].astype(bool)
+    except (OSError, KeyError, ValueError):
+        return None
+    merger = prob >= threshold
+    return {"TP": int((merger & label).sum()), "FN": int((~merger & label).sum()),
+            "FP": int((merger & ~label).sum()), "TN": int((~merger & ~label).sum())}
+
+
+def completeness_values(frame: pd.DataFrame, strategy: str | Strategy = DEFAULT_STRATEGY
+                        ) -> pd.DataFrame:
+    """Completeness, purity and confusion counts of every selected model (test splits).
+
+    As merger studies report them: completeness = merger recall = TP / (TP + FN), purity =
+    merger precision = TP / (TP + FP), at ``p_merger >= 0.5``. One row per problem with a
+    result (the classical baseline included) × domain: the selected trial's ``completeness``,
+    ``purity`` and ``TP``/``FN``/``FP``/``TN`` (from its ``predictions.npz``), and the seed
+    study's ``completeness_mean``/``_std``, ``purity_mean``/``_std``, ``n_ok``, ``n_runs``.
+    """
+    from training.classical import PROBLEM as CLASSICAL
+
+    selected = selected_trials(frame, strategy)
+    stats = seed_stats(frame).set_index(["problem", "domain", "metric"])
+    order = [*problem_grid()["problem"], CLASSICAL]
+    selected = selected.assign(_order=selected["problem"].map(
+        {p: i for i, p in enumerate(order)})).sort_values("_order", na_position="last")
+    rows = []
+    for _, chosen in selected.iterrows():
+        for domain in DOMAINS:
+            counts = confusion_counts(chosen["trial_dir"], domain) or dict.fromkeys(
+                CONFUSION, pd.NA)
+            row = {"problem": chosen["problem"], "method": chosen["method"],
+                   "backbone": chosen["backbone"], "domain": domain,
+                   "selected_from": chosen["selected_from"], "seed": chosen["seed"],
+                   "completeness": chosen[f"{domain}_test_recall"],
+                   "purity": chosen[f"{domain}_test_precision"], **counts}
+            for name, metric in (("completeness", "recall"), ("purity", "precision")):
+                key = (chosen["problem"], domain, metric)
+                stat = stats.loc[key] if key in stats.index else None
+                row[f"{name}_mean"] = stat["mean"] if stat is not None else math.nan
+                row[f"{name}_std"] = stat["std"] if stat is not None else math.nan
+                row["n_ok"] = int(stat["n_ok"]) if stat is not None else 0
+                row["n_runs"] = int(stat["n_runs"]) if stat is not None else 0
+            rows.append(row)
+    columns = ["problem", "method", "backbone", "domain", "selected_from", "seed",
+               "completeness", "purity", *CONFUSION, "completeness_mean", "completeness_std",
+               "purity_mean", "purity_std", "n_ok", "n_runs"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def completeness_table(frame: pd.DataFrame, strategy: str | Strategy = DEFAULT_STRATEGY
+                       ) -> pd.DataFrame:
+    """Figure 1's companion table: completeness and purity (%) and the confusion matrix.
+
+    Rows (problem, domain) of every selected model; cells ``"v (mean ± std)"`` as in
+    :func:`table1`; ``TP``/``FN``/``FP``/``TN`` of the selected trial.
+    """
+    values = completeness_values(frame, strategy)
+    table = values[["problem", "domain"]].copy()
+    for name in ("completeness", "purity"):
+        table[f"{name} (%)"] = [
+            format_cell(r[name], r[f"{name}_mean"], r[f"{name}_std"], r["n_ok"], r["n_runs"],
+                        scale=100.0, digits=1) for _, r in values.iterrows()]
+    for name in CONFUSION:
+        table[name] = values[name]
+    return table.reset_index(drop=True)
 
 
 def metrics_table(frame: pd.DataFrame, strategy: str | Strategy = DEFAULT_STRATEGY

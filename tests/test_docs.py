@@ -27,3 +27,23 @@ def test_readme_short_trial_table_equals_the_cpu_report():
     assert readme, "README lost its short-trial table"
     for method, (source, target) in readme.items():
         assert report[method][:2] == [source, target], method
+
+
+def test_readme_apply_commands_parse():
+    """Every predict/calibrate command of README "Apply a model" has valid flags."""
+    import shlex
+
+    from training.calibrate import build_parser as calibrate_parser
+    from training.predict import build_parser as predict_parser
+
+    parsers = {"training/predict.py": predict_parser(), "training/calibrate.py": calibrate_parser()}
+    text = (REPO / "README.md").read_text()
+    section = text[text.index("## Apply a model to your own cut-outs"):]
+    section = section[:section.index("\n## ", 1)]
+    seen = set()
+    for line in section.splitlines():
+        words = shlex.split(line.split("#")[0]) if line.startswith("python training/") else []
+        if words and words[1] in parsers:
+            parsers[words[1]].parse_args(words[2:])  # exits (fails the test) on a bad flag
+            seen.add(words[1])
+    assert seen == set(parsers)

@@ -54,7 +54,7 @@ def test_browse_search_runs(runs, tmp_path, monkeypatch):
 def test_paper_results_runs(runs, tmp_path, monkeypatch):
     monkeypatch.setenv("GALAXY_DA_RUNS", str(runs))
     notebook = execute("paper_results.ipynb", tmp_path)
-    assert len(outputs(notebook, "image/png")) == 3  # Figure 1 x 2 backbones, seeds
+    assert len(outputs(notebook, "image/png")) == 6  # Figure 1 x 2, seeds, 3 diagnostics
     html = "".join(outputs(notebook, "text/html"))
     assert "adversarial" in html and "—" in html and "±" in html
     assert "F_nan" in html  # the failed trials are listed

@@ -1,0 +1,148 @@
+r"""Fit temperature scaling on the source validation split; store it with the model.
+
+Example::
+
+    python training/calibrate.py --trial runs/quick
+    python training/calibrate.py --trial runs/headline/seeds/*/seed_* \
+        --summary reports/headline/calibration.json
+
+For each trial folder (:mod:`training.calibration` has the formulas):
+
+1. the temperature ``T`` minimising the NLL of ``softmax(z / T)`` on the **source validation**
+   split (the only labels the fit reads);
+2. evaluation, after the fit, of the uncalibrated (``T = 1``) and calibrated probabilities on
+   the source and target validation and test splits: ECE (15 bins, top-label), NLL, Brier
+   score, and the reliability curve (10 bins of ``p_merger``). Target labels are read only
+   here, to report what the source-fitted temperature does on the target.
+
+Writes ``<trial>/calibration.json``; ``training/predict.py --calibrated`` applies it. With
+``--summary FILE`` also one JSON with every trial's numbers, and a Markdown table on stdout.
+Exit status 0; 2 for an unusable trial or data (one line on stderr; nothing written for it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from training.calibration import (
+    N_BINS,
+    expected_calibration_error,
+    fit_temperature,
+    negative_log_likelihood,
+    reliability_curve,
+)
+from training.inference import CALIBRATION_FILE, softmax_merger
+
+EVALUATED = (("source", "val"), ("source", "test"), ("target", "val"), ("target", "test"))
+
+
+def _scores(logits: np.ndarray, labels: np.ndarray, temperature: float) -> dict[str, Any]:
+    prob = softmax_merger(logits, temperature)
+    return {"ece": expected_calibration_error(labels, prob, N_BINS),
+            "nll": negative_log_likelihood(logits, labels, temperature),
+            "brier": float(np.mean((prob - labels) ** 2)),
+            "accuracy": float(np.mean((prob >= 0.5) == labels.astype(bool))),
+            "reliability": reliability_curve(labels, prob)}
+
+
+def calibrate_trial(trial_dir: str | Path, data_dir: str | Path | None = None,
+                    device: str = "cpu") -> dict[str, Any]:
+    """Fit ``T`` on the trial's source validation split, evaluate, write ``calibration.json``.
+
+    Raises:
+        ModelLoadError: the folder holds no usable model.
+        InvalidDatasetError: the data folder is missing or invalid, or is not the data the
+            trial was trained on.
+    """
+    from galaxies.datasets import load_benchmark
+    from galaxies.validate import InvalidDatasetError
+    from training.inference import load_trained
+    from training.loop import json_safe_attrs
+    from training.record import portable_path, resolve_path, write_json
+
+    model = load_trained(trial_dir, device)
+    data_dir = Path(data_dir) if data_dir else resolve_path(model.record["data"]["dir"])
+    bench = load_benchmark(data_dir)
+    if model.record["data"].get("source_attrs") != json_safe_attrs(bench.source.attrs):
+        raise InvalidDatasetError(data_dir, f"is not the data {trial_dir} was trained on",
+                                  "pass the trial's own data folder with --data")
+    logits, labels = {}, {}
+    for domain, split in EVALUATED:
+        part = getattr(bench, domain).subset(split)
+        logits[(domain, split)] = model.logits(part.images, domain)
+        labels[(domain, split)] = part.labels.astype(np.int64)
+    # The fit reads the source validation labels only; target labels enter the evaluation.
+    temperature = fit_temperature(logits[("source", "val")], labels[("source", "val")])
+    result = {
+        "temperature": temperature, "fitted_on": "source_val",
+        "n_fit": int(len(labels[("source", "val")])), "method": "temperature scaling "
+        "(Guo et al. 2017): p = softmax(z / T), T minimising the source-validation NLL",
+        "trial_dir": portable_path(Path(trial_dir)), "problem": model.problem,
+        "seed": model.config.seed, "data_dir": portable_path(data_dir),
+        "splits": {f"{d}_{s}": {"uncalibrated": _scores(logits[(d, s)], labels[(d, s)], 1.0),
+                                "calibrated": _scores(logits[(d, s)], labels[(d, s)],
+                                                      temperature),
+                                "n": int(len(labels[(d, s)]))}
+                   for d, s in EVALUATED},
+    }
+    write_json(Path(trial_dir) / CALIBRATION_FILE, result)
+    return result
+
+
+def summary_table(results: list[dict[str, Any]]) -> str:
+    """Markdown: per trial ``T`` and ECE/NLL before -> after on the source and target tests."""
+    lines = ["| trial | T | source ECE | target ECE | source NLL | target NLL |",
+             "|---|---|---|---|---|---|"]
+    for r in results:
+        cells = []
+        for metric in ("ece", "nll"):
+            for split in ("source_test", "target_test"):
+                s = r["splits"][split]
+                cells.append(f"{s['uncalibrated'][metric]:.3f} → {s['calibrated'][metric]:.3f}")
+        lines.append(f"| {r['trial_dir']} | {r['temperature']:.2f} | {cells[0]} | {cells[1]} | "
+                     f"{cells[2]} | {cells[3]} |")
+    return "\n".join(lines)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line interface of calibration."""
+    parser = argparse.ArgumentParser(
+        prog="training/calibrate.py", description="Temperature scaling fitted on the source "
+        "validation split; writes <trial>/calibration.json (used by predict.py --calibrated).")
+    parser.add_argument("--trial", nargs="+", required=True, metavar="DIR",
+                        help="trial folder(s) with record.json and checkpoint.pt")
+    parser.add_argument("--data", default=None, metavar="DIR",
+                        help="the trials' data folder (default: the one in each record)")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--summary", default=None, metavar="FILE",
+                        help="also write every trial's numbers into this JSON file")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``training/calibrate.py`` / ``galaxy-da-calibrate``."""
+    args = build_parser().parse_args(argv)
+    from galaxies.validate import InvalidDatasetError
+    from training.inference import ModelLoadError
+    from training.record import write_json
+
+    results = []
+    for trial in args.trial:
+        try:
+            results.append(calibrate_trial(trial, args.data, args.device))
+        except (ModelLoadError, InvalidDatasetError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+    if args.summary:
+        write_json(args.summary, {"trials": results})
+    print(summary_table(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
