@@ -17,7 +17,10 @@ Columns of the frame (``TRIAL_COLUMNS`` first, then the rest):
 - ``p:<field>`` for every ``TrainConfig`` field (the record's full configuration);
 - ``<domain>_<split>_<metric>`` for domain source/target, split val/test and the metrics of
   ``training.metrics.METRIC_NAMES`` (e.g. ``target_test_accuracy``);
-- diagnostics ``source_val_loss``, ``feature_mmd_val``, ``target_val_entropy``;
+- diagnostics ``source_val_loss``, ``feature_mmd_val``, ``target_val_entropy`` and the
+  label-free validators of ``training.validators`` (``target_val_im``, ``target_val_snd``,
+  ``target_val_bnm``, ``dev_risk``; NaN where a record lacks them, e.g. older records and
+  the classical baseline);
 - ``best_epoch``, ``epochs_run``, ``wall_time_s``, ``device``, ``data_dir``.
 
 Failed trials are kept and flagged (``status == "failed"``), never dropped; so are trials a
@@ -43,7 +46,8 @@ from training.record import REPO_ROOT, SPLIT_KEYS, read_json, read_record
 
 SEEDS_JSON = "seeds.json"
 SPLITS = SPLIT_KEYS
-DIAGNOSTICS = ("source_val_loss", "feature_mmd_val", "target_val_entropy")
+DIAGNOSTICS = ("source_val_loss", "feature_mmd_val", "target_val_entropy", "target_val_im",
+               "target_val_snd", "target_val_bnm", "dev_risk")
 METRIC_COLUMNS = tuple(f"{split}_{metric}" for split in SPLITS for metric in METRIC_NAMES)
 TRIAL_COLUMNS = (
     "source", "run_dir", "problem", "method", "backbone", "seed", "job_id", "trial_dir",

@@ -6,7 +6,9 @@ lowest ``job_id``. Registry ``STRATEGIES``:
 - ``search`` (default): the objective the search itself maximised, as DeepHyper recorded it in
   ``results.csv`` (label-free unless the search was run with an oracle objective).
 - every objective of :mod:`search.objectives` by name (``source_val_accuracy``,
-  ``source_val_acc_minus_mmd``, ``neg_target_entropy``), recomputed from the trial records;
+  ``source_val_acc_minus_mmd``, ``neg_target_entropy`` and the label-free validators
+  ``neg_source_val_loss``, ``neg_feature_mmd``, ``im``, ``snd``, ``bnm``, ``neg_dev_risk``),
+  recomputed from the trial records (a trial without the value is not selectable);
   ``target_val_accuracy`` is the ORACLE (uses target labels) and is flagged as such.
 
 The module is called ``selection`` rather than ``select``: scripts in ``analysis/`` run as

@@ -58,7 +58,7 @@ def test_misspelled_key_named_with_suggestion():
         ("batch_size", 1, "'batch_size'"),
         ("batch_size", 12.5, "'batch_size'"),
         ("batch_size", True, "'batch_size'"),
-        ("method", "cdan", "'method'.*none, mmd, dann, jointbn, adabn, coral"),
+        ("method", "nosuch", "'method'.*none, mmd, dann, jointbn, adabn, coral, mmdfe"),
         ("backbone", "vgg", "'backbone'.*deepmerge, resnet18"),
         ("mmd_bandwidths", "fixed", "'mmd_bandwidths'.*family, authors"),
         ("device", "gpu", "'device'"),

@@ -47,3 +47,14 @@ def test_readme_apply_commands_parse():
             parsers[words[1]].parse_args(words[2:])  # exits (fails the test) on a bad flag
             seen.add(words[1])
     assert seen == set(parsers)
+
+
+def test_results_calibration_table_equals_the_committed_summary():
+    import json
+
+    from training.calibrate import grouped_table
+
+    trials = json.loads((REPO / "reports/headline/calibration.json").read_text())["trials"]
+    table = grouped_table(trials)
+    assert (REPO / "reports/headline/calibration.md").read_text() == table
+    assert table in (REPO / "benchmarks/RESULTS.md").read_text()

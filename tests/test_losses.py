@@ -142,7 +142,7 @@ def test_dann_reverses_feature_gradient():
 
 def test_create_transfer_loss_unknown_method_lists_valid():
     cfg = default_config("none", "deepmerge")
-    object.__setattr__(cfg, "method", "cdan")  # bypass validation to hit the registry
+    object.__setattr__(cfg, "method", "nosuch")  # bypass validation to hit the registry
     with pytest.raises(UnknownNameError, match="none.*mmd.*dann"):
         create_transfer_loss(cfg, 10)
 

@@ -57,9 +57,13 @@ def test_every_backbone_and_method_trains_one_step(backbone, method):
     feats, logits = model.forward_with_features(torch.cat([xs, xt]))
     assert logits.shape == (8, 2) and feats.shape == (8, model.feature_dim)
     assert model(xs).shape == (4, 2) and model.features(xs).shape == (4, model.feature_dim)
-    loss_tl = loss_fn(feats[:4], feats[4:])
+    if loss_fn.needs_outputs:  # the loop's protocol (training.transfer)
+        loss_tl = loss_fn(feats[:4], feats[4:], logits_s=logits[:4], logits_t=logits[4:], y_s=ys)
+    else:
+        loss_tl = loss_fn(feats[:4], feats[4:])
     assert loss_tl.dim() == 0 and torch.isfinite(loss_tl)
-    loss = torch.nn.functional.cross_entropy(logits[:4], ys) + cfg.lambda_tl * loss_tl
+    loss = loss_fn.combine(torch.nn.functional.cross_entropy(logits[:4], ys), loss_tl,
+                           cfg.lambda_tl)
     opt.zero_grad()
     loss.backward()
     opt.step()

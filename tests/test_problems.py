@@ -9,7 +9,8 @@ from problems import UnknownProblemError, all_problems, get_problem, problem_nam
 from training.config import TrainConfig, default_config
 
 EXPECTED = {f"{method}_{backbone}"
-            for method in ("none", "jointbn", "adabn", "mmd", "dann", "coral")
+            for method in ("none", "jointbn", "adabn", "mmd", "dann", "coral", "mmdfe",
+                           "dannfe", "cdan", "sidda")
             for backbone in ("deepmerge", "resnet")}
 COMMON = {"lr", "weight_decay", "batch_size", "patience", "onecycle_pct_start",
           "onecycle_div_factor", "onecycle_final_div_factor"}
@@ -19,6 +20,13 @@ BY_METHOD = {
                      "mmd_estimator"},
     "dann": COMMON | {"lambda_tl", "grl_schedule", "grl_gamma", "grl_coeff", "dc_lr_mult"},
     "coral": COMMON | {"lambda_tl"},
+    "mmdfe": COMMON | {"lambda_tl", "mmd_bandwidths", "mmd_base", "mmd_mul", "mmd_num",
+                       "mmd_estimator", "fisher_intra", "fisher_inter", "entropy_weight"},
+    "dannfe": COMMON | {"lambda_tl", "grl_schedule", "grl_gamma", "grl_coeff", "dc_lr_mult",
+                        "fisher_intra", "fisher_inter", "entropy_weight"},
+    "cdan": COMMON | {"lambda_tl", "grl_schedule", "grl_gamma", "grl_coeff", "dc_lr_mult",
+                      "cdan_entropy"},
+    "sidda": COMMON,  # lambda_tl is learned, not searched
     "jointbn": COMMON,
     "adabn": COMMON,
 }

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from analysis.load import METRIC_COLUMNS
+from analysis.load import DIAGNOSTICS, METRIC_COLUMNS
 from analysis.selection import STRATEGIES, get_strategy
 from galaxies.datasets import load_benchmark
 from search.objectives import OBJECTIVES, get_objective
@@ -28,9 +28,7 @@ def a_record(rng: np.random.Generator) -> dict:
                                                          "brier", "auc")}
                for split in ("source_val", "target_val", "source_test", "target_test")}
     return {"status": "ok", "metrics": metrics,
-            "diagnostics": {"source_val_loss": float(rng.random()),
-                            "feature_mmd_val": float(rng.random()),
-                            "target_val_entropy": float(rng.random())}}
+            "diagnostics": {key: float(rng.random()) for key in DIAGNOSTICS}}
 
 
 def test_no_objective_reads_a_test_metric():

@@ -16,7 +16,8 @@ For each trial folder (:mod:`training.calibration` has the formulas):
    here, to report what the source-fitted temperature does on the target.
 
 Writes ``<trial>/calibration.json``; ``training/predict.py --calibrated`` applies it. With
-``--summary FILE`` also one JSON with every trial's numbers, and a Markdown table on stdout.
+``--summary FILE.json`` also one JSON with every trial's numbers and ``FILE.md``, the table of
+:func:`grouped_table` (mean ± std per study); a Markdown table per trial goes to stdout.
 Exit status 0; 2 for an unusable trial or data (one line on stderr; nothing written for it).
 """
 
@@ -109,6 +110,31 @@ def summary_table(results: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def grouped_table(results: list[dict[str, Any]]) -> str:
+    """Markdown: per study (a trial folder's parent, e.g. a seed study), mean ± std over seeds.
+
+    Columns: ``T``, then ECE and NLL on the source and target test splits, uncalibrated ->
+    calibrated (population std over the study's trials; ``n`` trials).
+    """
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for r in results:
+        groups.setdefault(Path(r["trial_dir"]).parent.name, []).append(r)
+
+    def stat(values: list[float]) -> str:
+        return f"{np.mean(values):.3f} ± {np.std(values):.3f}"
+
+    lines = ["| study | n | T | source ECE | source ECE, T | target ECE | target ECE, T | "
+             "target NLL | target NLL, T |", "|---|---|---|---|---|---|---|---|---|"]
+    for name, rows in groups.items():
+        cells = [stat([r["temperature"] for r in rows])]
+        for split, metric in (("source_test", "ece"), ("target_test", "ece"),
+                              ("target_test", "nll")):
+            for version in ("uncalibrated", "calibrated"):
+                cells.append(stat([r["splits"][split][version][metric] for r in rows]))
+        lines.append(f"| {name} | {len(rows)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command-line interface of calibration."""
     parser = argparse.ArgumentParser(
@@ -140,6 +166,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
     if args.summary:
         write_json(args.summary, {"trials": results})
+        Path(args.summary).with_suffix(".md").write_text(grouped_table(results))
     print(summary_table(results))
     return 0
 

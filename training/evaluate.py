@@ -22,11 +22,13 @@ class Predictions:
         prob_merger: predicted merger probability [N].
         loss: mean cross-entropy against ``labels`` (``nan`` when labels are not given).
         features: transfer-loss features [N, D] (only when asked for), on the CPU.
+        losses: per-row cross-entropy [N] (float64; ``None`` when labels are not given).
     """
 
     prob_merger: np.ndarray
     loss: float
     features: torch.Tensor | None = None
+    losses: np.ndarray | None = None
 
 
 def predict(
@@ -53,7 +55,7 @@ def predict(
     """
     was_training = model.training
     model.eval()
-    probs, feats = [], []
+    probs, feats, row_losses = [], [], []
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
     with torch.inference_mode():
         for start in range(0, len(images), EVAL_BATCH_SIZE):
@@ -67,13 +69,16 @@ def predict(
             if labels is not None:
                 y = labels[start : start + EVAL_BATCH_SIZE].to(device, non_blocking=True)
                 loss_sum += F.cross_entropy(logits, y, reduction="sum").double()
+                row_losses.append(F.cross_entropy(logits, y, reduction="none").double())
             if keep_features:
                 feats.append(features.float())
     model.train(was_training)
     prob = torch.cat(probs).cpu().numpy().astype(np.float64) if probs else np.zeros(0)
+    losses = (torch.cat(row_losses).cpu().numpy() if row_losses else np.zeros(0)
+              ) if labels is not None else None
     loss = float(loss_sum) / max(len(images), 1) if labels is not None else float("nan")
     features_out = torch.cat(feats).cpu().clone() if keep_features and feats else None
-    return Predictions(prob, loss, features_out)
+    return Predictions(prob, loss, features_out, losses)
 
 
 def split_report(labels: torch.Tensor, predictions: Predictions) -> dict:

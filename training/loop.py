@@ -169,6 +169,10 @@ class _Trainer:
         loss_cl = F.cross_entropy(logits[:n].float(), ys)
         if not self.uses_target:
             return loss_cl, self._zero
+        if self.transfer.needs_outputs:  # e.g. Fisher + entropy, CDAN (training.transfer)
+            return loss_cl, self.transfer(features[:n].float(), features[n:].float(),
+                                          logits_s=logits[:n].float(),
+                                          logits_t=logits[n:].float(), y_s=ys)
         return loss_cl, self.transfer(features[:n].float(), features[n:].float())
 
     def _track(self, loss: torch.Tensor, loss_cl: torch.Tensor, loss_tl: torch.Tensor) -> None:
@@ -218,7 +222,7 @@ class _Trainer:
                 xt = xt.to(self.device, non_blocking=True)
             self.transfer.set_progress(self.step_count / max(self.total_steps, 1))
             loss_cl, loss_tl = self.losses(xs, ys, xt)
-            loss = loss_cl + self.config.lambda_tl * loss_tl
+            loss = self.transfer.combine(loss_cl, loss_tl, self.config.lambda_tl)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
@@ -320,8 +324,13 @@ def evaluate(trainer: _Trainer, splits: tuple[tuple[str, str], ...] = EVAL_SPLIT
     Predictions are keyed ``<domain>_<split>_{p_merger,label,galaxy_id}``. The diagnostics
     need both validation splits. ``target_model`` is the network that scores the target
     splits when the caller already made it (default: :meth:`_Trainer.target_model`).
+    The label-free validators (:mod:`training.validators`) read the source validation
+    features and per-row losses, and the target validation features and probabilities only.
     """
+    from training.validators import label_free_validators
+
     metrics, roc, diagnostics, features, predictions = {}, {}, {}, {}, {}
+    source_val_losses, target_val_prob = None, None
     models = {"source": trainer.model}
     if any(domain == "target" for domain, _ in splits):
         models["target"] = target_model if target_model is not None else trainer.target_model()
@@ -338,10 +347,14 @@ def evaluate(trainer: _Trainer, splits: tuple[tuple[str, str], ...] = EVAL_SPLIT
             features[domain] = pred.features
             if domain == "source":
                 diagnostics["source_val_loss"] = pred.loss
+                source_val_losses = pred.losses
             else:
                 diagnostics["target_val_entropy"] = report["entropy"]
+                target_val_prob = pred.prob_merger  # never pred.loss(es): they read labels
     if {"source", "target"} <= features.keys():
         diagnostics["feature_mmd_val"] = feature_mmd(features["source"], features["target"])
+        diagnostics.update(label_free_validators(features["source"], source_val_losses,
+                                                 features["target"], target_val_prob))
     return metrics, roc, diagnostics, predictions
 
 

@@ -1,0 +1,235 @@
+"""Label-free validators: formulas against NumPy, degenerate inputs, records, no target label.
+
+Each validator of ``training.validators`` is checked against an independent NumPy formula on
+small arrays; degenerate inputs give NaN; a real tiny trial records every validator; flipping
+every target label leaves every diagnostic unchanged (while the target accuracies move); a
+tiny search runs with a validator as its objective.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from deephyper.analysis.hpo import read_results_from_csv
+
+from analysis.load import DIAGNOSTICS
+from analysis.selection import STRATEGIES
+from galaxies.datasets import load_benchmark
+from galaxies.schema import domain_paths, load_domain_arrays, write_domain
+from search.objectives import OBJECTIVES, ORACLES, get_objective, objective_value
+from search.run import main as search_main
+from training import validators as v
+from training.loop import _Trainer, interim_record, run_trial
+from training.naming import problem_config
+
+NEW_OBJECTIVES = {"neg_source_val_loss": "source_val_loss", "neg_feature_mmd": "feature_mmd_val",
+                  "im": "target_val_im", "snd": "target_val_snd", "bnm": "target_val_bnm",
+                  "neg_dev_risk": "dev_risk"}
+TINY = ["epochs=1", "batch_size=8", "max_batches_per_epoch=2"]
+
+
+def dirichlet(n: int, c: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).dirichlet(np.ones(c), size=n)
+
+
+def np_entropy(p: np.ndarray) -> float:
+    return -sum(x * math.log(x) for x in p if x > 0)
+
+
+# --- formulas ----------------------------------------------------------------------------
+
+
+def test_im_against_numpy():
+    probs = dirichlet(9, 3)
+    mean = probs.mean(axis=0)
+    expected = np_entropy(mean) - np.mean([np_entropy(row) for row in probs])
+    assert v.information_maximization(probs) == pytest.approx(expected, rel=1e-12)
+    # balanced one-hot predictions: log 2 of diversity, no entropy; constant ones score 0
+    assert v.information_maximization(np.eye(2)[[0, 1, 0, 1]]) == pytest.approx(math.log(2))
+    assert v.information_maximization(np.tile([0.3, 0.7], (5, 1))) == pytest.approx(0.0)
+    binary = v.class_probabilities(np.array([0.1, 0.8, 0.5]))
+    np.testing.assert_allclose(binary, [[0.9, 0.1], [0.2, 0.8], [0.5, 0.5]])
+
+
+def test_snd_against_numpy():
+    features = np.random.default_rng(1).normal(size=(8, 5))
+    z = features / np.linalg.norm(features, axis=1, keepdims=True)
+    entropies = []
+    for i in range(len(z)):
+        sims = np.array([z[i] @ z[j] for j in range(len(z)) if j != i]) / 0.05
+        p = np.exp(sims - sims.max())
+        entropies.append(np_entropy(p / p.sum()))
+    assert v.soft_neighborhood_density(features) == pytest.approx(np.mean(entropies), rel=1e-10)
+    assert v.soft_neighborhood_density(torch.from_numpy(features).float()) == pytest.approx(
+        np.mean(entropies), rel=1e-5)
+    # above max_samples: a fixed subset, the same on every call
+    many = np.random.default_rng(2).normal(size=(30, 4))
+    first = v.soft_neighborhood_density(many, max_samples=10)
+    assert first == v.soft_neighborhood_density(many, max_samples=10)
+    subset = many[v._subset(30, 10)]
+    assert first == pytest.approx(v.soft_neighborhood_density(subset), rel=1e-12)
+
+
+def test_bnm_against_numpy():
+    probs = dirichlet(7, 2, seed=3)
+    singular = np.sqrt(np.clip(np.linalg.eigvalsh(probs.T @ probs), 0, None))
+    assert v.batch_nuclear_norm(probs) == pytest.approx(singular.sum() / 7, rel=1e-10)
+    # k one-hot rows per class: singular values sqrt(k), sqrt(k) -> 1 / sqrt(k)
+    assert v.batch_nuclear_norm(np.eye(2)[[0, 0, 0, 1, 1, 1]]) == pytest.approx(1 / math.sqrt(3))
+    # collapsed onto one class: rank 1, norm sqrt(N) / N
+    assert v.batch_nuclear_norm(np.eye(2)[[1] * 4]) == pytest.approx(0.5)
+
+
+def test_dev_risk_against_numpy():
+    rng = np.random.default_rng(4)
+    losses = rng.exponential(size=12)
+    assert v.dev_risk_from_weights(np.ones(12), losses) == pytest.approx(losses.mean())
+    weights = rng.exponential(size=12)
+    weighted = weights * losses
+    cov = np.sum((weighted - weighted.mean()) * (weights - weights.mean())) / 11
+    var = np.sum((weights - weights.mean()) ** 2) / 11
+    eta = -cov / var
+    expected = weighted.mean() + eta * weights.mean() - eta
+    assert v.dev_risk_from_weights(weights, losses) == pytest.approx(expected, rel=1e-12)
+    # the control variate removes the weights' noise from a constant loss entirely
+    assert v.dev_risk_from_weights(weights, np.full(12, 0.7)) == pytest.approx(0.7)
+
+
+def test_dev_weights_are_the_density_ratio():
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    rng = np.random.default_rng(5)
+    source, target = rng.normal(size=(20, 3)), rng.normal(0.8, 1, size=(10, 3))
+    weights = v.dev_weights(source, target)
+    both = StandardScaler().fit_transform(np.concatenate([source, target]))
+    fitted = LogisticRegression(max_iter=1000).fit(both, np.r_[np.zeros(20), np.ones(10)])
+    p = fitted.predict_proba(both[:20])[:, 1]
+    np.testing.assert_allclose(weights, p / (1 - p) * 20 / 10, rtol=1e-6)
+    # source rows that look like the target weigh more
+    assert np.corrcoef(weights, source.sum(axis=1))[0, 1] > 0.5
+    losses = rng.exponential(size=20)
+    assert v.dev_risk(source, losses, target) == v.dev_risk_from_weights(weights, losses)
+    assert v.dev_risk(source, losses, target) == v.dev_risk(source, losses, target)
+
+
+def test_degenerate_inputs_give_nan():
+    nan_probs = np.array([[0.5, 0.5], [np.nan, 0.5]])
+    for value in (v.information_maximization(np.zeros((0, 2))), v.information_maximization(
+            nan_probs), v.batch_nuclear_norm(np.zeros((0, 2))), v.batch_nuclear_norm(nan_probs)):
+        assert math.isnan(value)
+    rng = np.random.default_rng(6)
+    good = rng.normal(size=(6, 4))
+    with_zero = good.copy()
+    with_zero[2] = 0
+    with_nan = good.copy()
+    with_nan[0, 0] = np.nan
+    for features in (good[:1], np.zeros((0, 4)), with_zero, with_nan, np.ones((6, 4)),
+                     np.zeros((6, 0))):
+        assert math.isnan(v.soft_neighborhood_density(features))
+    losses = rng.exponential(size=6)
+    cases = [(good, losses, np.zeros((0, 4))), (good[:1], losses[:1], good),
+             (np.ones((6, 4)), losses, np.ones((3, 4))), (good, losses[:5], good),
+             (good, np.r_[losses[:5], np.inf], good), (good, losses, good[:, :3]),
+             (with_nan, losses, good), (good[:, 0], losses, good)]
+    for source, source_losses, target in cases:
+        assert math.isnan(v.dev_risk(source, source_losses, target))
+    assert math.isnan(v.dev_risk_from_weights(np.ones(1), np.ones(1)))
+    assert set(v.label_free_validators(np.zeros((0, 4)), np.zeros(0), np.zeros((0, 4)),
+                                       np.zeros(0))) == set(v.VALIDATOR_KEYS)
+
+
+# --- objectives and strategies -----------------------------------------------------------
+
+
+def test_every_validator_is_an_objective_and_a_strategy():
+    assert set(v.VALIDATOR_KEYS) <= set(DIAGNOSTICS)
+    record = {"status": "ok", "metrics": {"source_val": {"accuracy": 0.9}},
+              "diagnostics": {key: 0.25 for key in DIAGNOSTICS}}
+    for name, key in NEW_OBJECTIVES.items():
+        assert name in OBJECTIVES and name in STRATEGIES and name not in ORACLES
+        sign = -1 if name.startswith("neg_") else 1
+        assert get_objective(name)(record) == sign * 0.25
+        missing = {**record, "diagnostics": {k: x for k, x in record["diagnostics"].items()
+                                             if k != key}}
+        assert objective_value(name, missing) is None
+        assert objective_value(name, {**record, "diagnostics": {key: None}}) is None
+        assert objective_value(name, {**record, "diagnostics": {key: float("nan")}}) is None
+    assert not STRATEGIES["neg_dev_risk"].oracle
+    frame = pd.DataFrame([{"status": "ok", **{key: np.nan for key in DIAGNOSTICS}}])
+    assert STRATEGIES["snd"].score(frame).isna().all()  # a classical-style row: not selectable
+
+
+# --- real trials -------------------------------------------------------------------------
+
+
+def flipped_copy(data_dir, out_dir):
+    """A copy of ``data_dir`` with every target label flipped."""
+    out_dir.mkdir()
+    paths, copies = domain_paths(data_dir), domain_paths(out_dir)
+    shutil.copyfile(paths["source"], copies["source"])
+    target = load_domain_arrays(paths["target"])
+    target.labels = (1 - target.labels).astype(np.uint8)
+    write_domain(copies["target"], target)
+    return out_dir
+
+
+@pytest.fixture
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("problem", ["mmd_deepmerge", "adabn_deepmerge"])
+def test_flipping_target_labels_moves_no_validator(tiny_domain_pair, tmp_path, one_thread,
+                                                   problem):
+    flipped = flipped_copy(tiny_domain_pair, tmp_path / "flipped")
+    records = []
+    for data, name in ((tiny_domain_pair, "a"), (flipped, "b")):
+        record = run_trial(problem_config(problem, TINY), data, tmp_path / name,
+                           problem=problem, progress=False)
+        assert record["status"] == "ok", record.get("error")
+        records.append(json.loads((tmp_path / name / "record.json").read_text()))
+    original, flip = records
+    diagnostics = original["diagnostics"]
+    assert set(diagnostics) >= {"source_val_loss", "feature_mmd_val", "target_val_entropy",
+                                *v.VALIDATOR_KEYS}
+    assert all(isinstance(x, float) and math.isfinite(x) for x in diagnostics.values())
+    assert flip["diagnostics"] == diagnostics  # exactly, every key
+    assert flip["metrics"]["source_val"] == original["metrics"]["source_val"]
+    for split in ("target_val", "target_test"):  # the labels were indeed flipped
+        accuracies = original["metrics"][split]["accuracy"], flip["metrics"][split]["accuracy"]
+        assert accuracies[0] != accuracies[1]
+        assert sum(accuracies) == pytest.approx(1.0)
+
+
+def test_interim_record_carries_the_validators(tiny_domain_pair, one_thread):
+    trainer = _Trainer(problem_config("dann_deepmerge", TINY), load_benchmark(tiny_domain_pair),
+                       torch.device("cpu"))
+    interim = interim_record(trainer)
+    assert set(v.VALIDATOR_KEYS) <= set(interim["diagnostics"])
+    for name in NEW_OBJECTIVES:
+        assert objective_value(name, interim) is not None, name
+
+
+def test_search_with_a_validator_objective(tiny_domain_pair, tmp_path):
+    log_dir = tmp_path / "search"
+    code = search_main(["--problem", "mmd_deepmerge", "--data", str(tiny_domain_pair),
+                        "--log-dir", str(log_dir), "--objective", "neg_dev_risk",
+                        "--evaluator", "serial", "--search", "random", "--max-evals", "2",
+                        "--set", "epochs=1", "--set", "max_batches_per_epoch=2", "--quiet"])
+    assert code == 0
+    frame = read_results_from_csv(str(log_dir / "results.csv"))
+    assert len(frame) == 2
+    for _, row in frame.iterrows():
+        record = json.loads((log_dir / "trials" / str(row["job_id"]) / "record.json").read_text())
+        assert float(row["objective"]) == pytest.approx(-record["diagnostics"]["dev_risk"])
+    assert json.loads((log_dir / "search.json").read_text())["objective"] == "neg_dev_risk"
