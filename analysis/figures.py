@@ -32,6 +32,7 @@ from matplotlib.ticker import MaxNLocator
 from analysis.load import load_roc
 from analysis.selection import DEFAULT_STRATEGY, Strategy, selected_trials
 from analysis.tables import METRIC_LABELS, backbone_labels, method_labels
+from galaxies.atomic import atomic_path
 from models.registry import UnknownNameError, get_backbone
 from training.metrics import METRIC_NAMES
 from training.registry import method_specs
@@ -52,12 +53,17 @@ def new_figure(width: float, height: float, **kwargs) -> Figure:
 
 
 def save_figure(figure: Figure, out_base: str | os.PathLike) -> list[Path]:
-    """Write ``<out_base>.png`` (150 dpi) and ``<out_base>.pdf``; returns both paths."""
+    """Write ``<out_base>.png`` (150 dpi) and ``<out_base>.pdf`` atomically; returns both paths.
+
+    The suffixes are appended (a base ``progress_a.b`` gives ``progress_a.b.png``); each file
+    is written to a temporary file and renamed, so a full disk leaves no truncated figure.
+    """
     out_base = Path(out_base)
     out_base.parent.mkdir(parents=True, exist_ok=True)
-    paths = [out_base.with_suffix(".png"), out_base.with_suffix(".pdf")]
+    paths = [out_base.parent / f"{out_base.name}{suffix}" for suffix in (".png", ".pdf")]
     for path in paths:
-        figure.savefig(path, dpi=150)
+        with atomic_path(path) as tmp:
+            figure.savefig(tmp, dpi=150, format=path.suffix[1:])
     return paths
 
 

@@ -26,13 +26,19 @@ or any parent of some. Writes into ``--out``:
 
 Problems without results appear as ``—``. Paths in the report are relative to the repository
 (absolute only for runs outside it), so a committed report holds no machine's paths.
-Exit status 0, or 2 when a ``--runs`` folder does not exist or holds no search and no seed study.
+File names built from records (the ``problem`` of a search) are sanitised
+(:func:`safe_name`: only ``[A-Za-z0-9._-]``, no ``..``), and every path is checked to lie
+inside ``--out`` before anything is written (:func:`inside`). Every file is written
+atomically (temporary file, then rename).
+Exit status 0, or 2 when a ``--runs`` folder does not exist or holds no search and no seed
+study, or ``--out`` cannot be written (one line ``error: cannot write <path>: <reason>``).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 import warnings
 from collections.abc import Iterable
@@ -45,7 +51,8 @@ from analysis import diagnostics as diagnostics_module
 from analysis import figures, tables
 from analysis.load import discover, load_runs, load_search
 from analysis.selection import DEFAULT_STRATEGY, STRATEGIES, get_strategy
-from training.record import portable_path, resolve_path
+from galaxies.atomic import check_writable, write_error_message
+from training.record import portable_path, resolve_path, write_text
 
 
 @dataclass
@@ -80,6 +87,28 @@ def portable_frame(frame: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
+def safe_name(text: str, limit: int = 100) -> str:
+    """``text`` as one file-name component: only ``[A-Za-z0-9._-]``, no ``..``, not hidden.
+
+    ``"x/../../pwn"`` -> ``"x_._._pwn"``; an empty result is ``"unnamed"``.
+    """
+    name = re.sub(r"[^A-Za-z0-9._-]", "_", str(text))
+    name = re.sub(r"\.{2,}", ".", name).lstrip(".-")[:limit]
+    return name or "unnamed"
+
+
+def inside(out: Path, path: Path) -> Path:
+    """``path``, checked to resolve inside the folder ``out``.
+
+    Raises:
+        ValueError: ``path`` would be written outside ``out``.
+    """
+    resolved = Path(path).resolve()
+    if not resolved.is_relative_to(Path(out).resolve()):
+        raise ValueError(f"refusing to write {path}: outside --out {out}")
+    return path
+
+
 def _rel(path: Path, out: Path) -> str:
     return os.path.relpath(path, out)
 
@@ -106,7 +135,7 @@ def build_report(runs: Iterable[str | os.PathLike], out: str | os.PathLike,
     frame = load_runs(runs)
     report = Report(out, frame)
     out.mkdir(parents=True, exist_ok=True)
-    portable_frame(frame).to_csv(out / "trials.csv", index=False)
+    write_text(out / "trials.csv", portable_frame(frame).to_csv(index=False))
     report.files.append(out / "trials.csv")
 
     report.tables["table1"] = tables.table1(frame, strategy_obj)
@@ -120,8 +149,8 @@ def build_report(runs: Iterable[str | os.PathLike], out: str | os.PathLike,
                                        values=tables.completeness_values(frame, strategy_obj))
     best = tables.best_configs(frame, strategy_obj)
     report.tables["best_configs"] = best
-    portable_frame(best).to_csv(out / "best_configs.csv", index=False)
-    (out / "best_configs.md").write_text(tables.to_markdown(
+    write_text(out / "best_configs.csv", portable_frame(best).to_csv(index=False))
+    write_text(out / "best_configs.md", tables.to_markdown(
         portable_frame(best).set_index("problem").T.rename_axis("field"), index=True))
     report.files += [out / "best_configs.csv", out / "best_configs.md"]
     if found.seed_studies:
@@ -133,7 +162,7 @@ def build_report(runs: Iterable[str | os.PathLike], out: str | os.PathLike,
     for backbone, label in tables.backbone_labels().items():
         if (best.loc[best["backbone"] == backbone, "status"] == "ok").any():
             paths = figures.save_figure(figures.figure1(frame, backbone, strategy_obj),
-                                        fig_dir / f"figure1_{backbone}")
+                                        inside(out, fig_dir / f"figure1_{safe_name(backbone)}"))
             report.files += paths
             figure_links.append((f"Figure 1, {label}", paths[0]))
     names: dict[str, int] = {}
@@ -141,8 +170,9 @@ def build_report(runs: Iterable[str | os.PathLike], out: str | os.PathLike,
         search = load_search(log_dir)
         problem = str(search["problem"].dropna().iloc[0]) if len(search) else log_dir.name
         names[problem] = names.get(problem, 0) + 1
-        stem = f"progress_{problem}" + (f"_{names[problem]}" if names[problem] > 1 else "")
-        paths = figures.save_figure(figures.progress_figure(search), fig_dir / stem)
+        stem = f"progress_{safe_name(problem)}" + (f"_{names[problem]}"
+                                                   if names[problem] > 1 else "")
+        paths = figures.save_figure(figures.progress_figure(search), inside(out, fig_dir / stem))
         report.files += paths
         figure_links.append((f"search progress, {problem} ({portable_path(log_dir)})",
                              paths[0]))
@@ -151,13 +181,14 @@ def build_report(runs: Iterable[str | os.PathLike], out: str | os.PathLike,
         report.files += paths
         figure_links.append(("seed studies", paths[0]))
     if diagnostics:
-        paths = diagnostics_module.diagnostics_figures(frame, out, strategy_obj)
+        paths = [inside(out, p)
+                 for p in diagnostics_module.diagnostics_figures(frame, out, strategy_obj)]
         report.files += paths
         figure_links += [(diagnostics_module.figure_title(p), p) for p in paths
                          if p.suffix == ".png"]
 
     report.markdown = _markdown(report, found, strategy_obj.name, figure_links, names)
-    (out / "report.md").write_text(report.markdown)
+    write_text(out / "report.md", report.markdown)
     report.files.append(out / "report.md")
     return report
 
@@ -217,9 +248,13 @@ def main(argv: list[str] | None = None) -> int:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", diagnostics_module.DiagnosticsWarning)
         try:
+            check_writable(args.out)
             report = build_report(args.runs, args.out, args.select, args.diagnostics)
-        except FileNotFoundError as exc:
-            parser.error(str(exc))
+        except OSError as exc:  # a read-only or full --out: one line, no traceback
+            message = write_error_message(exc, args.out)
+            if message is None and not isinstance(exc, FileNotFoundError):
+                raise
+            parser.exit(2, f"error: {message or exc}\n")
     for warning in caught:
         if issubclass(warning.category, diagnostics_module.DiagnosticsWarning):
             print(f"warning: {warning.message}", file=sys.stderr)

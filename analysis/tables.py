@@ -35,6 +35,7 @@ from analysis.selection import DEFAULT_STRATEGY, Strategy, selected_trials
 from models.registry import backbone_specs
 from training.metrics import METRIC_NAMES
 from training.naming import problem_names, split_problem_name
+from training.record import write_text
 from training.registry import method_specs
 
 MISSING = "—"
@@ -414,16 +415,20 @@ def to_markdown(table: pd.DataFrame, index: bool = False, float_format: str = "{
 
 def write_table(table: pd.DataFrame, out_base: str | os.PathLike, index: bool = False,
                 values: pd.DataFrame | None = None) -> list[Path]:
-    """Write ``<out_base>.csv`` and ``<out_base>.md`` (and ``<out_base>_values.csv``)."""
+    """Write ``<out_base>.csv`` and ``<out_base>.md`` (and ``<out_base>_values.csv``).
+
+    Each file is written atomically (temporary file, then rename): a full disk or a
+    read-only folder raises ``OSError`` and leaves no truncated table.
+    """
     out_base = Path(out_base)
     out_base.parent.mkdir(parents=True, exist_ok=True)
     flat = table.copy()
     if isinstance(flat.columns, pd.MultiIndex):
         flat.columns = [" ".join(map(str, c)) for c in flat.columns]
-    paths = [out_base.with_suffix(".csv"), out_base.with_suffix(".md")]
-    flat.to_csv(paths[0], index=index)
-    paths[1].write_text(to_markdown(flat, index=index))
+    paths = [out_base.parent / f"{out_base.name}{suffix}" for suffix in (".csv", ".md")]
+    write_text(paths[0], flat.to_csv(index=index))
+    write_text(paths[1], to_markdown(flat, index=index))
     if values is not None:
         paths.append(out_base.parent / f"{out_base.name}_values.csv")
-        values.to_csv(paths[-1], index=False)
+        write_text(paths[-1], values.to_csv(index=False))
     return paths

@@ -27,17 +27,13 @@ def default_data_dir() -> Path:
 
 
 def _is_valid(data_dir: Path) -> bool:
-    """Both domain files exist and ``galaxies.validate.validate_file`` accepts them."""
-    paths = domain_paths(data_dir)
-    if not all(path.is_file() for path in paths.values()):
+    """Both domain files exist and ``galaxies.validate.validate_pair`` accepts them."""
+    from galaxies.validate import validate_pair
+
+    if not all(path.is_file() for path in domain_paths(data_dir).values()):
         return False
     try:
-        from galaxies.validate import validate_file
-    except ImportError:  # the validator is optional for this check
-        return True
-    try:
-        for path in paths.values():
-            validate_file(path)
+        validate_pair(data_dir)
     except ValueError:  # InvalidDatasetError is a ValueError
         return False
     return True
@@ -63,14 +59,7 @@ def ensure_benchmark(data_dir: str | os.PathLike | None = None, progress: bool =
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             if not _is_valid(data_dir):
-                simulate(data_dir, progress=progress)
-                try:
-                    from galaxies.validate import validate_file
-                except ImportError:
-                    validate_file = None
-                if validate_file is not None:
-                    for path in domain_paths(data_dir).values():
-                        validate_file(path)
+                simulate(data_dir, progress=progress)  # validates the pair before replacing
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
     return data_dir

@@ -25,10 +25,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from galaxies.schema import SPLITS, DomainData, domain_paths
-from galaxies.validate import InvalidDatasetError, validate_file
+from galaxies.schema import FILTERS, SPLITS, DomainData, domain_paths
+from galaxies.validate import InvalidDatasetError, validate_pair
 
 STATS_CHUNK_ROWS = 1024
+
+
+class ConstantChannelError(ValueError):
+    """A channel whose standard deviation is 0; ``channels`` lists their indices."""
+
+    def __init__(self, channels: list[int]) -> None:
+        self.channels = channels
+        super().__init__(f"channel(s) {channels} are constant")
 
 
 @dataclass(frozen=True)
@@ -65,7 +73,8 @@ def channel_stats(images: np.ndarray, rows: np.ndarray | None = None) -> Channel
         The statistics.
 
     Raises:
-        ValueError: no rows, or a channel is constant (its std would be 0).
+        ValueError: no rows; ``ConstantChannelError`` (a ``ValueError``) when a channel is
+            constant (its std would be 0).
     """
     rows = np.arange(len(images)) if rows is None else np.asarray(rows)
     if len(rows) == 0:
@@ -80,7 +89,7 @@ def channel_stats(images: np.ndarray, rows: np.ndarray | None = None) -> Channel
     )
     std = np.sqrt(squares / n_pixels)
     if np.any(std == 0):
-        raise ValueError(f"channel(s) {np.flatnonzero(std == 0).tolist()} are constant")
+        raise ConstantChannelError(np.flatnonzero(std == 0).tolist())
     return ChannelStats(mean=tuple(mean.tolist()), std=tuple(std.tolist()))
 
 
@@ -94,46 +103,34 @@ class Benchmark:
     data_dir: Path
 
 
+def _train_stats(data: DomainData, path: Path) -> ChannelStats:
+    """``channel_stats`` of a domain's TRAIN split; a constant channel names the file."""
+    try:
+        return channel_stats(data.images, rows=np.flatnonzero(data.split == SPLITS["train"]))
+    except ConstantChannelError as exc:
+        names = ", ".join(f"{c} ({FILTERS[c]})" for c in exc.channels)
+        raise InvalidDatasetError(
+            path,
+            f"channel {names} is constant over the train split (std 0), so it cannot be "
+            "standardised",
+            "every filter needs varying pixel values in the training images: check that "
+            "channel's input",
+        ) from None
+
+
 def load_benchmark(data_dir: str | os.PathLike) -> Benchmark:
     """Load and validate ``data_dir/source.h5`` and ``data_dir/target.h5``.
 
     Raises:
-        InvalidDatasetError: a file is missing or invalid, or the two files disagree on
-            their domain names, filters or image shape.
+        InvalidDatasetError: a file is missing or invalid, the two files disagree on
+            their domain names, filters or image shape, or were not written together
+            (``pair_id``, :func:`galaxies.validate.validate_pair`), or a source channel is
+            constant over the train split.
     """
     data_dir = Path(data_dir)
-    paths = domain_paths(data_dir)
-    for domain, path in paths.items():
-        if not path.is_file():
-            raise InvalidDatasetError(
-                path,
-                f"{domain} file does not exist",
-                f"create the benchmark with `python galaxies/simulate.py --out {data_dir}` "
-                "(or import published data with galaxies/import_real.py)",
-            )
-    data = {domain: validate_file(path) for domain, path in paths.items()}
-    for domain, path in paths.items():
-        if data[domain].attrs["domain"] != domain:
-            raise InvalidDatasetError(
-                path,
-                f"file holds domain {data[domain].attrs['domain']!r}, expected {domain!r}",
-                "name the files source.h5 and target.h5 after their domain attribute",
-            )
+    data = validate_pair(data_dir)
     source, target = data["source"], data["target"]
-    if list(source.attrs["filters"]) != list(target.attrs["filters"]):
-        raise InvalidDatasetError(
-            paths["target"],
-            f"filters {target.attrs['filters']} differ from the source's {source.attrs['filters']}",
-            "create both domains with the same filters in the same order",
-        )
-    if source.images.shape[1:] != target.images.shape[1:]:
-        raise InvalidDatasetError(
-            paths["target"],
-            f"image shape {target.images.shape[1:]} differs from the source's "
-            f"{source.images.shape[1:]}",
-            "create both domains with the same image shape",
-        )
-    stats = channel_stats(source.images, rows=np.flatnonzero(source.split == SPLITS["train"]))
+    stats = _train_stats(source, domain_paths(data_dir)["source"])
     return Benchmark(source=source, target=target, stats=stats, data_dir=data_dir)
 
 
@@ -148,12 +145,14 @@ def domain_stats(bench: Benchmark, normalization: str = "source") -> dict[str, C
 
     Raises:
         ValueError: an unknown ``normalization``.
+        InvalidDatasetError: ``per_domain`` and a target channel is constant over its train
+            split.
     """
     if normalization == "source":
         return {"source": bench.stats, "target": bench.stats}
     if normalization == "per_domain":
-        rows = np.flatnonzero(bench.target.split == SPLITS["train"])
-        return {"source": bench.stats, "target": channel_stats(bench.target.images, rows=rows)}
+        target = _train_stats(bench.target, domain_paths(bench.data_dir)["target"])
+        return {"source": bench.stats, "target": target}
     raise ValueError(f"unknown normalization {normalization!r}; use 'source' or 'per_domain'")
 
 

@@ -10,9 +10,15 @@ The paper's data are published in two forms:
 * FITS files of the MAST "deepmerge" high-level science product: the images in extension 0 or
   1, the labels in the next extension (an image or a one-column table).
 
-Both domains must hold [N, 3, 75, 75] images (so source and target always agree in shape);
-any other shape, NaN/inf pixels, labels other than 0/1 or a label count that differs from the
-image count stop the import before anything is written.
+Both domains must hold [N, 3, 75, 75] real-valued images (so source and target always agree
+in shape); any other shape, complex or non-numeric pixels, NaN/inf or non-physical pixels
+(``|x| > galaxies.validate.MAX_ABS_PIXEL``), labels other than 0/1 or a label count that
+differs from the image count stop the import before anything is written.
+
+Writing is one transaction (``galaxies.pairs.pair_transaction``): both files are written
+into a temporary folder, validated there (a split without rows, a source split with one
+class, ...), and only then replace the pair in ``--out``; on any failure the previous files
+stay byte-identical and no empty folder is left. Both files carry the same ``pair_id``.
 
 Galaxy ids. The published sets were augmented (rotations, flips) before they were saved, so
 which rows are copies of one galaxy is not recorded. By default every row is its own galaxy
@@ -47,8 +53,10 @@ from pathlib import Path
 
 import numpy as np
 
-from galaxies.schema import FILTERS, IMAGE_SHAPE, DomainData, domain_paths, write_domain
-from galaxies.validate import CHUNK_ROWS, InvalidDatasetError, validate_file
+from galaxies.atomic import write_error_message
+from galaxies.pairs import compute_pair_id, pair_transaction
+from galaxies.schema import FILTERS, IMAGE_SHAPE, DomainData, domain_paths
+from galaxies.validate import CHUNK_ROWS, MAX_ABS_PIXEL, InvalidDatasetError
 
 GENERATOR = "galaxies.import_real"
 GENERATOR_VERSION = "1.0"
@@ -70,6 +78,19 @@ class RawDomain:
     format: str
 
 
+def check_real(array: np.ndarray, path: Path, what: str) -> None:
+    """Refuse arrays that are not real numbers (complex, object, strings, records)."""
+    kind = np.dtype(array.dtype).kind
+    if kind not in "biuf" or array.dtype.names:
+        extra = " (the imaginary part would be dropped)" if kind == "c" else ""
+        raise InvalidDatasetError(
+            path,
+            f"{what} have dtype {array.dtype}, expected real numbers{extra}",
+            f"save the {what} as a float or integer array (for complex data, decide which "
+            "real quantity to import first)",
+        )
+
+
 def channels_first(images: np.ndarray, path: Path) -> np.ndarray:
     """Return [N, 3, 75, 75] for channels-first or channels-last input, else raise."""
     if images.ndim == 4 and images.shape[1:] == IMAGE_SHAPE:
@@ -85,9 +106,10 @@ def channels_first(images: np.ndarray, path: Path) -> np.ndarray:
 
 
 def check_images(images: np.ndarray, path: Path) -> None:
-    """Reject NaN/inf pixels, reading a memory-mapped array in chunks."""
+    """Reject NaN/inf and non-physical pixels, reading a memory-mapped array in chunks."""
     for start in range(0, len(images), CHUNK_ROWS):
-        finite = np.isfinite(images[start : start + CHUNK_ROWS])
+        chunk = images[start : start + CHUNK_ROWS]
+        finite = np.isfinite(chunk)
         if not finite.all():
             rows = np.flatnonzero(~finite.reshape(len(finite), -1).all(axis=1)) + start
             raise InvalidDatasetError(
@@ -95,11 +117,22 @@ def check_images(images: np.ndarray, path: Path) -> None:
                 f"images contain NaN or inf pixels (first in row {rows[0]})",
                 "use the published array unchanged, or drop the bad rows first",
             )
+        huge = np.abs(chunk) > MAX_ABS_PIXEL
+        if huge.any():
+            rows = np.flatnonzero(huge.reshape(len(huge), -1).any(axis=1)) + start
+            raise InvalidDatasetError(
+                path,
+                f"images contain pixels with |value| > {MAX_ABS_PIXEL:g} (first in row "
+                f"{rows[0]}: {float(np.abs(chunk[rows[0] - start]).max()):.3g}), not physical "
+                "fluxes",
+                "check the array's units and content (uninitialised or overflowed values)",
+            )
 
 
 def check_labels(labels: np.ndarray, n_images: int, path: Path) -> np.ndarray:
     """Labels as uint8 [N] of 0/1; reject other values and length mismatches."""
     labels = np.asarray(labels)
+    check_real(labels, path, "labels")
     if labels.ndim == 2 and labels.shape[1] == 1:
         labels = labels[:, 0]
     if labels.ndim != 1:
@@ -127,13 +160,18 @@ def load_npy(images_path: Path, labels_path: Path) -> RawDomain:
     for path in (images_path, labels_path):
         if not path.is_file():
             raise InvalidDatasetError(path, "file does not exist", "check the path")
-    try:
-        images = np.load(images_path, mmap_mode="r", allow_pickle=False)
-        labels = np.load(labels_path, allow_pickle=False)
-    except ValueError as err:
-        raise InvalidDatasetError(
-            images_path, f"not a readable .npy array ({err})", "download it again"
-        ) from None
+    arrays = []
+    for path, mmap in ((images_path, "r"), (labels_path, None)):
+        try:
+            arrays.append(np.load(path, mmap_mode=mmap, allow_pickle=False))
+        except ValueError as err:  # also object arrays, which need pickle: refused
+            raise InvalidDatasetError(
+                path, f"not a readable numeric .npy array ({err})",
+                "save it with numpy as a plain float or integer array (not an object array), "
+                "or download it again",
+            ) from None
+    images, labels = arrays
+    check_real(images, images_path, "images")
     images = channels_first(images, images_path)
     check_images(images, images_path)
     labels = check_labels(labels, len(images), labels_path)
@@ -159,6 +197,8 @@ def _fits_domain(images, images_path: Path, labels, labels_path: Path) -> RawDom
     """Check FITS image and label data (big-endian, maybe a table) and wrap them."""
     if labels.dtype.names:  # a table: use its first column
         labels = np.asarray(labels[labels.dtype.names[0]])
+    check_real(np.asarray(images), images_path, "images")
+    check_real(np.asarray(labels), labels_path, "labels")
     images = channels_first(np.asarray(images), images_path)
     images = images.astype(np.float32)  # native byte order; FITS data are big-endian
     check_images(images, images_path)
@@ -353,24 +393,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def import_real(args: argparse.Namespace) -> dict[str, Path]:
-    """Check the inputs, write ``source.h5`` and ``target.h5`` and validate them.
+    """Check the inputs, then write and validate ``source.h5`` and ``target.h5`` as one pair.
 
-    Nothing is written unless both inputs pass their checks; if writing or validating fails,
-    the files written so far are removed.
+    Nothing is written unless both inputs pass their checks; the files are written and
+    validated in a temporary folder and replace the pair in ``args.out`` only if both pass
+    (:func:`galaxies.pairs.pair_transaction`), so a failure leaves the old pair untouched.
+
+    Raises:
+        InvalidDatasetError: an input, or a written file, fails its checks.
+        OSError: ``args.out`` cannot be written (disk full, permissions).
     """
     raws = load_inputs(args)
     domains = {domain: to_domain(raw, domain, args) for domain, raw in raws.items()}
-    paths = domain_paths(args.out)
-    written = []
-    try:
+    with pair_transaction(args.out, compute_pair_id(domains)) as pair:
         for domain, data in domains.items():
-            written.append(write_domain(paths[domain], data))
-            validate_file(paths[domain])
-    except BaseException:
-        for path in written:
-            path.unlink(missing_ok=True)
-        raise
-    return paths
+            pair.write(domain, data)
+    return domain_paths(args.out)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -380,8 +418,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     _check_args(parser, args)
     try:
         paths = import_real(args)
-    except InvalidDatasetError as err:
-        print(f"error: {err}", file=sys.stderr)
+    except (InvalidDatasetError, OSError) as err:
+        message = write_error_message(err, args.out)
+        if message is None and not isinstance(err, InvalidDatasetError):
+            raise
+        print(f"error: {message or err}", file=sys.stderr)
         return 1
     for domain, path in paths.items():
         print(f"wrote {domain}: {path}")

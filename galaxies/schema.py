@@ -13,11 +13,16 @@ dataset        dtype      shape            meaning
 
 File attributes (``REQUIRED_ATTRS``): ``domain``, ``filters``, ``pixel_scale_arcsec``,
 ``psf_fwhm_arcsec``, ``noise``, ``generator``, ``generator_version``, ``seed``. Writers may
-add more (e.g. ``provenance``, ``limiting_sb_mag_arcsec2``).
+add more (e.g. ``provenance``, ``limiting_sb_mag_arcsec2``). ``pair_id`` (``PAIR_ID_ATTR``,
+optional): the same string in both files of a pair written together by
+``galaxies.pairs.pair_transaction`` (the simulator and the importer); validation and loading
+refuse a pair whose ids differ (files written before it existed have none and pass).
 
 Files are written atomically: the data go to a temporary file in the same folder, which is
-renamed over the destination only once it is complete, so an interrupted write never leaves
-a file that looks finished.
+flushed to disk and renamed over the destination only once it is complete, so an interrupted
+write never leaves a file that looks finished. HDF5 writes through a Python file object that
+keeps the first write error from the library (:class:`_GuardedFile`), so a full disk is an
+``OSError`` (``ENOSPC``) naming the destination, not a crash of the HDF5 library.
 """
 
 from __future__ import annotations
@@ -41,6 +46,8 @@ SPLITS: dict[str, int] = {"train": 0, "val": 1, "test": 2}
 SPLIT_NAMES: dict[int, str] = {code: name for name, code in SPLITS.items()}
 LABELS: dict[int, str] = {0: "non-merger", 1: "merger"}
 DOMAINS: tuple[str, ...] = ("source", "target")
+#: Optional file attribute shared by the two files of a pair (see ``galaxies.pairs``).
+PAIR_ID_ATTR = "pair_id"
 DATASET_DTYPES: dict[str, np.dtype] = {
     "images": np.dtype(np.float32),
     "labels": np.dtype(np.uint8),
@@ -113,6 +120,65 @@ def decode_attr(value: Any) -> Any:
     return value
 
 
+class _GuardedFile:
+    """A binary file for h5py's ``fileobj`` driver that never lets a write error reach HDF5.
+
+    HDF5 does not recover from a failed write (``ENOSPC`` while it flushes its caches at close
+    ends in tracebacks from ``__dealloc__`` and a segmentation fault). This wrapper records the
+    first ``OSError`` of a write, truncate or flush, pretends success (later writes are
+    dropped, reads of dropped data give zeros), and :meth:`raise_error` raises it once h5py
+    has closed the file cleanly. The file is then garbage, and ``atomic_path`` removes it.
+    """
+
+    def __init__(self, handle) -> None:
+        self.handle = handle
+        self.error: OSError | None = None
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        return self.handle.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self.handle.tell()
+
+    def read(self, size: int = -1) -> bytes:
+        return self.handle.read(size)
+
+    def readinto(self, buffer) -> int:
+        view = memoryview(buffer).cast("B")
+        n = self.handle.readinto(view)
+        view[n:] = bytes(len(view) - n)  # dropped data reads as zeros
+        return len(view)
+
+    def write(self, data) -> int:
+        size = memoryview(data).nbytes
+        if self.error is None:
+            try:
+                self.handle.write(data)
+            except OSError as exc:
+                self.error = exc
+        return size
+
+    def truncate(self, size: int | None = None) -> int:
+        if self.error is None:
+            try:
+                return self.handle.truncate(size)
+            except OSError as exc:
+                self.error = exc
+        return self.handle.tell() if size is None else size
+
+    def flush(self) -> None:
+        if self.error is None:
+            try:
+                self.handle.flush()
+            except OSError as exc:
+                self.error = exc
+
+    def raise_error(self) -> None:
+        """Raise the first write error, if any."""
+        if self.error is not None:
+            raise self.error
+
+
 def write_domain(path: str | os.PathLike, data: DomainData) -> Path:
     """Write ``data`` to ``path`` atomically (temporary file in the same folder, then rename).
 
@@ -125,19 +191,28 @@ def write_domain(path: str | os.PathLike, data: DomainData) -> Path:
 
     Raises:
         ValueError: if a required attribute is missing.
+        OSError: the file cannot be written (disk full, permissions), naming ``path``; the
+            destination keeps its old content and no temporary file remains.
     """
     path = Path(path)
     missing = [name for name in REQUIRED_ATTRS if name not in data.attrs]
     if missing:
         raise ValueError(f"cannot write {path}: missing attributes {missing}")
     path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp, h5py.File(tmp, "w") as h5:
-        for name, dtype in DATASET_DTYPES.items():
-            array = np.ascontiguousarray(getattr(data, name), dtype=dtype)
-            chunks = (min(256, max(1, len(array))), *IMAGE_SHAPE) if name == "images" else None
-            h5.create_dataset(name, data=array, chunks=chunks)
-        for key, value in data.attrs.items():
-            h5.attrs[key] = _attr_value(value)
+    # HDF5 writes through a guarded Python file object: a failed write (ENOSPC) becomes an
+    # ordinary OSError after a clean close; through HDF5's own driver it crashes the process.
+    with atomic_path(path) as tmp, open(tmp, "wb+") as handle:
+        guarded = _GuardedFile(handle)
+        with h5py.File(guarded, "w") as h5:
+            for name, dtype in DATASET_DTYPES.items():
+                array = np.ascontiguousarray(getattr(data, name), dtype=dtype)
+                chunks = (min(256, max(1, len(array))), *IMAGE_SHAPE) if name == "images" else None
+                h5.create_dataset(name, data=array, chunks=chunks)
+                guarded.raise_error()  # stop at the first failure (h5py closes the file)
+            for key, value in data.attrs.items():
+                h5.attrs[key] = _attr_value(value)
+        guarded.raise_error()
+        handle.flush()
     return path
 
 

@@ -29,6 +29,10 @@ Conventions:
 * Determinism: each galaxy and each noise row draws from its own
   ``numpy.random.SeedSequence(seed, spawn_key=(stream, index))``, so the bytes do not
   depend on ``workers``.
+* Writing: one transaction (``galaxies.pairs.pair_transaction``): both files go to a
+  temporary folder, are validated, and only then replace an existing pair, so a failed or
+  interrupted run leaves the old pair untouched; both files carry the same ``pair_id``. A
+  full disk or an unwritable ``--out`` is one line (``error: cannot write ...``), exit 1.
 
 Usage::
 
@@ -50,7 +54,10 @@ import numpy as np
 from tqdm import tqdm
 
 from galaxies import morphology
-from galaxies.schema import FILTERS, IMAGE_SHAPE, SPLITS, DomainData, domain_paths, write_domain
+from galaxies.atomic import write_error_message
+from galaxies.pairs import compute_pair_id, pair_transaction
+from galaxies.schema import FILTERS, IMAGE_SHAPE, SPLITS, DomainData, domain_paths
+from galaxies.validate import InvalidDatasetError
 
 GENERATOR = "galaxies.simulate"
 GENERATOR_VERSION = 4
@@ -247,37 +254,43 @@ def simulate(
 
     Raises:
         ValueError: for arguments that cannot give a benchmark (see ``check_arguments``).
+        OSError: ``out_dir`` cannot be written (disk full, permissions); an existing pair
+            there is left as it was (see ``galaxies.pairs``).
     """
     check_arguments(n_mergers, n_nonmergers, limiting_sb, workers)
     workers = workers or os.cpu_count() or 1
-    paths = domain_paths(out_dir)
     layout = _Layout(n_mergers, n_nonmergers, seed)
     sigma = noise_sigma(limiting_sb)
-    executor = None
-    if workers > 1:
-        executor = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"))
-    try:
-        images = np.empty((layout.n_rows, *IMAGE_SHAPE), dtype=np.float32)
-        _render_into(images, layout, seed, STREAM_GALAXIES, executor, progress, "source")
-        attrs = _attrs("source", seed, layout, 0.0, limiting_sb, independent_target)
-        write_domain(paths["source"], DomainData(images, layout.labels, layout.galaxy_id,
-                                                 layout.split, attrs))
-        galaxy_id = layout.galaxy_id
-        if independent_target:
-            _render_into(images, layout, seed, STREAM_TARGET_GALAXIES, executor, progress,
-                         "target")
-            galaxy_id = galaxy_id + INDEPENDENT_ID_OFFSET
-    finally:
-        if executor is not None:
-            executor.shutdown()
-    for row in tqdm(range(layout.n_rows), desc="noise", unit="img", disable=not progress,
-                    mininterval=1.0):
-        noise = rng_for(seed, STREAM_NOISE, row).normal(0.0, sigma, size=IMAGE_SHAPE)
-        images[row] += noise.astype(np.float32)
-    attrs = _attrs("target", seed, layout, sigma, limiting_sb, independent_target)
-    write_domain(paths["target"], DomainData(images, layout.labels, galaxy_id, layout.split,
-                                             attrs))
-    return paths
+    target_ids = layout.galaxy_id + (INDEPENDENT_ID_OFFSET if independent_target else 0)
+    attrs = {domain: _attrs(domain, seed, layout, sigma if domain == "target" else 0.0,
+                            limiting_sb, independent_target) for domain in ("source", "target")}
+    images = np.empty((layout.n_rows, *IMAGE_SHAPE), dtype=np.float32)
+    domains = {
+        "source": DomainData(images, layout.labels, layout.galaxy_id, layout.split,
+                             attrs["source"]),
+        "target": DomainData(images, layout.labels, target_ids, layout.split, attrs["target"]),
+    }
+    with pair_transaction(out_dir, compute_pair_id(domains)) as pair:
+        executor = None
+        if workers > 1:
+            executor = ProcessPoolExecutor(workers,
+                                           mp_context=multiprocessing.get_context("fork"))
+        try:
+            _render_into(images, layout, seed, STREAM_GALAXIES, executor, progress, "source")
+            pair.write("source", domains["source"])
+            if independent_target:
+                _render_into(images, layout, seed, STREAM_TARGET_GALAXIES, executor, progress,
+                             "target")
+        finally:
+            if executor is not None:
+                executor.shutdown()
+        for row in tqdm(range(layout.n_rows), desc="noise", unit="img", disable=not progress,
+                        mininterval=1.0):
+            noise = rng_for(seed, STREAM_NOISE, row).normal(0.0, sigma, size=IMAGE_SHAPE)
+            images[row] += noise.astype(np.float32)
+        pair.write("target", domains["target"])
+        del images, domains
+    return domain_paths(out_dir)
 
 
 def _writable(path: Path) -> bool:
@@ -311,8 +324,15 @@ def main(argv: list[str] | None = None) -> int:
     if not _writable(args.out):
         parser.error(f"--out {args.out} is not a writable folder. Fix: choose a folder you can "
                      "write to (it is created if missing)")
-    paths = simulate(args.out, args.n_mergers, args.n_nonmergers, args.seed, args.workers,
-                     args.limiting_sb, args.independent_target, progress=not args.quiet)
+    try:
+        paths = simulate(args.out, args.n_mergers, args.n_nonmergers, args.seed, args.workers,
+                         args.limiting_sb, args.independent_target, progress=not args.quiet)
+    except (OSError, InvalidDatasetError) as error:
+        message = write_error_message(error, args.out)
+        if message is None and not isinstance(error, InvalidDatasetError):
+            raise
+        print(f"error: {message or error}", file=sys.stderr)
+        return 1
     for domain, path in paths.items():
         print(f"{domain}: {path}")
     return 0

@@ -5,9 +5,17 @@ the problem and the fix::
 
     data/source.h5: 3 pixels are NaN or inf (rows 4, 17; first row 4). Fix: ...
 
-Command line (exit status 0 only if every file is valid)::
+Beyond the schema, pixel values must be physical (finite, ``|x| <= MAX_ABS_PIXEL``), no
+channel may be constant, and every split of the *source* (the labelled domain training
+learns from) must hold both classes. :func:`validate_pair` checks a folder's two files and
+that they belong together: same filters and image shape, and the same ``pair_id`` when the
+files have one (written by ``galaxies.pairs.pair_transaction``; older files have none and
+pass on the other checks).
+
+Command line (exit status 0 only if every file, and every pair, is valid)::
 
     python galaxies/validate.py data/benchmark/source.h5 data/benchmark/target.h5
+    python galaxies/validate.py data/benchmark          # a folder: both files and the pair
 """
 
 from __future__ import annotations
@@ -15,7 +23,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from functools import partial
 from pathlib import Path
 
@@ -28,10 +36,12 @@ from galaxies.schema import (
     FILTERS,
     IMAGE_SHAPE,
     LABELS,
+    PAIR_ID_ATTR,
     REQUIRED_ATTRS,
     SPLIT_NAMES,
     SPLITS,
     DomainData,
+    domain_paths,
     read_attrs,
 )
 
@@ -40,6 +50,14 @@ REMAKE = (
     "`python galaxies/import_real.py ... --out DIR`"
 )
 CHUNK_ROWS = 1024  # rows checked at a time for NaN/inf, so the check never doubles memory
+#: Largest plausible |pixel| in a file's own units. The simulator writes nanomaggies (AB
+#: zeropoint 22.5): a pixel of 1e10 nmgy would be a magnitude -2.5 source in 1.6e-3 arcsec^2;
+#: imported counts or electrons stay far below it too. Larger values (e.g. +-3e38, float32's
+#: edge) are uninitialised memory or a units bug, and overflow the normalisation.
+MAX_ABS_PIXEL = 1e10
+PAIR_FIX = ("re-simulate or re-import both files together: `python galaxies/simulate.py --out "
+            "DIR ...` or `python galaxies/import_real.py ... --out DIR` writes the pair in one "
+            "transaction")
 
 
 class InvalidDatasetError(ValueError):
@@ -129,15 +147,29 @@ def _check_attrs(path: Path, attrs: dict) -> None:
         )
 
 
-def _check_finite(path: Path, images: np.ndarray) -> None:
-    """NaN or inf pixels, checked ``CHUNK_ROWS`` rows at a time."""
+def _check_pixels(path: Path, images: np.ndarray) -> None:
+    """NaN/inf pixels, non-physical ones and constant channels, ``CHUNK_ROWS`` rows at a time."""
     bad_rows, bad_pixels = [], 0
+    huge_rows, huge_pixels, largest = [], 0, 0.0
+    low = np.full(images.shape[1], np.inf)
+    high = np.full(images.shape[1], -np.inf)
     for start in range(0, len(images), CHUNK_ROWS):
-        finite = np.isfinite(images[start : start + CHUNK_ROWS])
+        chunk = images[start : start + CHUNK_ROWS]
+        finite = np.isfinite(chunk)
         if not finite.all():
             per_row = (~finite).reshape(len(finite), -1).sum(axis=1)
             bad_pixels += int(per_row.sum())
             bad_rows.append(np.flatnonzero(per_row) + start)
+        magnitude = np.abs(np.where(finite, chunk, 0))
+        huge = magnitude > MAX_ABS_PIXEL
+        if huge.any():
+            per_row = huge.reshape(len(huge), -1).sum(axis=1)
+            huge_pixels += int(per_row.sum())
+            huge_rows.append(np.flatnonzero(per_row) + start)
+            largest = max(largest, float(magnitude.max()))
+        if finite.all():
+            low = np.minimum(low, chunk.min(axis=(0, 2, 3)))
+            high = np.maximum(high, chunk.max(axis=(0, 2, 3)))
     if bad_pixels:
         rows = np.concatenate(bad_rows)
         raise InvalidDatasetError(
@@ -145,6 +177,25 @@ def _check_finite(path: Path, images: np.ndarray) -> None:
             f"{bad_pixels} pixels are NaN or inf in {len(rows)} images "
             f"({_rows_text(rows)}; first row {int(rows[0])})",
             "regenerate those images or drop the rows before writing the file",
+        )
+    if huge_pixels:
+        rows = np.concatenate(huge_rows)
+        raise InvalidDatasetError(
+            path,
+            f"{huge_pixels} pixels have |value| > {MAX_ABS_PIXEL:g} (largest {largest:.3g}) in "
+            f"{len(rows)} images ({_rows_text(rows)}; first row {int(rows[0])}), not physical "
+            "fluxes",
+            "check the units and the input (uninitialised or overflowed values); regenerate "
+            "those images or drop the rows",
+        )
+    constant = [c for c in range(len(low)) if len(images) and low[c] == high[c]]
+    if constant:
+        names = ", ".join(f"{c} ({FILTERS[c]}, every pixel {low[c]:g})" for c in constant)
+        raise InvalidDatasetError(
+            path,
+            f"channel {names} is constant",
+            "every filter needs real pixel values: check the channel order and the input "
+            "of that filter",
         )
 
 
@@ -183,6 +234,17 @@ def _check_values(path: Path, data: DomainData) -> None:
             f"{' and '.join(where)}), so augmented copies leak between splits",
             "assign splits per galaxy_id, not per row",
         )
+    if data.attrs.get("domain") == "source":
+        for name, code in SPLITS.items():
+            present = np.unique(data.labels[data.split == code])
+            if len(present) < len(LABELS):
+                only = LABELS[int(present[0])]
+                missing = LABELS[1 - int(present[0])]
+                raise fail(
+                    f"source split {name} holds only {only}s ({int(counts[code])} rows, no "
+                    f"{missing}), so training or model selection sees one class",
+                    "split each class across train, val and test (per class, by galaxy)",
+                )
 
 
 def validate_file(path: str | os.PathLike) -> DomainData:
@@ -221,8 +283,92 @@ def validate_file(path: str | os.PathLike) -> DomainData:
             f"not a readable HDF5 file, truncated or of another format ({reason})",
             f"copy or download it again completely, or {REMAKE}",
         ) from None
-    _check_finite(path, data.images)
+    _check_pixels(path, data.images)
     _check_values(path, data)
+    return data
+
+
+def _describe(attrs: Mapping) -> str:
+    """``"galaxies.simulate v4 seed 7"``: where a file came from, for pair messages."""
+    return (f"{attrs.get('generator', '?')} v{attrs.get('generator_version', '?')} "
+            f"seed {attrs.get('seed', '?')}")
+
+
+def check_pair(paths: Mapping[str, Path], attrs: Mapping[str, Mapping],
+               image_shapes: Mapping[str, tuple[int, ...]]) -> None:
+    """Check that a source and a target file belong together.
+
+    Args:
+        paths: ``{"source": path, "target": path}`` (named in the messages).
+        attrs: each file's attributes.
+        image_shapes: each file's ``images.shape[1:]``.
+
+    Raises:
+        InvalidDatasetError: a file holds the other domain, the filters or image shapes
+            differ, or the ``pair_id`` attributes differ (or only one file has one).
+    """
+    for domain, path in paths.items():
+        if attrs[domain]["domain"] != domain:
+            raise InvalidDatasetError(
+                path,
+                f"file holds domain {attrs[domain]['domain']!r}, expected {domain!r}",
+                "name the files source.h5 and target.h5 after their domain attribute",
+            )
+    source, target = attrs["source"], attrs["target"]
+    if list(source["filters"]) != list(target["filters"]):
+        raise InvalidDatasetError(
+            paths["target"],
+            f"filters {target['filters']} differ from the source's {source['filters']}",
+            "create both domains with the same filters in the same order",
+        )
+    if tuple(image_shapes["source"]) != tuple(image_shapes["target"]):
+        raise InvalidDatasetError(
+            paths["target"],
+            f"image shape {tuple(image_shapes['target'])} differs from the source's "
+            f"{tuple(image_shapes['source'])}",
+            "create both domains with the same image shape",
+        )
+    ids = {domain: attrs[domain].get(PAIR_ID_ATTR) for domain in ("source", "target")}
+    if ids["source"] == ids["target"]:
+        return  # the same transaction, or two files older than pair ids (not checkable)
+    if None in ids.values():
+        has = "source" if ids["source"] is not None else "target"
+        lacks = "target" if has == "source" else "source"
+        problem = (f"the {has} file has pair_id {ids[has]} but {paths[lacks]} has none, so "
+                   "the two files were not written together")
+    else:
+        problem = (f"pair_id {ids['target']} differs from the source's {ids['source']} "
+                   f"({paths['source']}), so the two files were not written together")
+    raise InvalidDatasetError(
+        paths["target"],
+        f"{problem} (source: {_describe(source)}; target: {_describe(target)})",
+        PAIR_FIX,
+    )
+
+
+def validate_pair(data_dir: str | os.PathLike) -> dict[str, DomainData]:
+    """Validate ``data_dir/source.h5`` and ``data_dir/target.h5`` and that they form a pair.
+
+    Returns:
+        ``{"source": DomainData, "target": DomainData}``.
+
+    Raises:
+        InvalidDatasetError: a file is missing or invalid, or the two do not belong together
+            (:func:`check_pair`).
+    """
+    data_dir = Path(data_dir)
+    paths = domain_paths(data_dir)
+    for domain, path in paths.items():
+        if not path.is_file():
+            raise InvalidDatasetError(
+                path,
+                f"{domain} file does not exist",
+                f"create the benchmark with `python galaxies/simulate.py --out {data_dir}` "
+                "(or import published data with galaxies/import_real.py)",
+            )
+    data = {domain: validate_file(path) for domain, path in paths.items()}
+    check_pair(paths, {d: v.attrs for d, v in data.items()},
+               {d: v.images.shape[1:] for d, v in data.items()})
     return data
 
 
@@ -253,12 +399,21 @@ def summarize(data: DomainData) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Validate each file given on the command line; return 0 only if all are valid."""
+    """Validate each file (or folder) given; return 0 only if all files and pairs are valid.
+
+    A folder stands for its ``source.h5`` and ``target.h5``; two valid files of one folder
+    that hold a source and a target are also checked as a pair (:func:`check_pair`).
+    """
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("files", nargs="+", type=Path, help="domain .h5 files to check")
+    parser.add_argument("files", nargs="+", type=Path,
+                        help="domain .h5 files to check, or folders holding source.h5/target.h5")
     args = parser.parse_args(argv)
-    n_bad = 0
+    files: list[Path] = []
     for path in args.files:
+        files += list(domain_paths(path).values()) if path.is_dir() else [path]
+    n_bad = 0
+    found: dict[Path, dict[str, tuple[Path, DomainData]]] = {}
+    for path in files:
         try:
             data = validate_file(path)
         except InvalidDatasetError as err:
@@ -266,8 +421,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"INVALID {err}", file=sys.stderr)
             continue
         print(f"OK {path}\n{summarize(data)}")
-    if n_bad and len(args.files) > 1:
-        print(f"{n_bad} of {len(args.files)} files are invalid", file=sys.stderr)
+        found.setdefault(path.resolve().parent, {})[str(data.attrs["domain"])] = (path, data)
+    for pair in found.values():
+        if set(pair) != {"source", "target"}:
+            continue
+        try:
+            check_pair({d: pair[d][0] for d in pair}, {d: pair[d][1].attrs for d in pair},
+                       {d: pair[d][1].images.shape[1:] for d in pair})
+        except InvalidDatasetError as err:
+            n_bad += 1
+            print(f"INVALID pair: {err}", file=sys.stderr)
+            continue
+        print(f"OK pair {pair['source'][0]} + {pair['target'][0]}")
+    if n_bad and len(files) > 1:
+        print(f"{n_bad} problems in {len(files)} files", file=sys.stderr)
     return 1 if n_bad else 0
 
 

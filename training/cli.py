@@ -3,7 +3,9 @@
 - :func:`problem_parent`, :func:`set_parent`, :func:`data_parent`, :func:`quiet_parent`:
   ``argparse`` parents, so a flag means the same in every command;
 - :func:`typed_sets`: ``--set KEY=VALUE`` items checked against a problem (``method`` and
-  ``backbone`` are chosen by ``--problem`` and refused; a misspelled key names its fix);
+  ``backbone`` are chosen by ``--problem`` and refused; a misspelled key names its fix; a key
+  the problem does not use, e.g. ``grl_coeff`` on ``none_deepmerge``, is refused with the
+  problem's keys);
 - :func:`resolve_data`: ``--data`` (which must hold ``source.h5`` and ``target.h5``), else the
   embedded benchmark, simulated on first use;
 
@@ -67,7 +69,8 @@ def typed_sets(problem: str, items: Iterable[str],
 
     Raises:
         CliError: unknown problem, malformed item, unknown key (with a suggestion), invalid
-            value, or a key in ``not_settable``; the message names it.
+            value, a key in ``not_settable``, or a key the problem does not use (another
+            method's or backbone's field); the message names it.
     """
     items = list(items)
     try:

@@ -31,7 +31,7 @@ from models.registry import Hyper, backbone_names, backbone_specs, get_backbone
 from training.registry import get_method, method_names, method_specs
 
 __all__ = ["COMMON", "ConfigError", "TrainConfig", "config_fields", "default_config",
-           "parse_set_args"]
+           "field_owners", "parse_set_args", "used_fields"]
 
 _DEVICE_RE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 #: Numerical precisions of the network (see ``training.loop``).
@@ -85,6 +85,28 @@ def config_fields() -> dict[str, Hyper]:
         for hyper in spec.hyperparameters:
             fields.setdefault(hyper.name, hyper)
     return fields
+
+
+def used_fields(method: str, backbone: str) -> list[str]:
+    """The fields a ``method × backbone`` run reads: the common ones, then its two specs' own.
+
+    A field another method or backbone introduces (e.g. ``grl_coeff`` of ``dann`` for a
+    ``none`` run) is carried in every config with its default but never read by this run.
+
+    Raises:
+        UnknownNameError: an unknown method or backbone.
+    """
+    names = [h.name for h in COMMON]
+    for spec in (get_method(method), get_backbone(backbone)):
+        names += [h.name for h in spec.hyperparameters if h.name not in names]
+    return names
+
+
+def field_owners(name: str) -> list[str]:
+    """``["method dann"]``: the specs that declare field ``name`` (empty for a common field)."""
+    return [f"{kind} {spec.name}"
+            for kind, specs in (("method", method_specs()), ("backbone", backbone_specs()))
+            for spec in specs if any(h.name == name for h in spec.hyperparameters)]
 
 
 def _check(hyper: Hyper, value: Any) -> None:

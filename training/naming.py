@@ -8,7 +8,14 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from models.registry import backbone_specs, get_backbone
-from training.config import ConfigError, TrainConfig, parse_set_args
+from training.config import (
+    ConfigError,
+    TrainConfig,
+    config_fields,
+    field_owners,
+    parse_set_args,
+    used_fields,
+)
 from training.registry import get_method, method_specs
 
 #: Fields that ``--problem`` chooses; ``--set`` may not change them.
@@ -44,8 +51,10 @@ def problem_config(name: str, overrides: Iterable[str] = (),
 
     Raises:
         ProblemNameError: unknown problem.
-        ConfigError: a malformed item, an unknown key, a value out of range, or a key in
-            ``not_settable`` (``method`` and ``backbone`` are chosen by the problem).
+        ConfigError: a malformed item, an unknown key, a value out of range, a key in
+            ``not_settable`` (``method`` and ``backbone`` are chosen by the problem), or a key
+            the problem does not use (a field of another method or backbone, e.g.
+            ``grl_coeff`` of ``dann`` on ``none_deepmerge``: :func:`unused_key_error`).
     """
     method, backbone = split_problem_name(name)
     sets = parse_set_args(list(overrides))
@@ -53,4 +62,15 @@ def problem_config(name: str, overrides: Iterable[str] = (),
         if key in not_settable:
             raise ConfigError(f"--set {key}=...: {key} is chosen by --problem ({name}); pick "
                               f"another problem instead (see --list)")
+    used = used_fields(method, backbone)
+    for key in sets:
+        if key in config_fields() and key not in used:  # unknown keys: from_strings' message
+            raise unused_key_error(name, key, [k for k in used if k not in not_settable])
     return TrainConfig.from_strings({**sets, "method": method, "backbone": backbone})
+
+
+def unused_key_error(problem: str, key: str, keys: Iterable[str]) -> ConfigError:
+    """The error for ``--set key=...`` on a problem that never reads ``key``."""
+    owners = ", ".join(field_owners(key)) or "another spec"
+    return ConfigError(f"--set {key}=...: problem {problem} does not use {key} (a field of "
+                       f"{owners}); its keys: {', '.join(keys)}")

@@ -4,7 +4,10 @@
   a trial that ran and for one that could not start (see ``docs/CONTRACTS.md``);
 - :class:`Failure`: the typed failure reasons (``F_nan``, ``F_oom``, …), set where the failure
   happens and returned to DeepHyper as the objective of a failed trial;
-- :func:`write_json`, :func:`write_text`: atomic writes (temporary file, then rename);
+- :func:`write_json`, :func:`write_text`, :func:`write_npz`: atomic writes (temporary file,
+  fsync, then rename; ``galaxies.atomic.atomic_path``): a full disk or a read-only folder
+  raises ``OSError`` naming the destination, which keeps its old content, and removes the
+  temporary file, so no truncated record, table or ``summary.csv`` remains;
 - :func:`read_json`, :func:`read_record`: readers that return ``None`` for a missing or
   unreadable file;
 - :func:`package_versions`: the versions a result depends on;
@@ -164,7 +167,7 @@ def _json_safe(value: Any) -> Any:
 
 
 def write_text(path: str | os.PathLike, text: str) -> Path:
-    """Write ``text`` atomically (temporary file, then rename)."""
+    """Write ``text`` atomically (temporary file, fsync, then rename; see the module doc)."""
     path = Path(path)
     with atomic_path(path) as tmp:
         tmp.write_text(text)

@@ -10,7 +10,9 @@ trial runs that problem's default configuration with the ``--set`` overrides (``
 ``backbone`` are chosen by ``--problem`` and cannot be set). ``--data`` defaults to the
 embedded benchmark, simulated on first use. Writes ``OUT/record.json``, ``OUT/roc.json`` and
 ``OUT/checkpoint.pt``; exits 1 when the trial fails (the reason is in the record) and 2 on bad
-arguments or data.
+arguments or data, or when ``--out`` cannot be written (checked before training; a disk that
+fills up during the trial too): one line ``error: ...``, no traceback, and no truncated file
+(every file is written atomically).
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     overrides = list(args.overrides)
     if args.seed is not None:
         overrides.append(f"seed={args.seed}")
+    from galaxies.atomic import check_writable, write_error_message
     from galaxies.validate import InvalidDatasetError
     from training.cli import resolve_data
     from training.config import ConfigError
@@ -57,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = problem_config(args.problem, overrides)
     except (ProblemNameError, ConfigError) as exc:
-        parser.error(str(exc))
+        parser.exit(2, f"error: {exc}\n")  # one line: the usage would hide it
     import torch
 
     from training.loop import ReevaluationError, reevaluate_trial, run_trial
@@ -66,6 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     try:
         data_dir = resolve_data(args.data, progress=not args.quiet)
+        check_writable(args.out)
         if args.from_trial:
             record = reevaluate_trial(config, args.from_trial, data_dir, args.out,
                                       problem=args.problem)
@@ -75,6 +79,12 @@ def main(argv: list[str] | None = None) -> int:
             )
     except (CliError, InvalidDatasetError, ReevaluationError) as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # disk full, read-only --out: one line, no traceback
+        message = write_error_message(exc, args.out)
+        if message is None:
+            raise
+        print(f"error: {message}", file=sys.stderr)
         return 2
     if record["status"] != "ok":
         print(f"trial failed ({record['failure']}): {record['error']} "
