@@ -15,6 +15,13 @@ What this project needs that DeepHyper does not offer publicly:
 - :class:`ResumableRandomSearch`: random search that accepts ``checkpoint_restart`` (0.13.2's
   ``RandomSearch.__init__`` does not pass it on; uses ``Search.__init__``, ``_problem`` and
   ``_random_state``).
+- Both write ``results.csv`` atomically (:class:`AtomicResultsMixin`): DeepHyper rewrites the
+  whole file in place (``"w"``) on its first dump after a restart and at the end, and appends
+  otherwise, so a kill or a full disk during a write left a truncated file. Every dump is now
+  the complete table (``SearchHistory.to_dataframe``, what DeepHyper writes at the end anyway)
+  into a temporary sibling, renamed over ``results.csv``. Overrides
+  ``Search.dump_jobs_done_to_csv`` and the instance's ``history.to_csv_complete``; uses
+  ``is_master``, ``checkpoint_history_to_csv``, ``_log_dir`` and ``history``.
 
 ``tests/test_deephyper_adapter.py`` checks each of these assumptions, so an upgrade of
 DeepHyper that breaks one fails there, by name, rather than somewhere in a search.
@@ -22,6 +29,7 @@ DeepHyper that breaks one fails there, by name, rather than somewhere in a searc
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 from typing import Any
 
@@ -31,6 +39,7 @@ from deephyper.hpo import CBO, HpProblem, RandomSearch, Search
 
 __all__ = [
     "DEEPHYPER_VERSION",
+    "AtomicResultsMixin",
     "ResumableCBO",
     "ResumableRandomSearch",
     "as_objective",
@@ -77,14 +86,41 @@ def as_objective(value: Any) -> Any:
     return value
 
 
-class ResumableCBO(CBO):
+def write_history_csv(history: Any, path: str | os.PathLike) -> Any:
+    """Write a ``SearchHistory`` as ``path`` atomically; returns its data frame."""
+    from galaxies.atomic import atomic_path
+
+    frame = history.to_dataframe()
+    with atomic_path(path) as tmp:
+        frame.to_csv(tmp, index=False)
+    return frame
+
+
+class AtomicResultsMixin:
+    """Every ``results.csv`` write of a DeepHyper search is complete and atomic."""
+
+    def _make_results_atomic(self) -> None:
+        history = self.history
+        history.to_csv_complete = lambda path: write_history_csv(history, path)
+
+    def dump_jobs_done_to_csv(self, flush: bool = False) -> None:
+        """Write every gathered job (``flush`` is moot: each dump is the whole table)."""
+        if self.is_master and self.checkpoint_history_to_csv and len(self.history):
+            write_history_csv(self.history, os.path.join(self._log_dir, "results.csv"))
+
+
+class ResumableCBO(AtomicResultsMixin, CBO):
     """CBO that also learns from reloaded successes when ``results.csv`` mixes ``F_`` rows."""
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self._make_results_atomic()
 
     def _tell(self, results: list) -> None:
         super()._tell([(config, as_objective(obj)) for config, obj in results])
 
 
-class ResumableRandomSearch(RandomSearch):
+class ResumableRandomSearch(AtomicResultsMixin, RandomSearch):
     """Random search that accepts ``checkpoint_restart`` (0.13.2's ``RandomSearch`` does not).
 
     Without it, ``Search.__init__`` renames an existing ``results.csv`` instead of reloading it.
@@ -95,3 +131,4 @@ class ResumableRandomSearch(RandomSearch):
         Search.__init__(self, problem, random_state, log_dir, stopper=stopper,
                         checkpoint_restart=checkpoint_restart)
         self._problem.space.seed(self._random_state.randint(0, np.iinfo(np.int32).max))
+        self._make_results_atomic()

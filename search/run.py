@@ -3,18 +3,34 @@
 One DeepHyper search (CBO or random) over one problem (``problems``), each trial trained by
 ``training.loop.run_trial`` through :func:`search.runner.run_trial_job`. Outputs in the
 log folder (see :mod:`search.logdir`); the best configurations are printed at the end.
-Exit status: 0 done, 2 bad command line or unusable log folder. A resumed search must keep its
-problem, fixed values, objective and data (checked against ``search.json``).
+
+Before the first trial, and before it writes anything: the log folder is locked (a second
+driver on it exits 2: ``error: DIR is in use by PID ... on HOST (started ...)``), its files are
+read strictly (a damaged ``results.csv`` or ``search.json`` is refused, never read as "no
+trials"), a resumed search must keep its problem, fixed values, objective, stopper and data
+(checked against ``search.json``), and ``--data`` is validated (``galaxies.datasets.
+load_benchmark``: a bad file is one ``error:`` line, not a search of ``F_invalid_data`` rows).
+
+Exit status: 0 done; 2 bad command line, unusable log folder or invalid data; 130 (SIGINT) or
+143 (SIGTERM) interrupted: the driver kills its running trials, prints one line
+(``interrupted by SIGINT: 5 trials done in DIR; continue with --resume``) and leaves a
+resumable folder.
 
 Resume (``--resume``): DeepHyper's ``checkpoint_restart`` reloads ``results.csv`` (every
 completed trial, told again to the optimiser; none is re-run). ``--max-evals`` is the total,
 so a search of 8 that died after 5 runs 3 more. Trials that were running when the driver died
 did not complete: their folders stay, their ids are skipped, fresh configurations replace them.
+A trial that finished (complete ``record.json``) but whose row was not written before the
+driver died is recovered: its row is rebuilt from the record and it counts as completed; so
+is the trial of a partly written last row.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shlex
+import signal
 import sys
 import time
 from pathlib import Path
@@ -22,17 +38,81 @@ from typing import Any
 
 import pandas as pd
 
+from galaxies.atomic import write_error_message
+from galaxies.validate import InvalidDatasetError
 from problems import Problem, UnknownProblemError, all_problems, get_problem
 from search.algorithms import build_search
 from search.cli import CliError, build_parser, check_args, parse_overrides
 from search.deephyper_adapter import reserve_job_ids
-from search.logdir import RESULTS, LogDirState, data_identity, inspect_log_dir, write_search_json
-from search.runner import Resources, TrialContext, create_evaluator, shutdown
+from search.logdir import (
+    RESULTS,
+    LogDirError,
+    LogDirLock,
+    LogDirState,
+    apply_repair,
+    data_identity,
+    inspect_log_dir,
+    lock_log_dir,
+    plan_repair,
+    write_search_json,
+)
+from search.runner import Resources, TrialContext, check_data, create_evaluator, shutdown
 from search.stoppers import StopperError, build_stopper, check_stopper
 from search.summary import count_outcomes, summarize
 from training.cli import resolve_data
 from training.record import portable_path
 from training.registry import get_method
+
+EXIT_ON_SIGNAL = {signal.SIGINT: 130, signal.SIGTERM: 143}
+
+
+class SearchInterrupted(BaseException):
+    """SIGINT or SIGTERM reached the driver.
+
+    A ``BaseException``, like ``KeyboardInterrupt``, so that no ``except Exception`` on the way
+    swallows it.
+    """
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+class InterruptHandler:
+    """SIGINT/SIGTERM handlers of the driver: raise :class:`SearchInterrupted` once.
+
+    A second signal while the driver stops exits at once. A process forked from the driver
+    (a process-pool worker before its run function resets the handlers) does not raise:
+    it ignores SIGINT, which the driver handles, and exits silently on SIGTERM.
+    """
+
+    def __init__(self) -> None:
+        self.pid = os.getpid()
+        self.previous: dict[int, Any] = {}
+        self.stopping = False
+        self.running = False  # trials may be running (set by run_search)
+
+    def __call__(self, signum: int, frame: Any) -> None:
+        """The signal handler."""
+        if os.getpid() != self.pid:
+            if signum == signal.SIGTERM:
+                os._exit(EXIT_ON_SIGNAL[signal.SIGTERM])
+            return
+        if self.stopping:
+            os._exit(EXIT_ON_SIGNAL[signum])
+        self.stopping = True
+        raise SearchInterrupted(signum)
+
+    def install(self) -> None:
+        """Install (again: ``ray.init`` replaces the SIGTERM handler with its own)."""
+        for signum in EXIT_ON_SIGNAL:
+            previous = signal.signal(signum, self)
+            self.previous.setdefault(signum, previous)
+
+    def restore(self) -> None:
+        """Put back the handlers that were there before :meth:`install`."""
+        for signum, previous in self.previous.items():
+            signal.signal(signum, previous)
 
 
 def list_problems() -> str:
@@ -51,14 +131,20 @@ def check_log_dir(state: LogDirState, log_dir: Path, args: Any, problem: Problem
     """Refuse to overwrite results, or to resume a different search.
 
     The search's identity is its problem, fixed values, objective, stopper and data (the
-    data's identity, not its path: a moved benchmark is the same data).
+    data's identity, not its path: a moved benchmark is the same data). ``data=None``: not
+    checked (yet).
 
     Raises:
-        CliError: results exist without ``--resume``; or the resumed search differs.
+        CliError: results exist without ``--resume``; or the resumed search differs, or its
+            ``search.json`` is missing.
     """
     if state.has_results and not args.resume:
         raise CliError(f"{log_dir} already holds a search ({state.n_done} completed trials); "
                        "continue it with --resume or choose a new --log-dir")
+    if args.resume and state.has_results and not state.search:
+        raise CliError(f"{log_dir / 'search.json'} is missing, so the search that {log_dir} "
+                       "holds cannot be checked against this command. Fix: restore it from a "
+                       "backup or start a new --log-dir")
     if args.resume and state.search:
         before = state.search
         old = (before.get("problem"), before.get("fixed"),
@@ -72,11 +158,13 @@ def check_log_dir(state: LogDirState, log_dir: Path, args: Any, problem: Problem
         if data is not None and before.get("data") and before["data"] != data:
             raise CliError(f"--resume: {log_dir} was searched on other data than --data "
                            f"{args.data or 'the embedded benchmark'} (search.json: "
-                           f"{before.get('data_dir')}); pass the search's own data")
+                           f"{before.get('data_dir')}). Fix: pass the search's own --data, "
+                           "or start a new --log-dir")
 
 
 def run_search(args: Any, problem: Problem, fixed: dict[str, Any], log_dir: Path,
-               data_dir: str, state: LogDirState, resources: Resources) -> None:
+               data_dir: str, state: LogDirState, resources: Resources,
+               handler: InterruptHandler) -> None:
     """Create the evaluator and search; run ``max_evals - completed`` more trials."""
     from deephyper.evaluator.callback import TqdmCallback
 
@@ -85,7 +173,9 @@ def run_search(args: Any, problem: Problem, fixed: dict[str, Any], log_dir: Path
                            torch_threads=resources.torch_threads(),
                            die_with_driver=resources.evaluator == "process")
     callbacks = [] if args.quiet else [TqdmCallback()]
+    handler.running = True  # from here on, stopping early kills trials
     evaluator = create_evaluator(context, resources, callbacks, args.quiet)
+    handler.install()
     try:
         reserve_job_ids(evaluator, state.next_job_id, state.done_ids)
         # A resumed search gets a new seed, so it does not replay the first run's random draws.
@@ -100,7 +190,60 @@ def run_search(args: Any, problem: Problem, fixed: dict[str, Any], log_dir: Path
         search.search(evaluator, max_evals=args.max_evals, timeout=args.timeout,
                       max_evals_strict=True)
     finally:
-        shutdown(resources.evaluator)
+        if not handler.stopping:
+            shutdown(resources.evaluator)
+
+
+def kill_trials(evaluator: str) -> None:
+    """Kill the running trials now: process-pool workers (and the storage manager), Ray."""
+    import multiprocessing
+
+    for child in multiprocessing.active_children():
+        child.kill()
+    for child in multiprocessing.active_children():
+        child.join(timeout=5)
+    if evaluator == "ray":
+        with contextlib.suppress(Exception):  # exiting anyway; Ray drops a dead driver's tasks
+            shutdown("ray")
+
+
+def stop(code: int, line: str, handler: InterruptHandler, evaluator: str) -> None:
+    """Print one line on stderr and exit with ``code``; first kill the trials, if any run.
+
+    Once trials run, the exit is ``os._exit``: a normal exit would wait for the evaluator's
+    threads and processes, i.e. for the running trials to finish. Every file of the log folder
+    is written atomically, so what is on disk is a resumable search.
+    """
+    if handler.running:
+        kill_trials(evaluator)
+    sys.stdout.flush()
+    print(line, file=sys.stderr, flush=True)
+    if handler.running:
+        os._exit(code)
+    sys.exit(code)
+
+
+def interrupted_line(signum: int, log_dir: Path, args: Any, problem: Problem,
+                     fixed: dict[str, Any]) -> str:
+    """``interrupted by SIGINT: N trials done in DIR; continue with --resume``.
+
+    ``N`` counts what a resume keeps: the rows, and the finished trials it will recover.
+    """
+    try:
+        state = inspect_log_dir(log_dir)
+        repair = plan_repair(log_dir, state, problem.name, fixed, args.objective,
+                             problem.subspace(fixed).hyperparameter_names)
+        done = f"{state.n_done + len(repair.rows)} trials done in {portable_path(log_dir)}; "
+    except (LogDirError, OSError):
+        done = ""
+    newline = "" if args.quiet else "\n"  # after a progress bar
+    return f"{newline}interrupted by {signal.Signals(signum).name}: {done}continue with --resume"
+
+
+def error(message: str) -> None:
+    """One ``error:`` line on stderr and exit status 2 (no usage: the command line was fine)."""
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(2)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -118,14 +261,56 @@ def main(argv: list[str] | None = None) -> int:
         resources = check_args(args)
         fixed = parse_overrides(args.overrides, problem.name)
         check_stopper(args.stopper, problem.defaults.replace(**fixed).epochs)
-        log_dir = Path(args.log_dir or f"runs/search/{problem.name}").resolve()
-        state = inspect_log_dir(log_dir)
-        data_dir = None if state.n_done >= args.max_evals else resolve_data(args.data)
-        data = data_identity(data_dir) if data_dir else None
-        check_log_dir(state, log_dir, args, problem, fixed, data)
     except (UnknownProblemError, CliError, StopperError) as exc:
-        parser.error(str(exc))
-    log_dir.mkdir(parents=True, exist_ok=True)
+        error(str(exc))  # one line: the usage would hide it
+    log_dir = Path(args.log_dir or f"runs/search/{problem.name}").resolve()
+    handler = InterruptHandler()
+    handler.install()
+    lock: LogDirLock | None = None
+    try:
+        lock = lock_log_dir(log_dir)
+        return _locked_main(args, argv, problem, fixed, resources, log_dir, handler)
+    except LogDirError as exc:
+        error(str(exc))
+    except SearchInterrupted as exc:
+        stop(EXIT_ON_SIGNAL[exc.signum], interrupted_line(exc.signum, log_dir, args, problem,
+                                                           fixed), handler, resources.evaluator)
+    except OSError as exc:  # disk full, read-only --log-dir: one line, no traceback
+        message = write_error_message(exc, log_dir)
+        if message is None:
+            raise
+        stop(2, f"error: {message}", handler, resources.evaluator)
+    finally:
+        if lock is not None:
+            lock.release(discard=True)
+        handler.restore()
+    return 2  # not reached: error() and stop() exit
+
+
+def _locked_main(args: Any, argv: list[str], problem: Problem, fixed: dict[str, Any],
+                 resources: Resources, log_dir: Path, handler: InterruptHandler) -> int:
+    """:func:`main` once the log folder is locked: check, repair, run, summarise."""
+    searched = problem.subspace(fixed).hyperparameter_names
+    try:
+        state = inspect_log_dir(log_dir)
+        check_log_dir(state, log_dir, args, problem, fixed, None)
+        repair = (plan_repair(log_dir, state, problem.name, fixed, args.objective, searched)
+                  if args.resume else None)
+        n_done = state.n_done + (len(repair.rows) if repair else 0)
+        data_dir = None if n_done >= args.max_evals else resolve_data(args.data)
+        data = None
+        if data_dir is not None:
+            check_data(data_dir)
+            data = data_identity(data_dir)
+            check_log_dir(state, log_dir, args, problem, fixed, data)
+    except (CliError, InvalidDatasetError) as exc:
+        error(str(exc))
+    if repair:
+        apply_repair(log_dir, state, repair, searched)
+        dropped = " (and dropped the partly written last row)" if repair.partial else ""
+        print(f"resume: recovered {len(repair.rows)} finished trials {sorted(repair.rows)} "
+              f"from their records{dropped}")
+        state = inspect_log_dir(log_dir)
     if data_dir is not None:
         payload = {"problem": problem.name, "method": problem.method,
                    "backbone": problem.backbone, "fixed": fixed, "objective": args.objective,
@@ -134,13 +319,15 @@ def main(argv: list[str] | None = None) -> int:
                    "command": "python search/run.py " + shlex.join(argv),
                    "args": vars(args), "resume": args.resume, "space": problem.describe(),
                    "completed_before": state.n_done,
-                   "interrupted_before": state.interrupted_ids}
+                   "interrupted_before": state.interrupted_ids,
+                   "recovered_before": sorted(repair.rows) if repair else [],
+                   "dropped_partial_row": repair.partial if repair else ""}
         write_search_json(log_dir, payload, state.search)
         if state.interrupted_ids and not args.quiet:
             print(f"resume: {state.n_done} completed trials kept; interrupted trials "
                   f"{state.interrupted_ids} are not re-run (new configurations replace them)")
         start = time.monotonic()
-        run_search(args, problem, fixed, log_dir, data_dir, state, resources)
+        run_search(args, problem, fixed, log_dir, data_dir, state, resources, handler)
         elapsed = time.monotonic() - start
     else:
         elapsed = 0.0

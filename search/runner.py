@@ -173,11 +173,20 @@ def set_pdeathsig() -> None:
 
 
 def die_with_driver() -> None:
-    """In a process-pool worker: die with the driver, so a killed driver leaves no orphan."""
+    """In a process-pool worker: die with the driver, so a killed driver leaves no orphan.
+
+    The worker also leaves interrupts to the driver: it ignores SIGINT (a Ctrl-C reaches every
+    process of the terminal's group; the driver stops the search and kills its workers) and
+    dies silently on SIGTERM (the default action, no Python traceback), whatever handlers it
+    inherited from the driver when it was forked.
+    """
     import multiprocessing
+    import signal
 
     if multiprocessing.parent_process() is not None:
         set_pdeathsig()
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def _failed(failure: Failure | str, metadata: dict[str, Any]) -> dict[str, Any]:
@@ -254,20 +263,55 @@ def run_trial_job(job: Any, context: TrialContext) -> dict[str, Any]:
             metadata["record"] = ""
         metadata["wall_time_s"] = wall
         return _failed(failure, metadata)
-    metadata.update(_metrics_metadata(record))
     if record.get("status") == "stopped":
+        metadata.update(_metrics_metadata(record))
         # The stopper compared trials at equal budgets: return what it saw at the last epoch.
         if reporter.last is None or not math.isfinite(reporter.last):
             return _failed(Failure.NAN_OBJECTIVE, metadata)
         metadata.update(status="stopped", failure="")
         return {"objective": float(reporter.last), "metadata": metadata}
+    return record_outcome(record, context.objective, metadata["record"])
+
+
+def record_outcome(record: Mapping[str, Any], objective: str, record_path: str) -> dict[str, Any]:
+    """What the run function returns for a finished (``ok`` or ``failed``) trial's record.
+
+    Also how a resumed search rebuilds the ``results.csv`` row of a trial whose record was
+    written but whose row was not (:func:`search.logdir.plan_repair`).
+
+    Args:
+        record: the trial's ``record.json``.
+        objective: the search's objective (:mod:`search.objectives`).
+        record_path: the record's path relative to the run's folder (``metadata["record"]``).
+
+    Returns:
+        ``{"objective": float | "F_<reason>", "metadata": {METADATA_KEYS...}}``.
+    """
+    metadata: dict[str, Any] = dict.fromkeys(METADATA_KEYS)
+    metadata["record"] = record_path
+    metadata.update(_metrics_metadata(record))
     if record.get("status") != "ok":
         return _failed(record.get("failure") or Failure.ERROR, metadata)
-    value = objective_value(context.objective, record)
+    value = objective_value(objective, dict(record))
     if value is None or not math.isfinite(value):
         return _failed(Failure.NAN_OBJECTIVE, metadata)
     metadata.update(status="ok", failure="")
     return {"objective": float(value), "metadata": metadata}
+
+
+def check_data(data_dir: str | os.PathLike) -> None:
+    """Validate a data folder once, before any trial, exactly as every trial would load it.
+
+    Searches and seed studies call it first, so that bad data is one clear error instead of
+    every trial failing with ``F_invalid_data``.
+
+    Raises:
+        galaxies.validate.InvalidDatasetError: a file is missing, breaks the schema, or the
+            two domains disagree (one line naming the file and the fix).
+    """
+    from galaxies.datasets import load_benchmark
+
+    load_benchmark(data_dir)  # the arrays are dropped at once
 
 
 def usable_cores() -> int:

@@ -20,8 +20,10 @@ where it came from; a ``DIR`` that holds a study of another configuration is ref
 
 Data: ``--data``, else the search's own data folder (``search.json``), else the embedded
 benchmark. Paths in ``seeds.json`` are relative to the repository (or absolute outside it).
+The data folder is validated once before any seed runs (:func:`search.runner.check_data`).
 Exit status: 0 every requested seed ok, 1 some seed failed (see its record),
-2 bad input (unknown problem, missing search, search without a successful trial...).
+2 bad input (unknown problem, missing search, search without a successful trial, invalid
+data...).
 """
 
 from __future__ import annotations
@@ -33,8 +35,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from galaxies.validate import InvalidDatasetError
 from search.cli import resources, runner_parent
-from search.runner import Resources, TrialContext, run_configurations
+from search.runner import Resources, TrialContext, check_data, run_configurations
 from training.cli import (
     CliError,
     data_parent,
@@ -228,10 +231,11 @@ def main(argv: list[str] | None = None) -> int:
         run_resources = check_args(args)
         config, origin = choose_configuration(args)
         data_dir = study_data(args, origin)
+        check_data(data_dir)  # bad data: one error, not N failed seeds
         out = Path(args.out).resolve()
         write_study(out, study_document(args, config, origin, data_dir))
-    except CliError as exc:
-        parser.error(str(exc))
+    except (CliError, InvalidDatasetError) as exc:
+        parser.exit(2, f"error: {exc}\n")  # one line: the usage would hide it
     requested = [args.only_seed] if args.only_seed is not None else list(range(1, args.seeds + 1))
     todo = [s for s in requested if not seed_done(out, s)]
     if not args.quiet:

@@ -13,11 +13,13 @@ from pathlib import Path
 
 import deephyper
 import pandas as pd
+import pytest
 from deephyper.evaluator import Evaluator
 from deephyper.hpo import CBO, HpProblem, RandomSearch, Search
 
 from search.deephyper_adapter import (
     DEEPHYPER_VERSION,
+    AtomicResultsMixin,
     ResumableCBO,
     ResumableRandomSearch,
     as_objective,
@@ -27,7 +29,8 @@ from search.deephyper_adapter import (
 
 REPO = Path(__file__).resolve().parents[1]
 PRIVATE = re.compile(r"\._storage\b|\._search_id\b|\bjob_id_gathered\b|_shared_memory_storage"
-                     r"|\bdef _tell\b|Search\.__init__|\._problem\b|\._random_state\b")
+                     r"|\bdef _tell\b|Search\.__init__|\._problem\b|\._random_state\b"
+                     r"|\._log_dir\b|dump_jobs_done_to_csv|to_csv_complete")
 
 
 def quadratic(job):
@@ -97,6 +100,36 @@ def test_resumable_searches_reload_results_with_failures(tmp_path, monkeypatch):
     random = ResumableRandomSearch(space(), random_state=3, log_dir=str(tmp_path),
                                    checkpoint_restart=True)
     assert random._problem is not None and random._random_state is not None
+
+
+def test_results_csv_is_always_complete_and_written_atomically(tmp_path, monkeypatch):
+    """Every dump is the whole table, renamed into place: a write that fails leaves the last
+    complete results.csv (DeepHyper rewrote it in place with "w", or appended)."""
+    assert list(inspect.signature(Search.dump_jobs_done_to_csv).parameters) == ["self", "flush"]
+    assert issubclass(ResumableCBO, AtomicResultsMixin)
+    assert issubclass(ResumableRandomSearch, AtomicResultsMixin)
+    seen = []
+
+    def failing(job):  # every trial "fails": DeepHyper's own writer would write nothing yet
+        seen.append(len(pd.read_csv(path)) if path.is_file() else 0)
+        return "F_boom" if len(seen) < 3 else quadratic(job)
+
+    path = tmp_path / "results.csv"
+    evaluator = Evaluator.create(failing, method="thread", method_kwargs={"num_workers": 1})
+    search = ResumableRandomSearch(space(), random_state=1, log_dir=str(tmp_path))
+    search.search(evaluator, max_evals=4, max_evals_strict=True)
+    assert seen == [0, 1, 2, 3]  # a row per gathered trial, failures included
+    before = path.read_bytes()
+
+    def broken(self, *args, **kwargs):
+        Path(args[0]).write_text("p:x,obj")  # half a header, then the disk is full
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(pd.DataFrame, "to_csv", broken)
+    with pytest.raises(OSError, match="No space"):
+        search.dump_jobs_done_to_csv()
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["results.csv"]  # no temporary left
 
 
 def test_no_other_module_touches_private_deephyper_api():
