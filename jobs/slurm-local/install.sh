@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Install Debian's Slurm (slurm-wlm) and MUNGE for the single-node test Slurm (jobs/slurm-local).
+# Install Debian's Slurm (slurm-wlm) and MUNGE for the local test Slurm (jobs/slurm-local).
 #
 #   sudo jobs/slurm-local/install.sh        # idempotent: does nothing when already installed
 #
