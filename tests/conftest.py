@@ -84,6 +84,17 @@ def make_tiny_pair(seed: int = 0) -> dict[str, DomainData]:
 
 
 @pytest.fixture
+def one_thread():
+    """Torch on one thread for the test (restored after)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
 def tiny_domain_arrays() -> dict[str, DomainData]:
     """Fresh in-memory copies of the tiny pair, safe to modify."""
     return make_tiny_pair()

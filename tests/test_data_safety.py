@@ -16,12 +16,12 @@ import os
 import shutil
 import subprocess
 import sys
-from contextlib import contextmanager
 from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
+from fs_helpers import tmpfs
 
 from galaxies import import_real, schema
 from galaxies import validate as validate_module
@@ -52,19 +52,6 @@ def _one_line(err: str) -> str:
     return lines[0]
 
 
-@contextmanager
-def _tmpfs(path: Path, size: str = "1m", read_only: bool = False):
-    """A tmpfs mounted at ``path`` (skips the test where mounting is not allowed)."""
-    path.mkdir(parents=True, exist_ok=True)
-    options = f"size={size}" + (",ro" if read_only else "")
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)],
-                          capture_output=True, text=True)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here (needs root): {done.stderr.strip()}")
-    try:
-        yield path
-    finally:
-        subprocess.run(["umount", "-l", str(path)], capture_output=True)
 
 
 def _fill(path: Path, leave: int) -> None:
@@ -279,7 +266,7 @@ def _simulate_cli(*args: str) -> subprocess.CompletedProcess:
 
 def test_simulate_on_a_full_disk_is_one_line_and_keeps_the_old_pair(tmp_path):
     """The reported case crashed (exit 139 after 9 tracebacks from HDF5's close)."""
-    with _tmpfs(tmp_path / "disk", size="3m") as disk:
+    with tmpfs(tmp_path / "disk", size="3m") as disk:
         out = disk / "bench"
         done = _simulate_cli("--out", str(out), "--n-mergers", "11", "--n-nonmergers", "3")
         assert done.returncode == 0, done.stderr
@@ -319,7 +306,7 @@ def _train(tiny, out, capsys):
 
 
 def test_train_into_a_read_only_filesystem(tmp_path, tiny_domain_pair, capsys):
-    with _tmpfs(tmp_path / "ro", read_only=True) as ro:
+    with tmpfs(tmp_path / "ro", read_only=True) as ro:
         code, err = _train(tiny_domain_pair, ro / "trial", capsys)
     assert code == 2
     assert _one_line(err) == f"error: cannot write {ro / 'trial'}: Read-only file system"
@@ -410,8 +397,8 @@ def test_writers_on_a_full_disk_keep_the_old_file(tmp_path, name, monkeypatch):
 
 @pytest.mark.parametrize("name", ["record.json", "summary.csv", "predictions.npz",
                                   "checkpoint.pt"])
-def test_writers_on_a_real_full_tmpfs(tmp_path, name):
-    with _tmpfs(tmp_path / "disk", size="1m") as disk:
+def test_writers_on_a_real_fulltmpfs(tmp_path, name):
+    with tmpfs(tmp_path / "disk", size="1m") as disk:
         write = _writers(tmp_path)[name]
         path = disk / name
         path.write_bytes(b"old")

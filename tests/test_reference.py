@@ -12,7 +12,6 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
 from reference.make_reference import TINY, reference_view
 
 from training.loop import run_trial
@@ -28,14 +27,6 @@ ADDED_FIELDS = {"precision": "fp32", "channels_last": 0, "compile": 0, "normaliz
                 "fisher_intra": 1e-3, "fisher_inter": 1e-4, "entropy_weight": 0.1,
                 "cdan_entropy": 1, "sinkhorn_blur": 0.05, "sinkhorn_scaling": 0.9,
                 "sidda_lr_mult": 10.0}
-
-
-@pytest.fixture
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def test_reference_covers_every_paper_problem():

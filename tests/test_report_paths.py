@@ -10,11 +10,10 @@ from __future__ import annotations
 import errno
 import json
 import os
-import subprocess
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from fs_helpers import tmpfs
 
 from analysis.report import build_report, inside, main, safe_name
 from training.config import default_config
@@ -81,18 +80,6 @@ def test_hostile_problem_writes_nothing_outside_out(tmp_path):
     assert not [p for p in _files(tmp_path) if ".tmp" in p.name]
 
 
-@contextmanager
-def _tmpfs(path: Path, read_only: bool = False):
-    path.mkdir(parents=True, exist_ok=True)
-    options = "size=1m" + (",ro" if read_only else "")
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)],
-                          capture_output=True, text=True)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here (needs root): {done.stderr.strip()}")
-    try:
-        yield path
-    finally:
-        subprocess.run(["umount", "-l", str(path)], capture_output=True)
 
 
 def _one_line(err: str) -> str:
@@ -104,7 +91,7 @@ def _one_line(err: str) -> str:
 
 def test_report_into_a_read_only_filesystem(tmp_path, capsys):
     runs = crafted_search(tmp_path / "runs", "none_deepmerge")
-    with _tmpfs(tmp_path / "ro", read_only=True) as ro, pytest.raises(SystemExit) as info:
+    with tmpfs(tmp_path / "ro", read_only=True) as ro, pytest.raises(SystemExit) as info:
         main(["--runs", str(runs), "--out", str(ro / "report")])
     assert info.value.code == 2
     line = _one_line(capsys.readouterr().err)

@@ -180,14 +180,6 @@ def flipped_copy(data_dir, out_dir):
     return out_dir
 
 
-@pytest.fixture
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.mark.parametrize("problem", ["mmd_deepmerge", "adabn_deepmerge"])
 def test_flipping_target_labels_moves_no_validator(tiny_domain_pair, tmp_path, one_thread,
                                                    problem):
