@@ -60,10 +60,13 @@ meta["config"] = {**meta["config"], "method": "adabn"}
 (root / "adabn_deepmerge" / "seeds.json").write_text(json.dumps(meta, indent=1))
 PYEOF
 "$PY" training/classical.py --data "$DATA" --out "$OUT/classical" --seeds "$SEEDS" --workers 2 --quiet
-# Records into reports/headline, the README table, Figure 1, and the report's Table 1 (every
-# seed study but per-domain normalisation, which shares none_deepmerge's problem name).
+# Records into reports/headline, the README table, Figure 1, and the report's Table 1, its
+# companion completeness table and the diagnostics figures (every seed study but per-domain
+# normalisation, which shares none_deepmerge's problem name).
 "$PY" analysis/headline.py collect --runs "$OUT" --out reports/headline
 "$PY" analysis/headline.py table --records reports/headline --readme README.md
 "$PY" analysis/report.py --runs "$OUT/seeds/none_deepmerge" "$OUT/seeds/jointbn_deepmerge" \
     "$OUT/seeds/adabn_deepmerge" "$OUT/seeds/mmd_deepmerge" "$OUT/seeds/dann_deepmerge" \
-    "$OUT/classical" --out reports/headline/report
+    "$OUT/classical" --out reports/headline/report --diagnostics
+# Temperature scaling of every CNN trial (source validation split), benchmarks/RESULTS.md.
+"$PY" training/calibrate.py --trial "$OUT"/seeds/*/seed_* --summary reports/headline/calibration.json

@@ -98,7 +98,7 @@ def test_committed_headline_follows_the_protocol():
     assert protocol["generator_version"] == 4
     assert len(protocol["training_seeds"]) >= 3
     names = {arm.name for arm in arms}
-    assert {"none", "adabn", "jointbn", "mmd", "dann"} <= names
+    assert {"classical", "none", "none-perdomain", "adabn", "jointbn", "mmd", "dann"} <= names
     for path in REPORT.rglob("*"):
         assert path.suffix != ".pt", f"{path}: no checkpoint belongs in reports/"
 
