@@ -3,10 +3,18 @@
 What this project needs that DeepHyper does not offer publicly:
 
 - :func:`reserve_job_ids`: a resumed search numbers its jobs after every id already on disk
-  (so an interrupted trial's folder is never reused), and counts the ids of interrupted trials
-  as gathered (or DeepHyper would wait for them forever: it collects jobs until gathered ==
-  ids in storage). Uses ``Evaluator._storage``, ``Evaluator._search_id`` and
-  ``Evaluator.job_id_gathered``.
+  (so an interrupted trial's folder is never reused by another configuration), and counts the
+  ids of interrupted trials that are not continued as gathered (or DeepHyper would wait for
+  them forever: it collects jobs until gathered == ids in storage). Uses
+  ``Evaluator._storage``, ``Evaluator._search_id`` and ``Evaluator.job_id_gathered``.
+- :func:`submit_reserved`: submit interrupted trials again under their *own* reserved job
+  ids (DeepHyper's ``submit`` always takes a new id), so that each continues in its
+  ``trials/<id>`` folder from its ``resume.pt``. Their configurations are not asked of the
+  optimiser; their results are gathered and told like any other. Mirrors
+  ``Evaluator._create_tasks`` (``_create_job``, ``job_id_submitted``, ``jobs``,
+  ``_on_launch``, ``_execute``, ``_tasks_running``, ``loop``, ``set_event_loop``); the
+  resumable searches call it from ``reload_checkpoint`` (:attr:`AtomicResultsMixin.resume_jobs`),
+  when DeepHyper has set up the evaluator for the search (job class, stopper, search).
 - :func:`process_storage`: the process-pool evaluator's ``SharedMemoryStorage`` with a manager
   process that dies with the driver (``deephyper.evaluator.storage._shared_memory_storage``).
 - :class:`ResumableCBO`: CBO that learns from reloaded successes when ``results.csv`` mixes
@@ -30,7 +38,7 @@ DeepHyper that breaks one fails there, by name, rather than somewhere in a searc
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import numpy as np
@@ -45,24 +53,51 @@ __all__ = [
     "as_objective",
     "process_storage",
     "reserve_job_ids",
+    "submit_reserved",
 ]
 
 DEEPHYPER_VERSION = "0.13.2"  # the version whose internals this module was written against
 
 
-def reserve_job_ids(evaluator: Evaluator, next_job_id: int, done_ids: Iterable[int]) -> None:
+def reserve_job_ids(evaluator: Evaluator, next_job_id: int, done_ids: Iterable[int],
+                    resumed_ids: Iterable[int] = ()) -> None:
     """Make the evaluator's next job id ``next_job_id`` and mark unfinished ids as gathered.
+
+    With ``max_evals_strict`` DeepHyper then caps ``ids in storage - ids gathered before the
+    search starts``: completed and resumed trials count towards ``max_evals``, the other
+    interrupted ones do not.
 
     Args:
         evaluator: a fresh evaluator (no job submitted yet).
         next_job_id: first id no earlier trial used.
         done_ids: ids whose trials completed (they are reloaded from ``results.csv``).
+        resumed_ids: interrupted ids that :func:`submit_reserved` runs again (not gathered).
     """
     for _ in range(next_job_id):
         evaluator._storage.create_new_job(evaluator._search_id)
-    done = set(done_ids)
+    skip = set(done_ids) | set(resumed_ids)
     evaluator.job_id_gathered.extend(
-        f"{evaluator._search_id}.{i}" for i in range(next_job_id) if i not in done)
+        f"{evaluator._search_id}.{i}" for i in range(next_job_id) if i not in skip)
+
+
+def submit_reserved(evaluator: Evaluator, jobs: Mapping[int, dict[str, Any]]) -> None:
+    """Submit ``{job id: parameters}`` under those reserved ids (see the module docstring).
+
+    Args:
+        evaluator: the search's evaluator, after :func:`reserve_job_ids` reserved the ids with
+            them in ``resumed_ids``.
+        jobs: the run function's parameters of each job (the searched values).
+    """
+    evaluator.set_event_loop()
+    for number, args in sorted(jobs.items()):
+        job_id = f"{evaluator._search_id}.{number}"
+        evaluator._storage.store_job_in(job_id, args=(args,))
+        job = evaluator._create_job(job_id, args, evaluator.run_function, evaluator._storage)
+        evaluator.job_id_submitted.append(job_id)
+        job.context.search = evaluator.search
+        evaluator.jobs.append(job)
+        evaluator._on_launch(job)
+        evaluator._tasks_running.append(evaluator.loop.create_task(evaluator._execute(job)))
 
 
 def process_storage() -> Any:
@@ -97,7 +132,21 @@ def write_history_csv(history: Any, path: str | os.PathLike) -> Any:
 
 
 class AtomicResultsMixin:
-    """Every ``results.csv`` write of a DeepHyper search is complete and atomic."""
+    """Every ``results.csv`` write of a DeepHyper search is complete and atomic.
+
+    Also where a resumed search re-submits its interrupted trials: set :attr:`resume_jobs`
+    (``{job id: parameters}``) before ``search()``; they are submitted under their own ids
+    (:func:`submit_reserved`) right after ``results.csv`` is reloaded.
+    """
+
+    resume_jobs: Mapping[int, dict[str, Any]] = {}
+
+    def reload_checkpoint(self) -> None:
+        """DeepHyper's reload of ``results.csv``, then :attr:`resume_jobs` are submitted."""
+        super().reload_checkpoint()
+        if self.resume_jobs:
+            submit_reserved(self._evaluator, self.resume_jobs)
+            self.resume_jobs = {}
 
     def _make_results_atomic(self) -> None:
         history = self.history

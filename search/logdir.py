@@ -5,6 +5,8 @@ Layout::
     <log_dir>/.lock                    held (``flock``) by the driver using the folder
     <log_dir>/results.csv              DeepHyper's own (one row per completed trial)
     <log_dir>/trials/<job_id>/record.json   one record per trial (job id = DeepHyper's)
+    <log_dir>/trials/<job_id>/resume.pt     the epoch checkpoint of a running (or interrupted)
+                                            trial, removed once its record is written
     <log_dir>/search.json              problem, fixed values, objective, data (a path relative
                                        to the repository and its identity), the command,
                                        versions, runs
@@ -18,9 +20,14 @@ across nodes on NFSv4 (Linux maps it to NFS locks) and on Lustre mounted with ``
 a file system without locks is refused with that fix.
 
 A trial counts as *completed* when its row is in ``results.csv``. A ``trials/<id>`` folder
-without a row belongs to a trial that was running when the driver died: it is *interrupted*,
-kept as it is, and its job id is never reused (a resumed search numbers new jobs after the
-largest id on disk), so records are never overwritten or duplicated. One exception: a trial
+without a row belongs to a trial that was running when the driver died: it is *interrupted*.
+An interrupted trial with an epoch checkpoint (``trials/<id>/resume.pt``, written by
+``training.loop.run_trial`` after every epoch) of this search is *resumable*
+(:func:`resumable_trials`): a resumed search runs it again under the same job id, with the
+same configuration, in the same folder, and it continues after its last completed epoch. The
+other interrupted trials are kept as they are and their job ids are never reused (a resumed
+search numbers new jobs after the largest id on disk), so records are never overwritten or
+duplicated. One exception: a trial
 whose ``record.json`` is complete (status ``ok`` or ``failed``, this search's problem and
 fixed values) finished, and only its row was lost (the driver died between the two writes):
 :func:`plan_repair` rebuilds that row from the record (the objective recomputed with the
@@ -392,6 +399,49 @@ def apply_repair(log_dir: str | os.PathLike, state: LogDirState, repair: Repair,
     write_text(Path(log_dir) / RESULTS, text + out.getvalue())
 
 
+def resumable_trials(log_dir: str | os.PathLike, state: LogDirState, problem: str,
+                     fixed: dict[str, Any], searched: list[str],
+                     limit: int) -> dict[int, dict[str, Any]]:
+    """Interrupted trials that continue from their ``resume.pt`` (read-only).
+
+    A trial qualifies when its ``trials/<id>/resume.pt`` can be read and belongs to this
+    search: the same problem, the search's fixed values, and a value for every searched
+    hyperparameter. Call it after :func:`apply_repair` (a trial with a complete record is
+    completed, not interrupted).
+
+    Args:
+        log_dir: the search's folder.
+        state: what it holds (:func:`inspect_log_dir`).
+        problem: the search's problem.
+        fixed: the search's fixed values.
+        searched: the searched hyperparameters.
+        limit: at most this many, lowest job ids first (``max_evals`` - completed trials, so
+            that the search's total stays ``max_evals``).
+
+    Returns:
+        ``{job id: {"parameters": {searched name: value}, "epoch": last completed epoch}}``.
+    """
+    from training.loop import read_resume
+
+    found: dict[int, dict[str, Any]] = {}
+    for job_id in state.interrupted_ids:
+        if len(found) >= max(0, limit):
+            break
+        try:
+            resume = read_resume(Path(log_dir) / "trials" / str(job_id), mmap=True)
+        except Exception:  # noqa: BLE001 - unreadable: the trial stays interrupted
+            continue
+        if not isinstance(resume, dict):
+            continue
+        config = resume.get("config") or {}
+        if (resume.get("problem") != problem or any(config.get(k) != v for k, v in fixed.items())
+                or any(name not in config for name in searched)):
+            continue
+        found[job_id] = {"parameters": {name: config[name] for name in searched},
+                         "epoch": int(resume.get("epoch", 0))}
+    return found
+
+
 def data_identity(data_dir: str | os.PathLike) -> dict[str, Any]:
     """What makes two data folders the same data: per domain, its size and HDF5 attributes.
 
@@ -424,6 +474,7 @@ def write_search_json(log_dir: Path, payload: dict[str, Any], previous: dict[str
                  "completed_before": payload.get("completed_before", 0),
                  "interrupted_before": payload.get("interrupted_before", []),
                  "recovered_before": payload.get("recovered_before", []),
+                 "resumed_before": payload.get("resumed_before", []),
                  "dropped_partial_row": payload.get("dropped_partial_row", "")})
     return write_json(log_dir / SEARCH_JSON, {**payload, "runs": runs,
                                                "versions": package_versions()})

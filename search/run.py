@@ -18,11 +18,15 @@ resumable folder.
 
 Resume (``--resume``): DeepHyper's ``checkpoint_restart`` reloads ``results.csv`` (every
 completed trial, told again to the optimiser; none is re-run). ``--max-evals`` is the total,
-so a search of 8 that died after 5 runs 3 more. Trials that were running when the driver died
-did not complete: their folders stay, their ids are skipped, fresh configurations replace them.
-A trial that finished (complete ``record.json``) but whose row was not written before the
-driver died is recovered: its row is rebuilt from the record and it counts as completed; so
-is the trial of a partly written last row.
+so a search of 8 that died after 5 runs 3 more. A trial that was running when the driver died
+and had checkpointed at least one epoch (``trials/<id>/resume.pt``) is run again first, under
+its own job id, with its configuration, in its folder: it continues after its last completed
+epoch (``training.loop.run_trial``), and counts towards ``--max-evals`` like any trial. Other
+interrupted trials (killed during their first epoch) keep their folders, their ids are
+skipped and fresh configurations replace them. A trial that finished (complete
+``record.json``) but whose row was not written before the driver died is recovered: its row
+is rebuilt from the record and it counts as completed; so is the trial of a partly written
+last row.
 """
 
 from __future__ import annotations
@@ -54,6 +58,7 @@ from search.logdir import (
     inspect_log_dir,
     lock_log_dir,
     plan_repair,
+    resumable_trials,
     write_search_json,
 )
 from search.runner import Resources, TrialContext, check_data, create_evaluator, shutdown
@@ -164,8 +169,14 @@ def check_log_dir(state: LogDirState, log_dir: Path, args: Any, problem: Problem
 
 def run_search(args: Any, problem: Problem, fixed: dict[str, Any], log_dir: Path,
                data_dir: str, state: LogDirState, resources: Resources,
-               handler: InterruptHandler) -> None:
-    """Create the evaluator and search; run ``max_evals - completed`` more trials."""
+               handler: InterruptHandler, resumed: dict[int, dict[str, Any]] | None = None,
+               ) -> None:
+    """Create the evaluator and search; run ``max_evals - completed`` more trials.
+
+    ``resumed`` (:func:`search.logdir.resumable_trials`) are submitted first under their own
+    job ids and count among those trials.
+    """
+    resumed = resumed or {}
     from deephyper.evaluator.callback import TqdmCallback
 
     context = TrialContext(problem=problem.name, data_dir=data_dir, root=str(log_dir),
@@ -177,13 +188,17 @@ def run_search(args: Any, problem: Problem, fixed: dict[str, Any], log_dir: Path
     evaluator = create_evaluator(context, resources, callbacks, args.quiet)
     handler.install()
     try:
-        reserve_job_ids(evaluator, state.next_job_id, state.done_ids)
+        reserve_job_ids(evaluator, state.next_job_id, state.done_ids, resumed_ids=resumed)
         # A resumed search gets a new seed, so it does not replay the first run's random draws.
         seed = args.seed + len(state.search.get("runs", [])) if state.has_results else args.seed
         epochs = problem.defaults.replace(**fixed).epochs
-        search = build_search(args.search, problem.subspace(fixed), str(log_dir), seed,
-                              args.max_evals, restart=(log_dir / RESULTS).is_file(),
-                              stopper=build_stopper(args.stopper, epochs))
+        space = problem.subspace(fixed)
+        # CBO's first point is the default configuration, unless a resumed trial is it.
+        restart = (log_dir / RESULTS).is_file() or any(
+            job["parameters"] == dict(space.default_configuration) for job in resumed.values())
+        search = build_search(args.search, space, str(log_dir), seed, args.max_evals,
+                              restart=restart, stopper=build_stopper(args.stopper, epochs))
+        search.resume_jobs = {job_id: job["parameters"] for job_id, job in resumed.items()}
         # Strict mode caps (ids in storage - ids gathered before the search starts), i.e. the
         # reserved ids of interrupted trials do not count and the completed ones do: the cap
         # is the total, so a resumed search runs max_evals - completed more trials.
@@ -311,6 +326,9 @@ def _locked_main(args: Any, argv: list[str], problem: Problem, fixed: dict[str, 
         print(f"resume: recovered {len(repair.rows)} finished trials {sorted(repair.rows)} "
               f"from their records{dropped}")
         state = inspect_log_dir(log_dir)
+    resumed = (resumable_trials(log_dir, state, problem.name, fixed, searched,
+                                limit=args.max_evals - state.n_done)
+               if args.resume and data_dir is not None else {})
     if data_dir is not None:
         payload = {"problem": problem.name, "method": problem.method,
                    "backbone": problem.backbone, "fixed": fixed, "objective": args.objective,
@@ -321,13 +339,18 @@ def _locked_main(args: Any, argv: list[str], problem: Problem, fixed: dict[str, 
                    "completed_before": state.n_done,
                    "interrupted_before": state.interrupted_ids,
                    "recovered_before": sorted(repair.rows) if repair else [],
+                   "resumed_before": sorted(resumed),
                    "dropped_partial_row": repair.partial if repair else ""}
         write_search_json(log_dir, payload, state.search)
         if state.interrupted_ids and not args.quiet:
-            print(f"resume: {state.n_done} completed trials kept; interrupted trials "
-                  f"{state.interrupted_ids} are not re-run (new configurations replace them)")
+            skipped = [i for i in state.interrupted_ids if i not in resumed]
+            print(f"resume: {state.n_done} completed trials kept"
+                  + "".join(f"; trial {i} continues after epoch {job['epoch']} (resume.pt)"
+                            for i, job in sorted(resumed.items()))
+                  + (f"; interrupted trials {skipped} are not re-run (no usable resume.pt: "
+                     "new configurations take their place)" if skipped else ""))
         start = time.monotonic()
-        run_search(args, problem, fixed, log_dir, data_dir, state, resources, handler)
+        run_search(args, problem, fixed, log_dir, data_dir, state, resources, handler, resumed)
         elapsed = time.monotonic() - start
     else:
         elapsed = 0.0

@@ -153,13 +153,31 @@ class EpochReporter:
     def __init__(self, job: Any, objective: str):
         self.job, self.objective = job, objective
         self.last: float | None = None
+        self.observed: list[tuple[int, float | str]] = []
 
     def __call__(self, epoch: int, interim: Any) -> bool:
         """Record ``(epoch, objective)``; True when the stopper ends the trial."""
         value = objective_value(self.objective, interim())
         self.last = value
-        self.job.record(epoch, value if value is not None else str(Failure.NAN_OBJECTIVE))
+        self.observed.append((epoch, value if value is not None else str(Failure.NAN_OBJECTIVE)))
+        self.job.record(*self.observed[-1])
         return bool(self.job.stopped())
+
+    def state_dict(self) -> dict[str, Any]:
+        """What a resumed trial needs (saved in its ``resume.pt`` by ``run_trial``)."""
+        return {"last": self.last, "observed": list(self.observed)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue a resumed trial: replay its recorded objectives to the new stopper.
+
+        The stopper of the resumed search rebuilds its state (rungs, observations) from them;
+        its answers for those epochs are not acted on (the trial went on past them).
+        """
+        self.last = state.get("last")
+        for epoch, value in state.get("observed", []):
+            self.observed.append((int(epoch), value))
+            self.job.record(int(epoch), value)
+            self.job.stopped()
 
 
 def set_pdeathsig() -> None:
@@ -212,6 +230,10 @@ def _classify(exc: Exception) -> tuple[Failure, str, str | None]:
 
 def run_trial_job(job: Any, context: TrialContext) -> dict[str, Any]:
     """Train one configuration; return ``{"objective", "metadata"}`` (never raises).
+
+    The trial trains in ``context.trial_dir(job id)``; when that folder holds the
+    ``resume.pt`` of the same configuration (an interrupted trial that a resumed search runs
+    again under its own job id), ``run_trial`` continues after its last completed epoch.
 
     Args:
         job: DeepHyper's ``RunningJob`` (``job.parameters``: the sampled values; ``job["job_id"]``).

@@ -14,15 +14,32 @@ any other exception ends as ``status: "failed"`` with its typed reason
 
 Whether a step draws a target batch, and which transfer loss it adds, come from the method's
 spec (:mod:`training.registry`); the network from the backbone's spec.
+
+Preemption: after every completed epoch ``run_trial`` writes ``out_dir/resume.pt`` atomically
+(:data:`RESUME`; everything the next epoch depends on, see :func:`resume_payload`). A trial
+started again in the same folder (a resumed search, a requeued job, ``train.py`` with the
+same ``--out``) continues from the epoch after the last one checkpointed when the file's
+fingerprint (:func:`resume_fingerprint`) matches its configuration, problem, data, device
+type and torch version; a file that does not match, or cannot be read, is ignored with a
+:class:`ResumeWarning` and the trial starts afresh (overwriting it). On the CPU, at equal
+thread counts, the resumed trial's record equals an uninterrupted run's (losses, metrics,
+best epoch, diagnostics, weights; ``tests/test_trial_resume.py``). ``resume.pt`` is removed
+once ``record.json`` is written.
 """
 
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
 import os
+import platform
+import random
 import time
 import traceback
+import warnings
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +66,10 @@ from training.record import PREDICTIONS, Failure, base_record, write_json, write
 from training.registry import create_transfer_loss, get_method
 
 EVAL_SPLITS = (("source", "val"), ("target", "val"), ("source", "test"), ("target", "test"))
+#: The epoch checkpoint of a running trial (removed once its record is written).
+RESUME = "resume.pt"
+#: Layout version of ``resume.pt`` (part of its fingerprint).
+RESUME_FORMAT = 1
 #: Steps between two host looks at the device-side finiteness flag (each one is a device sync).
 FINITE_CHECK_EVERY = 16
 
@@ -79,6 +100,35 @@ def seed_everything(seed: int, device: torch.device) -> torch.Generator:
     torch.manual_seed(seed)
     torch.use_deterministic_algorithms(True, warn_only=device.type == "cuda")
     return torch.Generator().manual_seed(seed)
+
+
+def _rng_state(device: torch.device) -> dict[str, Any]:
+    """The global RNG states (torch CPU, CUDA or MPS when used, NumPy, Python)."""
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    state: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "numpy": {"name": name, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": pos,
+                  "has_gauss": has_gauss, "cached_gaussian": cached},
+        "python": random.getstate(),
+    }
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    elif device.type == "mps":
+        state["mps"] = torch.mps.get_rng_state()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any], device: torch.device) -> None:
+    """Inverse of :func:`_rng_state`."""
+    torch.set_rng_state(state["torch"])
+    numpy = state["numpy"]
+    np.random.set_state((numpy["name"], numpy["keys"].numpy().astype(np.uint32), numpy["pos"],
+                         numpy["has_gauss"], numpy["cached_gaussian"]))
+    random.setstate(state["python"])
+    if device.type == "cuda" and "cuda" in state:
+        torch.cuda.set_rng_state_all(state["cuda"])
+    elif device.type == "mps" and "mps" in state:
+        torch.mps.set_rng_state(state["mps"])
 
 
 class _Trainer:
@@ -147,6 +197,44 @@ class _Trainer:
         self._first_bad = torch.full((), -1, dtype=torch.long, device=device)
         self._bad_values = torch.zeros(3, dtype=acc_dtype, device=device)
         self._zero = torch.zeros((), device=device)
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything the next epoch depends on, at an epoch boundary (see :data:`RESUME`).
+
+        Network and transfer-loss weights (a DANN domain classifier, SIDDA's learned loss
+        weights), the optimiser (every parameter group, its moments, its one-cycle learning
+        rates and momenta), the schedule, the step count (DANN's GRL progress derives from
+        it), the batch-order generator and the target permutation of :class:`PairedBatches`,
+        and the global RNGs (torch's CPU one drives dropout; CUDA's, NumPy's and Python's are
+        kept too).
+        """
+        return {
+            "model": self.model.state_dict(),
+            "transfer": self.transfer.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "step_count": self.step_count,
+            "generator": self.generator.get_state(),
+            # PairedBatches keeps its target permutation between epochs (private attributes).
+            "target_order": self.batches._target_order.cpu(),
+            "target_pos": self.batches._target_pos,
+            "rng": _rng_state(self.device),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from :meth:`state_dict` (the model, compiled or not, is updated in place)."""
+        self.model.load_state_dict(state["model"])
+        self.transfer.load_state_dict(state["transfer"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.step_count = int(state["step_count"])
+        self._step_t.fill_(self.step_count)
+        self.generator.set_state(state["generator"])
+        order = state["target_order"]
+        if self.batches.target_x is not None:
+            order = order.to(self.batches.target_x.device)
+        self.batches._target_order, self.batches._target_pos = order, int(state["target_pos"])
+        _set_rng_state(state["rng"], self.device)
 
     def autocast(self) -> torch.autocast:
         """bf16 autocast of the network when ``precision == "bf16"`` (a no-op for fp32)."""
@@ -271,25 +359,62 @@ class _Trainer:
 
 
 #: ``on_epoch(epoch, interim) -> stop?``: called after every epoch; ``interim()`` evaluates the
-#: current weights on the validation splits (see :func:`interim_record`).
+#: current weights on the validation splits (see :func:`interim_record`). A callback with
+#: ``state_dict()`` and ``load_state_dict(state)`` methods (e.g. a search's epoch reporter) has
+#: its state saved in ``resume.pt`` and given back when the trial resumes.
 EpochCallback = Callable[[int, Callable[[], dict[str, Any]]], bool]
 
 
+@dataclass
+class FitState:
+    """Where :func:`fit` stands after an epoch: early stopping and whether training is over.
+
+    Attributes:
+        epoch: the last completed epoch (0: none yet).
+        best_loss: the lowest source validation loss so far.
+        best_epoch: its epoch (0: none yet).
+        best_state: the network's state dict at ``best_epoch`` (``None``: none yet).
+        waited: epochs since the last improvement (early stopping's patience counter).
+        done: training is over after ``epoch`` (last epoch, patience spent, or ``stopped``).
+        stopped: ``on_epoch`` ended the run before the last epoch.
+    """
+
+    epoch: int = 0
+    best_loss: float = float("inf")
+    best_epoch: int = 0
+    best_state: dict[str, torch.Tensor] | None = None
+    waited: int = 0
+    done: bool = False
+    stopped: bool = False
+
+
 def fit(trainer: _Trainer, history: list[dict[str, Any]], progress: bool,
-        on_epoch: EpochCallback | None = None) -> tuple[int, bool]:
+        on_epoch: EpochCallback | None = None, state: FitState | None = None,
+        checkpoint: Callable[[FitState], None] | None = None) -> tuple[int, bool]:
     """Train with early stopping on the source validation loss; restore the best weights.
 
     Appends one row per epoch to ``history`` (so a failed trial keeps its curves). After each
-    epoch ``on_epoch`` (a search's stopper) may end the run before the last epoch.
+    epoch ``on_epoch`` (a search's stopper) may end the run before the last epoch, then
+    ``checkpoint(state)`` is called (``run_trial`` writes ``resume.pt`` there).
+
+    Args:
+        trainer: the run's state.
+        history: the rows of the epochs done so far (appended to).
+        progress: show a progress bar over epochs.
+        on_epoch: see :data:`EpochCallback`.
+        state: continue after ``state.epoch`` (a resumed trial; ``trainer`` and ``history``
+            restored to the same epoch); default: from the first epoch.
+        checkpoint: called after every epoch with the updated state.
 
     Returns:
         ``(best epoch, stopped)``: ``stopped`` is True when ``on_epoch`` ended the run before
         ``config.epochs``.
     """
     config = trainer.config
-    best_loss, best_epoch, best_state, waited = float("inf"), 0, None, 0
-    stopped = False
-    bar = tqdm(range(1, config.epochs + 1), desc="epochs", unit="epoch", disable=not progress)
+    state = state if state is not None else FitState()
+    epochs = range(state.epoch + 1, config.epochs + 1) if not state.done else range(0)
+    bar = tqdm(epochs, desc="epochs", unit="epoch", disable=not progress,
+               initial=state.epoch, total=config.epochs)
     for epoch in bar:
         tick = time.perf_counter()
         row: dict[str, Any] = {"epoch": epoch, **trainer.train_epoch(epoch)}
@@ -300,20 +425,22 @@ def fit(trainer: _Trainer, history: list[dict[str, Any]], progress: bool,
         bar.set_postfix(
             loss=f"{row['train_loss']:.3f}", val_acc=f"{row['source_val_accuracy']:.3f}"
         )
-        if row["source_val_loss"] < best_loss:
-            best_loss, best_epoch, waited = row["source_val_loss"], epoch, 0
-            best_state = copy.deepcopy(trainer.model.state_dict())
+        if row["source_val_loss"] < state.best_loss:
+            state.best_loss, state.best_epoch, state.waited = row["source_val_loss"], epoch, 0
+            state.best_state = copy.deepcopy(trainer.model.state_dict())
         else:
-            waited += 1
+            state.waited += 1
         if on_epoch is not None and on_epoch(epoch, lambda: interim_record(trainer)):
-            stopped = epoch < config.epochs
-            if stopped:
-                break
-        if waited >= config.patience:
+            state.stopped = epoch < config.epochs
+        state.epoch = epoch
+        state.done = state.stopped or state.waited >= config.patience or epoch == config.epochs
+        if checkpoint is not None:
+            checkpoint(state)
+        if state.done:
             break
-    if best_state is not None:
-        trainer.model.load_state_dict(best_state)
-    return best_epoch, stopped
+    if state.best_state is not None:
+        trainer.model.load_state_dict(state.best_state)
+    return state.best_epoch, state.stopped
 
 
 def evaluate(trainer: _Trainer, splits: tuple[tuple[str, str], ...] = EVAL_SPLITS,
@@ -463,6 +590,101 @@ def json_safe_attrs(attrs: dict[str, Any]) -> dict[str, Any]:
     return json.loads(json.dumps(_json_safe(attrs), default=str))
 
 
+def resume_fingerprint(trainer: _Trainer, problem: str, record: dict[str, Any]) -> str:
+    """SHA-256 of what a ``resume.pt`` must agree with to be continued.
+
+    The problem, every ``TrainConfig`` field, the data's identity (both domains' HDF5
+    attributes, pair id included, the rows of every split and the channel statistics computed
+    from the training pixels), the device type, the torch version and :data:`RESUME_FORMAT`.
+    Not the data folder's path (a moved benchmark is the same data) nor the host.
+    """
+    data = record["data"]
+    payload = {
+        "format": RESUME_FORMAT, "problem": problem, "config": trainer.config.to_dict(),
+        "source_attrs": json_safe_attrs(data["source_attrs"]),
+        "target_attrs": json_safe_attrs(data["target_attrs"]),
+        "channel_stats": {d: s.to_dict() for d, s in trainer.stats.items()},
+        "rows": {f"{d}_{s}": len(x) for (d, s), (x, _) in trainer.data.items()},
+        "device": trainer.device.type, "torch": torch.__version__,
+    }
+    text = json.dumps(payload, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+class ResumeWarning(UserWarning):
+    """A ``resume.pt`` that is not continued (another configuration or data, or unreadable)."""
+
+
+def read_resume(trial_dir: str | os.PathLike, mmap: bool = False) -> dict[str, Any] | None:
+    """``trial_dir/resume.pt`` as written (tensors on the CPU); ``None`` if there is none.
+
+    Args:
+        trial_dir: the trial's folder.
+        mmap: map the file instead of reading it (cheap when only ``config``, ``problem`` or
+            ``epoch`` are looked at; the tensors are then backed by the file).
+
+    Raises:
+        Exception: the file exists but cannot be read (whatever ``torch.load`` raises).
+    """
+    path = Path(trial_dir) / RESUME
+    if not path.is_file():
+        return None
+    return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+
+
+def _usable_resume(out_dir: Path, fingerprint: str) -> dict[str, Any] | None:
+    """The ``resume.pt`` of ``out_dir`` when it matches ``fingerprint``; else warn, ``None``."""
+    path = out_dir / RESUME
+    try:
+        resume = read_resume(out_dir)
+    except Exception as exc:  # noqa: BLE001 - an unreadable checkpoint is not a failure
+        warnings.warn(f"{path} cannot be read ({type(exc).__name__}: {exc}); the trial starts "
+                      "from epoch 1 and will overwrite it", ResumeWarning, stacklevel=3)
+        return None
+    if resume is None:
+        return None
+    if not isinstance(resume, dict) or resume.get("fingerprint") != fingerprint:
+        warnings.warn(f"{path} belongs to another configuration, data, device or torch version "
+                      "(its fingerprint differs); the trial starts from epoch 1 and will "
+                      "overwrite it", ResumeWarning, stacklevel=3)
+        return None
+    return resume
+
+
+def resume_payload(trainer: _Trainer, state: FitState, history: list[dict[str, Any]],
+                   fingerprint: str, problem: str, elapsed_s: float,
+                   resumed: list[dict[str, Any]], on_epoch: Any = None) -> dict[str, Any]:
+    """The content of ``resume.pt`` after epoch ``state.epoch``.
+
+    ``{format, fingerprint, problem, config, epoch, trainer (:meth:`_Trainer.state_dict`), fit
+    (:class:`FitState`: best epoch, loss and weights (``"model"`` when they are the epoch's
+    own), patience counter, done, stopped),
+    history, elapsed_s, resumed, on_epoch (the callback's ``state_dict()`` or ``None``),
+    host, written_at}``; only tensors and plain Python values (``torch.load(...,
+    weights_only=True)`` reads it).
+    """
+    saver = getattr(on_epoch, "state_dict", None)
+    fit = {name: getattr(state, name) for name in FitState.__dataclass_fields__}
+    if state.best_state is not None and state.best_epoch == state.epoch:
+        fit["best_state"] = "model"  # the best weights are the model's: not stored twice
+    return {
+        "format": RESUME_FORMAT, "fingerprint": fingerprint, "problem": problem,
+        "config": trainer.config.to_dict(), "epoch": state.epoch,
+        "trainer": trainer.state_dict(),
+        "fit": fit,
+        "history": list(history), "elapsed_s": elapsed_s, "resumed": list(resumed),
+        "on_epoch": saver() if callable(saver) else None,
+        "host": platform.node(), "written_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    }
+
+
+def _remove_resume(out_dir: Path) -> None:
+    """Remove ``resume.pt`` and any temporary file a killed write of it left."""
+    for path in out_dir.glob(RESUME + ".tmp*"):
+        path.unlink(missing_ok=True)
+    (out_dir / RESUME).unlink(missing_ok=True)
+
+
 def run_trial(
     config: TrainConfig,
     data_dir: str | os.PathLike,
@@ -470,19 +692,27 @@ def run_trial(
     problem: str | None = None,
     progress: bool = True,
     on_epoch: EpochCallback | None = None,
+    resume: bool = True,
 ) -> dict[str, Any]:
     """Train and evaluate one configuration; write ``out_dir/record.json`` and return it.
+
+    After every epoch the trial's state is written to ``out_dir/resume.pt`` (atomically); a
+    trial started again in the same folder continues from it (see the module docstring). The
+    record of a resumed trial has ``resumed``: one ``{"from_epoch", "host", "at"}`` per
+    resume; its ``wall_time_s`` adds the time of every attempt up to its last checkpoint.
 
     Args:
         config: every hyperparameter of the trial.
         data_dir: folder with ``source.h5`` and ``target.h5``.
         out_dir: the trial's folder (``record.json``, ``roc.json``, ``predictions.npz``,
-            ``checkpoint.pt``).
+            ``checkpoint.pt``; ``resume.pt`` while it runs).
         problem: the problem name recorded with the trial (default: the config's
             ``<method>_<backbone>``).
         progress: show a progress bar over epochs.
         on_epoch: called after every epoch (see :data:`EpochCallback`); when it ends the run
             early the record's status is ``"stopped"`` (metrics of the best weights so far).
+        resume: continue from a matching ``out_dir/resume.pt`` (False: start afresh and
+            overwrite it).
 
     Returns:
         The trial record (see ``docs/CONTRACTS.md``).
@@ -497,10 +727,46 @@ def run_trial(
     device = resolve_device(config.device)
     problem = problem or problem_name(config.method, config.backbone)
     record = base_record(config, problem, bench, str(device))
+    elapsed_before = 0.0
     try:
         trainer = _Trainer(config, bench, device)
-        bench = None  # the trainer holds normalised copies: free the rest
-        best_epoch, stopped = fit(trainer, record["history"], progress, on_epoch)
+        fingerprint = resume_fingerprint(trainer, problem, record)
+        previous = _usable_resume(out_dir, fingerprint) if resume else None
+        state, resumed = None, []
+        if previous is not None:
+            try:
+                trainer.load_state_dict(previous["trainer"])
+                if previous.get("on_epoch") is not None and hasattr(on_epoch, "load_state_dict"):
+                    on_epoch.load_state_dict(previous["on_epoch"])
+            except Exception as exc:  # noqa: BLE001 - fall back to a fresh start
+                warnings.warn(f"{out_dir / RESUME} cannot be continued ({type(exc).__name__}: "
+                              f"{exc}); the trial starts from epoch 1", ResumeWarning,
+                              stacklevel=2)
+                trainer = _Trainer(config, bench, device)
+            else:
+                state = FitState(**previous["fit"])
+                if isinstance(state.best_state, str):  # "model": the epoch's own weights
+                    state.best_state = copy.deepcopy(trainer.model.state_dict())
+                record["history"] = list(previous["history"])
+                elapsed_before = float(previous["elapsed_s"])
+                resumed = [*previous["resumed"], {
+                    "from_epoch": state.epoch, "host": platform.node(),
+                    "at": time.strftime("%Y-%m-%dT%H:%M:%S")}]
+                record["resumed"] = resumed
+                if progress:
+                    print(f"{out_dir}: resuming after epoch {state.epoch} ({RESUME})",
+                          flush=True)
+        bench = previous = None  # the trainer holds normalised copies: free the rest
+
+        def checkpoint(fit_state: FitState) -> None:
+            payload = resume_payload(trainer, fit_state, record["history"], fingerprint,
+                                     problem, elapsed_before + time.perf_counter() - start,
+                                     resumed, on_epoch)
+            with atomic_path(out_dir / RESUME) as tmp:
+                torch.save(payload, tmp)
+
+        best_epoch, stopped = fit(trainer, record["history"], progress, on_epoch, state,
+                                  checkpoint)
         record["best_epoch"], record["epochs_run"] = best_epoch, len(record["history"])
         _score_and_write(trainer, record, out_dir, best_epoch)
         record["status"] = "stopped" if stopped else "ok"
@@ -515,6 +781,7 @@ def run_trial(
     except Exception as exc:  # noqa: BLE001 - a trial's failure belongs in its record
         record.update(status="failed", failure=str(Failure.ERROR),
                       error=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc())
-    record["wall_time_s"] = time.perf_counter() - start
+    record["wall_time_s"] = elapsed_before + time.perf_counter() - start
     write_json(out_dir / "record.json", record)
+    _remove_resume(out_dir)  # the record is complete: nothing to continue
     return record
