@@ -32,7 +32,8 @@ def test_every_new_method_has_both_backbones_listed(capsys):
             assert f"{method}_{short} (method={method}, backbone={backbone}" in listing
 
 
-@pytest.mark.parametrize("problem", [*(f"{m}_deepmerge" for m in NEW_METHODS), "cdan_resnet"])
+@pytest.mark.parametrize(
+    "problem", [f"{m}_{b}" for b in ("deepmerge", "resnet") for m in NEW_METHODS])
 def test_tiny_search(problem, tiny_domain_pair, tmp_path):
     log_dir = tmp_path / "search" / problem
     assert search_main(["--problem", problem, "--data", str(tiny_domain_pair), "--log-dir",
