@@ -17,7 +17,8 @@ BIN = Path(sys.executable).parent
 ENTRY_POINTS = ("galaxy-da-simulate", "galaxy-da-validate", "galaxy-da-import", "galaxy-da-plot",
                 "galaxy-da-train", "galaxy-da-search", "galaxy-da-seeds",
                 "galaxy-da-objective-study", "galaxy-da-report", "galaxy-da-compare",
-                "galaxy-da-reproduce", "galaxy-da-classical")
+                "galaxy-da-reproduce", "galaxy-da-classical", "galaxy-da-predict",
+                "galaxy-da-calibrate")
 
 
 def run(*argv: str, timeout: int = 120) -> subprocess.CompletedProcess:
