@@ -58,3 +58,19 @@ def test_results_calibration_table_equals_the_committed_summary():
     table = grouped_table(trials)
     assert (REPO / "reports/headline/calibration.md").read_text() == table
     assert table in (REPO / "benchmarks/RESULTS.md").read_text()
+
+
+def test_results_selection_tables_equal_the_committed_study():
+    import json
+
+    from search.objective_study import format_summary
+
+    study = json.loads((REPO / "benchmarks/records/selection_study.json").read_text())
+    results = (REPO / "benchmarks/RESULTS.md").read_text()
+    for role in ("choose", "confirm"):
+        assert format_summary(study[role]["summary"]) in results, role
+    assert study["choose"]["n_trials"] + study["confirm"]["n_trials"] >= 100
+    assert study["choose"]["reference"] == "target_val_accuracy"  # no choice reads a test split
+    from search.objectives import DEFAULT_OBJECTIVE
+
+    assert study["choose"]["chosen"] == DEFAULT_OBJECTIVE
