@@ -74,3 +74,14 @@ def test_results_selection_tables_equal_the_committed_study():
     from search.objectives import DEFAULT_OBJECTIVE
 
     assert study["choose"]["chosen"] == DEFAULT_OBJECTIVE
+
+
+def test_results_methods_table_equals_its_records():
+    from analysis import headline
+
+    records = REPO / "reports/methods_short"
+    markdown = headline.format_markdown(headline.headline(records))
+    assert (records / "headline.md").read_text() == markdown
+    assert markdown in (REPO / "benchmarks/RESULTS.md").read_text()
+    names = {arm.name for arm in headline.load_arms(records)}
+    assert {"none", "mmd", "dann", "coral", "mmdfe", "dannfe", "cdan", "sidda"} <= names
