@@ -161,15 +161,15 @@ def load_trained(trial_dir: str | os.PathLike, device: str | torch.device = "cpu
     try:
         state = torch.load(path, map_location=device, weights_only=False)
         config = TrainConfig.from_dict(state["config"])
-        networks = {}
-        for domain, key in (("source", "model"), ("target", "target_model")):
-            weights = state.get(key, state["model"])
-            if domain == "target" and key not in state:
-                networks["target"] = networks["source"]
-                continue
-            network = create_classifier(config)
-            network.load_state_dict(weights)
-            networks[domain] = network.to(device).eval()
+        def network(weights: dict) -> torch.nn.Module:
+            built = create_classifier(config)
+            built.load_state_dict(weights)
+            return built.to(device).eval()
+
+        source = network(state["model"])
+        # Only a method with adapt_for_target (AdaBN) stores a separate target network.
+        target = network(state["target_model"]) if "target_model" in state else source
+        networks = {"source": source, "target": target}
         stats = {"source": ChannelStats.from_dict(state["channel_stats"]),
                  "target": ChannelStats.from_dict(state.get("target_channel_stats")
                                                   or state["channel_stats"])}
