@@ -6,6 +6,9 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-galaxy-da
 PROBLEM ?= mmd_deepmerge
+# Test processes (pytest-xdist); 0 runs the suite in this process. tests/conftest.py keeps the
+# Ray and Slurm tests in one process and each other file's tests together.
+TEST_WORKERS ?= 2
 
 .PHONY: search test lint install clean-venv
 
@@ -26,7 +29,7 @@ lint: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m ruff check .
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup
 
 clean-venv:
 	rm -rf $(VENV)

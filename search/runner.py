@@ -56,10 +56,14 @@ from search.objectives import DEFAULT_OBJECTIVE, objective_value
 from training.record import Failure, failure_record, write_json
 
 EVALUATORS = ("serial", "process", "ray")
+#: The label-free validators of a record's diagnostics (training/validators.py and the loop's
+#: own), each an ``m:`` column of ``results.csv`` beside the accuracies.
+VALIDATOR_METADATA = ("source_val_loss", "feature_mmd_val", "target_val_entropy",
+                      "target_val_im", "target_val_snd", "target_val_bnm", "dev_risk")
 METADATA_KEYS = (
     "status", "failure", "source_val_accuracy", "target_val_accuracy", "source_test_accuracy",
-    "target_test_accuracy", "feature_mmd_val", "target_val_entropy", "best_epoch", "epochs_run",
-    "wall_time_s", "record",
+    "target_test_accuracy", *VALIDATOR_METADATA, "best_epoch", "epochs_run", "wall_time_s",
+    "record",
 )
 
 
@@ -134,8 +138,7 @@ def _metrics_metadata(record: dict[str, Any]) -> dict[str, Any]:
     return {
         "source_val_accuracy": acc("source_val"), "target_val_accuracy": acc("target_val"),
         "source_test_accuracy": acc("source_test"), "target_test_accuracy": acc("target_test"),
-        "feature_mmd_val": diagnostics.get("feature_mmd_val"),
-        "target_val_entropy": diagnostics.get("target_val_entropy"),
+        **{key: diagnostics.get(key) for key in VALIDATOR_METADATA},
         "best_epoch": record.get("best_epoch"), "epochs_run": record.get("epochs_run"),
         "wall_time_s": record.get("wall_time_s"),
     }

@@ -14,6 +14,13 @@ Use it read-only (it is session-scoped)::
 
 ``tiny_domain_arrays`` gives fresh in-memory copies (``{"source": DomainData, "target": ...}``)
 to corrupt and write in a test's own ``tmp_path``.
+
+``make test`` runs the suite in two processes (pytest-xdist, ``--dist loadgroup``);
+:func:`pytest_collection_modifyitems` gives every test an ``xdist_group``: the files that start
+Ray or Slurm (markers ``ray``/``slurm``) share the group ``clusters`` and run first, one test at
+a time, because their clean-up checks (no Ray, Slurm or MUNGE process left, ``ray stop`` when no
+other Ray was running) see every process of the machine; every other file is a group of its own,
+so that its module- and session-scoped fixtures are built once.
 """
 
 from __future__ import annotations
@@ -81,6 +88,21 @@ def make_tiny_pair(seed: int = 0) -> dict[str, DomainData]:
             attrs={**common, "domain": domain, "noise": noise_text},
         )
     return pair
+
+
+CLUSTER_MARKERS = ("ray", "slurm")  #: markers of tests that start machine-wide processes
+CLUSTER_GROUP = "clusters"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Group the tests for ``--dist loadgroup`` (module docstring); cluster files go first."""
+    cluster_files = {item.path for item in items
+                     if any(item.get_closest_marker(m) for m in CLUSTER_MARKERS)}
+    for item in items:
+        if item.get_closest_marker("xdist_group") is None:
+            group = CLUSTER_GROUP if item.path in cluster_files else item.path.stem
+            item.add_marker(pytest.mark.xdist_group(group))
+    items.sort(key=lambda item: item.path not in cluster_files)  # stable: order kept within
 
 
 @pytest.fixture

@@ -24,6 +24,7 @@ from galaxies.datasets import load_benchmark
 from galaxies.schema import domain_paths, load_domain_arrays, write_domain
 from search.objectives import OBJECTIVES, ORACLES, get_objective, objective_value
 from search.run import main as search_main
+from search.runner import VALIDATOR_METADATA
 from training import validators as v
 from training.loop import _Trainer, interim_record, run_trial
 from training.naming import problem_config
@@ -224,4 +225,6 @@ def test_search_with_a_validator_objective(tiny_domain_pair, tmp_path):
     for _, row in frame.iterrows():
         record = json.loads((log_dir / "trials" / str(row["job_id"]) / "record.json").read_text())
         assert float(row["objective"]) == pytest.approx(-record["diagnostics"]["dev_risk"])
+        for key in VALIDATOR_METADATA:  # every validator is a column of the search's table
+            assert float(row[f"m:{key}"]) == pytest.approx(record["diagnostics"][key]), key
     assert json.loads((log_dir / "search.json").read_text())["objective"] == "neg_dev_risk"
