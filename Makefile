@@ -6,8 +6,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-galaxy-da
 PROBLEM ?= mmd_deepmerge
-# Test processes (pytest-xdist); 0 runs the suite in this process. tests/conftest.py keeps the
-# Ray and Slurm tests in one process and each other file's tests together.
+# Test processes (pytest-xdist); 0 runs the suite in this process. Each file's tests run in one
+# process, and tests/conftest.py runs the Ray and Slurm files first, one after the other.
 TEST_WORKERS ?= 2
 
 .PHONY: search test lint install clean-venv
@@ -29,7 +29,7 @@ lint: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m ruff check .
-	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 clean-venv:
 	rm -rf $(VENV)

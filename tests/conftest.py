@@ -15,15 +15,17 @@ Use it read-only (it is session-scoped)::
 ``tiny_domain_arrays`` gives fresh in-memory copies (``{"source": DomainData, "target": ...}``)
 to corrupt and write in a test's own ``tmp_path``.
 
-``make test`` runs the suite in two processes (pytest-xdist, ``--dist loadgroup``);
-:func:`pytest_collection_modifyitems` gives every test an ``xdist_group``: the files that start
-Ray or Slurm (markers ``ray``/``slurm``) share the group ``clusters`` and run first, one test at
-a time, because their clean-up checks (no Ray, Slurm or MUNGE process left, ``ray stop`` when no
-other Ray was running) see every process of the machine; every other file is a group of its own,
-so that its module- and session-scoped fixtures are built once.
+``make test`` runs the suite in two processes (pytest-xdist, ``--dist loadfile``: the tests of
+a file run in one process, so that its module- and session-scoped fixtures are built once).
+:func:`pytest_xdist_make_scheduler` makes the files that start Ray or Slurm
+(:data:`CLUSTER_FILES`) one unit that runs first, one test at a time, because their clean-up
+checks (no Ray, Slurm or MUNGE process left; ``ray stop`` when no other Ray was running) see
+every process of the machine.
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -90,19 +92,45 @@ def make_tiny_pair(seed: int = 0) -> dict[str, DomainData]:
     return pair
 
 
-CLUSTER_MARKERS = ("ray", "slurm")  #: markers of tests that start machine-wide processes
+#: The files whose tests start Ray or Slurm (markers ``ray``/``slurm``): one xdist group.
+CLUSTER_FILES = ("test_jobs_slurm.py", "test_jobs_slurm_two_nodes.py", "test_search_ray.py",
+                 "test_seeds.py")
+CLUSTER_MARKERS = ("ray", "slurm")
 CLUSTER_GROUP = "clusters"
 
 
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log):
+    """``--dist loadfile``, with the :data:`CLUSTER_FILES` as one unit, in collection order.
+
+    (xdist's ``loadgroup`` cannot be used: pytest 9 ignores the node ids it rewrites.)
+    """
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ClusterFileScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            path = nodeid.split("::", 1)[0]
+            return CLUSTER_GROUP if Path(path).name in CLUSTER_FILES else path
+
+    config.option.loadscopereorder = False  # keep the order below: the clusters first
+    return ClusterFileScheduling(config, log)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Group the tests for ``--dist loadgroup`` (module docstring); cluster files go first."""
-    cluster_files = {item.path for item in items
-                     if any(item.get_closest_marker(m) for m in CLUSTER_MARKERS)}
-    for item in items:
-        if item.get_closest_marker("xdist_group") is None:
-            group = CLUSTER_GROUP if item.path in cluster_files else item.path.stem
-            item.add_marker(pytest.mark.xdist_group(group))
-    items.sort(key=lambda item: item.path not in cluster_files)  # stable: order kept within
+    """The cluster files first (the longest unit), each file's order kept.
+
+    Raises:
+        pytest.UsageError: a ``ray`` or ``slurm`` test outside :data:`CLUSTER_FILES`.
+    """
+    strays = sorted({item.path.name for item in items
+                     if any(item.get_closest_marker(m) for m in CLUSTER_MARKERS)
+                     and item.path.name not in CLUSTER_FILES})
+    if strays:
+        raise pytest.UsageError(f"{strays} start Ray or Slurm: add them to CLUSTER_FILES in "
+                                "tests/conftest.py, so that they never run beside another")
+    items.sort(key=lambda item: item.path.name not in CLUSTER_FILES)
 
 
 @pytest.fixture
