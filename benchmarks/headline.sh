@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The headline runs of README "Results at a glance" (issue 10 protocol, benchmarks/RESULTS.md):
 # generator v4, held-out data seed 3 (never used for a choice), each problem's default
-# configuration, training seeds 1-3, two trials at a time with one torch thread each.
+# configuration, training seeds 1-3, two trials at a time (each with every usable core's torch
+# thread unless OMP_NUM_THREADS is set; benchmarks/methods_full.sh sets OMP_NUM_THREADS=1).
 # MMD and DANN run eager; to fit the 2-core CPU budget no-DA and the controls (which started
 # later) run with compile=1 channels_last=1: the same network, loss and optimiser, fused
 # kernels (~1.3x on this machine, benchmarks/RESULTS.md "Fast trials").

@@ -20,7 +20,8 @@ a file run in one process, so that its module- and session-scoped fixtures are b
 :func:`pytest_xdist_make_scheduler` makes the files that start Ray or Slurm
 (:data:`CLUSTER_FILES`) one unit that runs first, one test at a time, because their clean-up
 checks (no Ray, Slurm or MUNGE process left; ``ray stop`` when no other Ray was running) see
-every process of the machine.
+every process of the machine. Run ``pytest -n N`` with ``--dist loadfile`` (as ``make test``
+does): xdist's other modes would spread those files over the processes.
 """
 
 from __future__ import annotations
