@@ -126,6 +126,8 @@ class BackboneSpec:
         hyperparameters: its defaults (e.g. ``batch_size`` with the batch sizes searched) and
             the fields it introduces (e.g. ``bottleneck_dim``).
         order: position in tables (lower first).
+        fp32_channels_last: NHWC pays for this backbone in fp32 on a CPU (measured; read by
+            ``precision=auto`` on CPUs without bf16 units, :mod:`training.compute_path`).
     """
 
     name: str
@@ -136,6 +138,7 @@ class BackboneSpec:
     feature_dim: int
     hyperparameters: tuple[Hyper, ...] = ()
     order: int = 100
+    fp32_channels_last: bool = False
 
     @property
     def defaults(self) -> dict[str, Any]:

@@ -117,6 +117,22 @@ OBJECTIVES: dict[str, Callable[[dict[str, Any]], float]] = {
 }
 
 
+#: The diagnostics each objective reads: a search's per-epoch interim record computes these
+#: alone (``training.loop.interim_record``); the validation metrics are always there.
+DIAGNOSTICS_READ: dict[str, tuple[str, ...]] = {
+    "source_val_accuracy": (),
+    "source_val_acc_minus_mmd": ("feature_mmd_val",),
+    "neg_target_entropy": ("target_val_entropy",),
+    "neg_source_val_loss": ("source_val_loss",),
+    "neg_feature_mmd": ("feature_mmd_val",),
+    "im": ("target_val_im",),
+    "snd": ("target_val_snd",),
+    "bnm": ("target_val_bnm",),
+    "neg_dev_risk": ("dev_risk",),
+    "target_val_accuracy": (),
+}
+
+
 def get_objective(name: str) -> Callable[[dict[str, Any]], float]:
     """The objective function called ``name``.
 

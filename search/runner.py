@@ -52,7 +52,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from search.objectives import DEFAULT_OBJECTIVE, objective_value
+from search.objectives import DEFAULT_OBJECTIVE, DIAGNOSTICS_READ, objective_value
 from training.record import Failure, failure_record, write_json
 
 EVALUATORS = ("serial", "process", "ray")
@@ -160,7 +160,7 @@ class EpochReporter:
 
     def __call__(self, epoch: int, interim: Any) -> bool:
         """Record ``(epoch, objective)``; True when the stopper ends the trial."""
-        value = objective_value(self.objective, interim())
+        value = objective_value(self.objective, interim(DIAGNOSTICS_READ[self.objective]))
         self.last = value
         self.observed.append((epoch, value if value is not None else str(Failure.NAN_OBJECTIVE)))
         self.job.record(*self.observed[-1])

@@ -228,3 +228,65 @@ def test_search_with_a_validator_objective(tiny_domain_pair, tmp_path):
         for key in VALIDATOR_METADATA:  # every validator is a column of the search's table
             assert float(row[f"m:{key}"]) == pytest.approx(record["diagnostics"][key]), key
     assert json.loads((log_dir / "search.json").read_text())["objective"] == "neg_dev_risk"
+
+
+def test_every_objective_declares_the_diagnostics_it_reads():
+    from search.objectives import DIAGNOSTICS_READ
+    from training.loop import DIAGNOSTIC_KEYS
+
+    assert set(DIAGNOSTICS_READ) == set(OBJECTIVES)
+    for name, keys in DIAGNOSTICS_READ.items():
+        assert set(keys) <= set(DIAGNOSTIC_KEYS), name
+        record = {"status": "ok", "metrics": {"source_val": {"accuracy": 0.5},
+                                              "target_val": {"accuracy": 0.5}},
+                  "diagnostics": dict.fromkeys(keys, 0.25)}
+        assert objective_value(name, record) is not None, name  # nothing else is read
+
+
+class _Job:
+    """The part of DeepHyper's job a stopper-driven trial talks to (never stops it)."""
+
+    def __init__(self):
+        self.recorded = []
+
+    def record(self, budget, objective):
+        self.recorded.append((budget, objective))
+
+    def stopped(self):
+        return False
+
+
+def test_epochs_compute_only_the_search_objective(tiny_domain_pair, tmp_path, one_thread,
+                                                  monkeypatch):
+    """Per epoch: one pass over each validation split and the objective's diagnostic alone;
+    every validator once, for the final record."""
+    import training.loop as loop
+    from search.runner import EpochReporter
+
+    calls = {name: 0 for name in ("predict", "feature_mmd", *v.VALIDATOR_KEYS)}
+
+    def counted(name, function):
+        def wrapper(*args, **kwargs):
+            calls[name] += 1
+            return function(*args, **kwargs)
+        return wrapper
+
+    monkeypatch.setattr(loop, "predict", counted("predict", loop.predict))
+    monkeypatch.setattr(loop, "feature_mmd", counted("feature_mmd", loop.feature_mmd))
+    for key, function in (("target_val_im", "information_maximization"),
+                          ("target_val_snd", "soft_neighborhood_density"),
+                          ("target_val_bnm", "batch_nuclear_norm"), ("dev_risk", "dev_risk")):
+        monkeypatch.setattr(v, function, counted(key, getattr(v, function)))
+    job = _Job()
+    epochs = 3
+    record = run_trial(problem_config("mmd_deepmerge", ["epochs=3", "batch_size=8",
+                                                        "max_batches_per_epoch=2", "patience=5"]),
+                       tiny_domain_pair, tmp_path, progress=False,
+                       on_epoch=EpochReporter(job, "source_val_acc_minus_mmd"))
+    assert record["status"] == "ok" and [b for b, _ in job.recorded] == [1, 2, 3]
+    assert calls["feature_mmd"] == epochs + 1  # the objective per epoch, then the record's
+    for key in v.VALIDATOR_KEYS:
+        assert calls[key] == 1, key  # the final record only
+    # Per epoch: source val (early stopping and objective) + target val; then 4 splits.
+    assert calls["predict"] == 2 * epochs + 4
+    assert set(record["diagnostics"]) == set(loop.DIAGNOSTIC_KEYS)

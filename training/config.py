@@ -35,7 +35,7 @@ __all__ = ["COMMON", "ConfigError", "TrainConfig", "config_fields", "default_con
 
 _DEVICE_RE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 #: Numerical precisions of the network (see ``training.loop``).
-PRECISIONS = ("fp32", "bf16")
+PRECISIONS = ("auto", "fp32", "bf16")
 #: Input normalisations (see ``galaxies.datasets.domain_stats``).
 NORMALIZATIONS = ("source", "per_domain")
 
@@ -62,9 +62,11 @@ COMMON: tuple[Hyper, ...] = (
     Hyper("device", "auto", doc="auto (CUDA if available, else CPU), cpu, cuda, cuda:N, mps"),
     Hyper("lambda_tl", 1.0, None, ">= 0", doc="weight of L_TL in L_CL + lambda_TL * L_TL"),
     Hyper("precision", "fp32", choices=PRECISIONS,
-          doc="fp32, or bf16 autocast of the network (CPU oneDNN/AMX, CUDA); losses in fp32"),
+          doc="auto = the fastest path of the device (training/compute_path.py), fp32, or "
+          "bf16 autocast of the network (CPU oneDNN/AMX, CUDA); losses in fp32"),
     Hyper("channels_last", 0, None, choices=(0, 1),
-          doc="1 = NHWC memory layout for the network and its input batches"),
+          doc="1 = NHWC memory layout for the network and its input batches (auto may add "
+          "it)"),
     Hyper("normalization", "source", choices=NORMALIZATIONS,
           doc="source = both domains standardised with the source-train channel statistics; "
           "per_domain = each domain with its own training split's (the authors' code)"),

@@ -38,7 +38,7 @@ import random
 import time
 import traceback
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -59,13 +59,18 @@ from galaxies.datasets import (
 from galaxies.schema import SPLITS
 from galaxies.validate import InvalidDatasetError
 from models import create_classifier
+from models.registry import get_backbone
+from training.compute_path import machine, resolve_compute_path
 from training.config import TrainConfig
-from training.evaluate import feature_mmd, predict, split_report
+from training.evaluate import Predictions, feature_mmd, predict, split_report
 from training.naming import problem_name
 from training.record import PREDICTIONS, Failure, base_record, write_json, write_npz
 from training.registry import create_transfer_loss, get_method
+from training.validators import VALIDATOR_KEYS, label_free_validators
 
 EVAL_SPLITS = (("source", "val"), ("target", "val"), ("source", "test"), ("target", "test"))
+#: Every label-free diagnostic of a record, in the record's order.
+DIAGNOSTIC_KEYS = ("source_val_loss", "target_val_entropy", "feature_mmd_val", *VALIDATOR_KEYS)
 #: The epoch checkpoint of a running trial (removed once its record is written).
 RESUME = "resume.pt"
 #: Layout version of ``resume.pt`` (part of its fingerprint).
@@ -139,11 +144,13 @@ class _Trainer:
         self.device = device
         self.generator = seed_everything(config.seed, device)
         self.model = create_classifier(config).to(device)
-        self.memory_format = torch.channels_last if config.channels_last else None
+        self.path = resolve_compute_path(config.precision, config.channels_last, config.compile,
+                                         device, get_backbone(config.backbone).fp32_channels_last)
+        self.memory_format = torch.channels_last if self.path.channels_last else None
         if self.memory_format is not None:
             self.model = self.model.to(memory_format=self.memory_format)
         # Only the training pass is compiled; evaluation runs the eager model in eval mode.
-        self.forward = (torch.compile(self.model.forward_with_features) if config.compile
+        self.forward = (torch.compile(self.model.forward_with_features) if self.path.compile
                         else self.model.forward_with_features)
         self.transfer = create_transfer_loss(config, self.model.feature_dim).to(device)
         spec = get_method(config.method)
@@ -237,9 +244,9 @@ class _Trainer:
         _set_rng_state(state["rng"], self.device)
 
     def autocast(self) -> torch.autocast:
-        """bf16 autocast of the network when ``precision == "bf16"`` (a no-op for fp32)."""
+        """bf16 autocast of the network on the bf16 path (a no-op for fp32)."""
         return torch.autocast(self.device.type, dtype=torch.bfloat16,
-                              enabled=self.config.precision == "bf16")
+                              enabled=self.path.precision == "bf16")
 
     def losses(self, xs: torch.Tensor, ys: torch.Tensor,
                xt: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -336,8 +343,8 @@ class _Trainer:
                 model: torch.nn.Module | None = None):
         """:func:`training.evaluate.predict` at the trial's precision and memory layout."""
         return predict(self.model if model is None else model, x, y, self.device,
-                       keep_features=keep_features, precision=self.config.precision,
-                       channels_last=bool(self.config.channels_last))
+                       keep_features=keep_features, precision=self.path.precision,
+                       channels_last=self.path.channels_last)
 
     def target_model(self) -> torch.nn.Module:
         """The network that scores the target splits.
@@ -350,16 +357,19 @@ class _Trainer:
         images, _target_labels_unused = self.data[("target", "train")]
         return self.adapt_for_target(self.model, images, self.device)
 
-    def source_val(self) -> tuple[float, float]:
-        """Source validation loss and accuracy (the early-stopping signal)."""
+    def source_val(self) -> Predictions:
+        """The source validation split scored by the current weights, features kept.
+
+        Its loss is the early-stopping signal; :func:`fit` passes the same predictions to the
+        epoch's interim record, so the split is evaluated once per epoch.
+        """
         x, y = self.data[("source", "val")]
-        pred = self.predict(x, y)
-        accuracy = float(((pred.prob_merger >= 0.5) == y.numpy().astype(bool)).mean())
-        return pred.loss, accuracy
+        return self.predict(x, y, keep_features=True)
 
 
-#: ``on_epoch(epoch, interim) -> stop?``: called after every epoch; ``interim()`` evaluates the
-#: current weights on the validation splits (see :func:`interim_record`). A callback with
+#: ``on_epoch(epoch, interim) -> stop?``: called after every epoch; ``interim(diagnostics)``
+#: evaluates the current weights on the validation splits, computing only the named diagnostics
+#: (``None``: all; see :func:`interim_record`). A callback with
 #: ``state_dict()`` and ``load_state_dict(state)`` methods (e.g. a search's epoch reporter) has
 #: its state saved in ``resume.pt`` and given back when the trial resumes.
 EpochCallback = Callable[[int, Callable[[], dict[str, Any]]], bool]
@@ -418,7 +428,10 @@ def fit(trainer: _Trainer, history: list[dict[str, Any]], progress: bool,
     for epoch in bar:
         tick = time.perf_counter()
         row: dict[str, Any] = {"epoch": epoch, **trainer.train_epoch(epoch)}
-        row["source_val_loss"], row["source_val_accuracy"] = trainer.source_val()
+        source_val = trainer.source_val()
+        labels = trainer.data[("source", "val")][1].numpy().astype(bool)
+        row["source_val_loss"] = source_val.loss
+        row["source_val_accuracy"] = float(((source_val.prob_merger >= 0.5) == labels).mean())
         row["lr"] = trainer.optimizer.param_groups[0]["lr"]
         row["epoch_time_s"] = time.perf_counter() - tick
         history.append(row)
@@ -430,7 +443,9 @@ def fit(trainer: _Trainer, history: list[dict[str, Any]], progress: bool,
             state.best_state = copy.deepcopy(trainer.model.state_dict())
         else:
             state.waited += 1
-        if on_epoch is not None and on_epoch(epoch, lambda: interim_record(trainer)):
+        if on_epoch is not None and on_epoch(
+                epoch, lambda diagnostics=None, scored=source_val: interim_record(
+                    trainer, diagnostics, scored)):
             state.stopped = epoch < config.epochs
         state.epoch = epoch
         state.done = state.stopped or state.waited >= config.patience or epoch == config.epochs
@@ -443,8 +458,14 @@ def fit(trainer: _Trainer, history: list[dict[str, Any]], progress: bool,
     return state.best_epoch, state.stopped
 
 
+#: Diagnostics that need the validation features of both domains.
+_FEATURE_DIAGNOSTICS = frozenset({"feature_mmd_val", "target_val_snd", "dev_risk"})
+
+
 def evaluate(trainer: _Trainer, splits: tuple[tuple[str, str], ...] = EVAL_SPLITS,
              target_model: torch.nn.Module | None = None,
+             diagnostics: Collection[str] | None = None,
+             source_val: Predictions | None = None,
              ) -> tuple[dict, dict, dict, dict[str, np.ndarray]]:
     """Metrics, ROC curves, label-free diagnostics and per-image predictions of ``splits``.
 
@@ -453,17 +474,32 @@ def evaluate(trainer: _Trainer, splits: tuple[tuple[str, str], ...] = EVAL_SPLIT
     splits when the caller already made it (default: :meth:`_Trainer.target_model`).
     The label-free validators (:mod:`training.validators`) read the source validation
     features and per-row losses, and the target validation features and probabilities only.
-    """
-    from training.validators import label_free_validators
 
-    metrics, roc, diagnostics, features, predictions = {}, {}, {}, {}, {}
+    Args:
+        trainer: the trial.
+        splits: ``(domain, split)`` pairs to score.
+        target_model: see above.
+        diagnostics: compute only these diagnostics (``None``: every one of
+            :data:`DIAGNOSTIC_KEYS`).
+        source_val: the source validation split already scored by the current weights
+            (:meth:`_Trainer.source_val`), reused instead of scoring it again.
+    """
+    wanted = set(DIAGNOSTIC_KEYS if diagnostics is None else diagnostics)
+    unknown = wanted - set(DIAGNOSTIC_KEYS)
+    if unknown:
+        raise ValueError(f"unknown diagnostics {sorted(unknown)}; valid: {DIAGNOSTIC_KEYS}")
+    metrics, roc, diagnostics_out, features, predictions = {}, {}, {}, {}, {}
     source_val_losses, target_val_prob = None, None
     models = {"source": trainer.model}
     if any(domain == "target" for domain, _ in splits):
         models["target"] = target_model if target_model is not None else trainer.target_model()
     for domain, split in splits:
         x, y = trainer.data[(domain, split)]
-        pred = trainer.predict(x, y, keep_features=split == "val", model=models[domain])
+        if (domain, split) == ("source", "val") and source_val is not None:
+            pred = source_val
+        else:
+            pred = trainer.predict(x, y, keep_features=split == "val" and bool(
+                wanted & _FEATURE_DIAGNOSTICS), model=models[domain])
         report = split_report(y, pred)
         key = f"{domain}_{split}"
         metrics[key], roc[key] = report["metrics"], report["roc"]
@@ -473,29 +509,40 @@ def evaluate(trainer: _Trainer, splits: tuple[tuple[str, str], ...] = EVAL_SPLIT
         if split == "val":
             features[domain] = pred.features
             if domain == "source":
-                diagnostics["source_val_loss"] = pred.loss
+                diagnostics_out["source_val_loss"] = pred.loss
                 source_val_losses = pred.losses
             else:
-                diagnostics["target_val_entropy"] = report["entropy"]
+                diagnostics_out["target_val_entropy"] = report["entropy"]
                 target_val_prob = pred.prob_merger  # never pred.loss(es): they read labels
     if {"source", "target"} <= features.keys():
-        diagnostics["feature_mmd_val"] = feature_mmd(features["source"], features["target"])
-        diagnostics.update(label_free_validators(features["source"], source_val_losses,
-                                                 features["target"], target_val_prob))
-    return metrics, roc, diagnostics, predictions
+        if "feature_mmd_val" in wanted:
+            diagnostics_out["feature_mmd_val"] = feature_mmd(features["source"],
+                                                             features["target"])
+        diagnostics_out.update(label_free_validators(
+            features["source"], source_val_losses, features["target"], target_val_prob,
+            keys=wanted & set(VALIDATOR_KEYS)))
+    order = {key: i for i, key in enumerate(DIAGNOSTIC_KEYS)}
+    diagnostics_out = dict(sorted(((k, v) for k, v in diagnostics_out.items() if k in wanted),
+                                  key=lambda item: order[item[0]]))
+    return metrics, roc, diagnostics_out, predictions
 
 
 VAL_SPLITS = (("source", "val"), ("target", "val"))
 
 
-def interim_record(trainer: _Trainer) -> dict[str, Any]:
+def interim_record(trainer: _Trainer, diagnostics: Collection[str] | None = None,
+                   source_val: Predictions | None = None) -> dict[str, Any]:
     """The current weights scored as a finished trial would be, on the validation splits only.
 
     ``{"status": "ok", "metrics": {source_val, target_val}, "diagnostics": {...}}``, enough
-    for every objective of :mod:`search.objectives` (test splits are not evaluated).
+    for every objective of :mod:`search.objectives` (test splits are not evaluated). Only the
+    named ``diagnostics`` are computed (``None``: all); a search's epoch reporter asks for its
+    objective's alone (the validators cost up to seconds a call). ``source_val``: the epoch's
+    source validation predictions, reused (see :func:`evaluate`).
     """
-    metrics, _, diagnostics, _ = evaluate(trainer, VAL_SPLITS)
-    return {"status": "ok", "metrics": metrics, "diagnostics": diagnostics}
+    metrics, _, diagnostics_out, _ = evaluate(trainer, VAL_SPLITS, diagnostics=diagnostics,
+                                              source_val=source_val)
+    return {"status": "ok", "metrics": metrics, "diagnostics": diagnostics_out}
 
 
 def _score_and_write(trainer: _Trainer, record: dict[str, Any], out_dir: Path,
@@ -730,6 +777,7 @@ def run_trial(
     elapsed_before = 0.0
     try:
         trainer = _Trainer(config, bench, device)
+        record["compute_path"], record["machine"] = trainer.path.to_dict(), machine(device)
         fingerprint = resume_fingerprint(trainer, problem, record)
         previous = _usable_resume(out_dir, fingerprint) if resume else None
         state, resumed = None, []

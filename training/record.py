@@ -125,6 +125,8 @@ def _skeleton(problem: str, config: dict[str, Any], device: str | None) -> dict[
         "epochs_run": None,
         "wall_time_s": None,
         "device": device,
+        "compute_path": None,
+        "machine": None,
         "host": platform.node(),
         "versions": package_versions(),
         "data": {"dir": None, "source_attrs": None, "target_attrs": None, "channel_stats": None},

@@ -50,6 +50,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Collection
 
 import numpy as np
 import torch
@@ -250,7 +251,8 @@ def dev_risk(source_features: np.ndarray | torch.Tensor, source_losses: np.ndarr
 def label_free_validators(source_features: np.ndarray | torch.Tensor,
                           source_losses: np.ndarray,
                           target_features: np.ndarray | torch.Tensor,
-                          target_prob_merger: np.ndarray) -> dict[str, float]:
+                          target_prob_merger: np.ndarray,
+                          keys: Collection[str] = VALIDATOR_KEYS) -> dict[str, float]:
     """The validators of this module for one trial, keyed by :data:`VALIDATOR_KEYS`.
 
     Args:
@@ -259,11 +261,13 @@ def label_free_validators(source_features: np.ndarray | torch.Tensor,
         target_features: ``[n_t, D]`` target validation features.
         target_prob_merger: ``[n_t]`` predicted merger probability of the target validation
             rows (no target label is passed).
+        keys: compute only these (an epoch's interim record asks for its objective's alone).
     """
     probs = class_probabilities(target_prob_merger)
-    return {
-        "target_val_im": information_maximization(probs),
-        "target_val_snd": soft_neighborhood_density(target_features),
-        "target_val_bnm": batch_nuclear_norm(probs),
-        "dev_risk": dev_risk(source_features, source_losses, target_features),
+    validators = {
+        "target_val_im": lambda: information_maximization(probs),
+        "target_val_snd": lambda: soft_neighborhood_density(target_features),
+        "target_val_bnm": lambda: batch_nuclear_norm(probs),
+        "dev_risk": lambda: dev_risk(source_features, source_losses, target_features),
     }
+    return {key: validators[key]() for key in VALIDATOR_KEYS if key in keys}

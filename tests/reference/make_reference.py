@@ -20,6 +20,8 @@ import torch
 
 HERE = Path(__file__).resolve().parent
 TINY = ["epochs=3", "batch_size=8", "max_batches_per_epoch=3", "patience=3"]
+#: The reference's numerical path (made before ``precision=auto`` existed).
+FP32_EAGER = ["precision=fp32", "channels_last=0", "compile=0"]
 PROBLEMS = ("none_deepmerge", "mmd_deepmerge", "dann_deepmerge", "none_resnet", "mmd_resnet",
             "dann_resnet")
 HISTORY_KEYS = ("epoch", "train_loss", "train_cl_loss", "train_tl_loss", "source_val_loss",
@@ -36,7 +38,8 @@ def reference_view(record: dict) -> dict:
     }
 
 
-def main() -> int:
+def reference_views(problems: tuple[str, ...] = PROBLEMS) -> dict[str, dict]:
+    """Train the tiny trial of each problem (one torch thread); its :func:`reference_view`."""
     sys.path.insert(0, str(HERE.parent))
     from conftest import make_tiny_pair
 
@@ -44,16 +47,25 @@ def main() -> int:
     from training.loop import run_trial
     from training.naming import problem_config
 
+    before = torch.get_num_threads()
     torch.set_num_threads(1)
     out = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        paths = domain_paths(tmp)
-        for domain, data in make_tiny_pair().items():
-            write_domain(paths[domain], data)
-        for problem in PROBLEMS:
-            record = run_trial(problem_config(problem, TINY), tmp, Path(tmp) / problem,
-                               problem=problem, progress=False)
-            out[problem] = reference_view(record)
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            paths = domain_paths(tmp)
+            for domain, data in make_tiny_pair().items():
+                write_domain(paths[domain], data)
+            for problem in problems:
+                record = run_trial(problem_config(problem, TINY + FP32_EAGER), tmp,
+                                   Path(tmp) / problem, problem=problem, progress=False)
+                out[problem] = reference_view(record)
+    finally:
+        torch.set_num_threads(before)
+    return out
+
+
+def main() -> int:
+    out = reference_views()
     (HERE / "records.json").write_text(json.dumps(out, indent=1, sort_keys=True) + "\n")
     return 0
 
