@@ -19,8 +19,8 @@ came from, and a per-object ``status`` (``"ok"`` or why the object was not class
 A whole-file format with a bad shape, a wrong number of filters, NaN/inf pixels or an
 unreadable file is refused with one :class:`galaxies.validate.InvalidDatasetError` naming
 the problem and the fix. In a folder, a single bad file does not stop the others: its row gets
-``status`` = the reason (e.g. ``"bad: NaN or inf pixels"``) and zero pixels, and it must not be
-classified (:func:`training.predict.predict_catalogue` leaves its probability empty).
+``status`` = the reason (e.g. ``"bad: NaN, inf or |pixel| > 1e+10 ..."``) and zero pixels,
+and it must not be classified (:func:`training.predict.predict_catalogue` leaves its probability empty).
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from galaxies.schema import FILTERS, IMAGE_SHAPE, SPLITS
-from galaxies.validate import InvalidDatasetError
+from galaxies.validate import MAX_ABS_PIXEL, InvalidDatasetError
 
 FITS_SUFFIXES = (".fits", ".fit", ".fits.gz", ".fit.gz", ".fts")
 HDF5_SUFFIXES = (".h5", ".hdf5")
@@ -91,7 +91,10 @@ def _channels_first(images: np.ndarray, path: Path, what: str = "images") -> np.
 
 
 def _check_pixels(images: np.ndarray, path: Path) -> np.ndarray:
-    """float32 copy of ``images``; refuses complex, non-numeric and NaN/inf pixels."""
+    """float32 copy of ``images``; refuses complex, non-numeric, NaN/inf, non-physical pixels.
+
+    Non-physical: ``|x| > galaxies.validate.MAX_ABS_PIXEL``, the data layer's limit too.
+    """
     if np.iscomplexobj(images) or not np.issubdtype(images.dtype, np.number):
         raise InvalidDatasetError(path, f"pixels have dtype {images.dtype}, not real numbers",
                                   "write real-valued (float) images")
@@ -103,12 +106,13 @@ def _check_pixels(images: np.ndarray, path: Path) -> np.ndarray:
         chunk = np.asarray(images[start : start + CHUNK_ROWS], dtype=np.float64)
         finite = np.isfinite(chunk).reshape(len(chunk), -1).all(axis=1)
         too_big = np.abs(np.where(np.isfinite(chunk), chunk, 0)).reshape(len(chunk), -1).max(
-            axis=1) > np.finfo(np.float32).max
+            axis=1) > MAX_ABS_PIXEL
         bad_rows += (np.flatnonzero(~finite | too_big) + start).tolist()
         out[start : start + CHUNK_ROWS] = chunk
     if bad_rows:
         shown = ", ".join(map(str, bad_rows[:5])) + (", ..." if len(bad_rows) > 5 else "")
-        raise InvalidDatasetError(path, f"NaN or inf pixels in {len(bad_rows)} image(s) "
+        raise InvalidDatasetError(path, f"NaN, inf or |pixel| > {MAX_ABS_PIXEL:g} in "
+                                  f"{len(bad_rows)} image(s) "
                                   f"(rows {shown})", "mask or drop those images before "
                                   "classifying (or give each object its own FITS file, so "
                                   "that bad ones are flagged and the rest classified)")

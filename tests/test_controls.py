@@ -134,7 +134,7 @@ def test_adabn_trial_is_no_da_on_the_source_and_adapted_on_the_target(tiny_domai
     pn = np.load(tmp_path / "n" / "predictions.npz")
     np.testing.assert_array_equal(pa["source_test_p_merger"], pn["source_test_p_merger"])
     assert not np.array_equal(pa["target_test_p_merger"], pn["target_test_p_merger"])
-    checkpoint = torch.load(tmp_path / "a" / "checkpoint.pt", weights_only=False)
+    checkpoint = torch.load(tmp_path / "a" / "checkpoint.pt", weights_only=True)
     assert "target_model" in checkpoint
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -186,3 +187,92 @@ def test_search_with_a_stopper_keeps_stopped_trials(tiny_domain_pair, tmp_path, 
                      "--log-dir", str(log_dir), "--max-evals", "4", "--resume", "--quiet",
                      "--set", "epochs=3", "--set", "max_batches_per_epoch=2"])
     assert "stopper" in capsys.readouterr().err
+
+
+# --- precision=auto (training/compute_path.py) -------------------------------------------------
+
+def _cpu_units(monkeypatch, amx=False, avx512_bf16=False, onednn=True, capability="AVX512"):
+    """Pretend the CPU has (or lacks) bf16 units."""
+    import training.compute_path as cp
+
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16)
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: onednn,
+                        raising=False)
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: capability)
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
+    return cp
+
+
+@pytest.mark.parametrize(("units", "backbone_nhwc", "want"), [
+    ({"amx": True, "avx512_bf16": True}, False, ("bf16", True)),
+    ({"avx512_bf16": True}, True, ("bf16", True)),
+    ({}, True, ("fp32", True)),  # an AVX2 CPU: fp32, NHWC where the backbone gains from it
+    ({}, False, ("fp32", False)),
+    ({"avx512_bf16": True, "capability": "AVX2"}, True, ("fp32", True)),  # AVX2 emulation
+    ({"avx512_bf16": True, "onednn": False}, False, ("fp32", False)),
+])
+def test_auto_resolves_per_cpu(units, backbone_nhwc, want, monkeypatch):
+    cp = _cpu_units(monkeypatch, **units)
+    path = cp.resolve_compute_path("auto", 0, 0, torch.device("cpu"), backbone_nhwc)
+    assert (path.precision, path.channels_last, path.compile) == (*want, False)
+    assert path.asked == "auto" and path.reason
+
+
+def test_auto_respects_the_onednn_cap_and_explicit_knobs(monkeypatch):
+    cp = _cpu_units(monkeypatch, amx=True, avx512_bf16=True)
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    assert cp.resolve_compute_path("auto", 0, 0, torch.device("cpu"), False).precision == "fp32"
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA")
+    kept = cp.resolve_compute_path("auto", 0, 1, torch.device("cpu"), False)
+    assert (kept.precision, kept.channels_last, kept.compile) == ("bf16", True, True)
+    for asked in ("fp32", "bf16"):  # explicit precisions run as asked, knobs as given
+        path = cp.resolve_compute_path(asked, 0, 0, torch.device("cpu"), True)
+        assert (path.precision, path.channels_last, path.reason) == (asked, False, "asked")
+
+
+def test_the_record_holds_what_was_asked_and_what_ran(tiny_domain_pair, tmp_path):
+    from training.compute_path import resolve_compute_path
+
+    record = run_trial(problem_config("none_deepmerge", [*TINY, "precision=auto"]),
+                       tiny_domain_pair, tmp_path, progress=False)
+    want = resolve_compute_path("auto", 0, 0, torch.device("cpu"), True).to_dict()
+    assert record["config"]["precision"] == "auto"
+    assert record["compute_path"] == want
+    assert record["machine"] and "torch" in record["machine"]
+    on_disk = json.loads((tmp_path / "record.json").read_text())
+    assert on_disk["compute_path"] == want
+
+
+def test_fast_path_compare_pairs_the_two_paths(tiny_domain_pair, tmp_path):
+    """benchmarks/fast_path_compare.py on real tiny trials of both paths."""
+    import importlib.util
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "fast_path_compare.py"
+    spec = importlib.util.spec_from_file_location("fast_path_compare", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    compare_main = module.main
+
+    runs = tmp_path / "runs"
+    for path in ("fp32", "auto"):
+        for seed in (1, 2):
+            run_trial(problem_config("none_deepmerge", [*TINY, f"precision={path}",
+                                                        f"seed={seed}"]),
+                      tiny_domain_pair, runs / path / "none_deepmerge" / f"seed_{seed}",
+                      progress=False)
+    assert compare_main(["--runs", str(runs), "--out", str(tmp_path / "out"),
+                         "--bootstrap", "200"]) == 0
+    rows = json.loads((tmp_path / "out" / "fast_path.json").read_text())
+    assert [row["problem"] for row in rows] == ["none_deepmerge"]
+    row = rows[0]
+    assert row["seeds"] == [1, 2] and row["paths"]["auto"]["compute_path"]["asked"] == "auto"
+    for domain in ("source", "target"):
+        accs = [row["paths"][p][f"{domain}_val_accuracy"] for p in ("fp32", "auto")]
+        assert row[f"{domain}_delta"]["delta"] == pytest.approx(
+            sum(accs[1]) / 2 - sum(accs[0]) / 2)
+    assert sorted(p.name for p in (tmp_path / "out" / "records" / "auto" /
+                                   "none_deepmerge").iterdir()) == ["seed_1.json", "seed_2.json"]
+    # An unpaired seed is refused with one line.
+    (runs / "auto" / "none_deepmerge" / "seed_2" / "record.json").unlink()
+    assert compare_main(["--runs", str(runs), "--out", str(tmp_path / "out2")]) == 2

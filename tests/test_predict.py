@@ -52,7 +52,7 @@ def images(tiny_domain_pair) -> np.ndarray:
 
 def reference_prob(trial_dir: Path, images: np.ndarray) -> np.ndarray:
     """p_merger of the trial's target network, recomputed independently of training/inference."""
-    state = torch.load(trial_dir / "checkpoint.pt", map_location="cpu", weights_only=False)
+    state = torch.load(trial_dir / "checkpoint.pt", map_location="cpu", weights_only=True)
     network = create_classifier(TrainConfig.from_dict(state["config"]))
     network.load_state_dict(state.get("target_model", state["model"]))
     network.eval()
@@ -186,11 +186,18 @@ def bad_inputs(folder: Path, images: np.ndarray) -> dict[str, tuple[Path, str]]:
     nan = images.copy()
     nan[3, 1, 10, 10] = np.nan
     np.save(folder / "nan.npy", nan)
-    cases["nan"] = (folder / "nan.npy", "NaN or inf pixels in 1 image(s) (rows 3)")
+    cases["nan"] = (folder / "nan.npy", "NaN, inf or |pixel| > 1e+10 in 1 image(s) (rows 3)")
     inf = images.copy()
     inf[5, 0, 0, 0] = np.inf
     fits.PrimaryHDU(inf).writeto(folder / "inf.fits")
-    cases["inf fits"] = (folder / "inf.fits", "NaN or inf pixels in 1 image(s) (rows 5)")
+    cases["inf fits"] = (folder / "inf.fits",
+                         "NaN, inf or |pixel| > 1e+10 in 1 image(s) (rows 5)")
+    for name, value in (("1e30", 1e30), ("3e38", 3e38)):  # once p = 1.0 or NaN marked ok
+        huge = images.copy()
+        huge[2, 0, 5, 5] = value
+        np.save(folder / f"huge_{name}.npy", huge)
+        cases[f"pixel {name}"] = (folder / f"huge_{name}.npy",
+                                  "NaN, inf or |pixel| > 1e+10 in 1 image(s) (rows 2)")
     (folder / "garbage.fits").write_bytes(b"not a fits file at all" * 40)
     cases["unreadable fits"] = (folder / "garbage.fits", "unreadable FITS file")
     (folder / "garbage.h5").write_bytes(b"\x00junk" * 100)
@@ -255,7 +262,7 @@ def test_a_bad_object_in_a_folder_is_flagged(ranked_trials, images, tmp_path):
     assert run("--trial", ranked_trials[0], "--images", folder, "--out", out) == 0
     frame = catalogue(out).set_index("object_id")
     assert len(frame) == 9
-    assert frame.loc["g_nan", "status"] == "bad: NaN or inf pixels in 1 image(s) (rows 0)"
+    assert frame.loc["g_nan", "status"] == "bad: NaN, inf or |pixel| > 1e+10 in 1 image(s) (rows 0)"
     assert "2 image HDU(s)" in frame.loc["g_two_filters", "status"] or \
         "filters" in frame.loc["g_two_filters", "status"]
     assert frame.loc["g_truncated", "status"].startswith("bad: ")
@@ -295,3 +302,85 @@ def test_read_cutouts_keeps_fits_table_ids_and_filter_order(images, tiny_domain_
     assert cube.object_id[0] == "obj-000"
     npy = read_cutouts(paths["npy"])
     np.testing.assert_array_equal(npy.images, images)  # channels-last transposed
+
+
+def test_force_replaces_only_a_catalogue_folder(ranked_trials, images, tmp_path):
+    """--force never removes a folder predict.py did not write (images, a trial, data)."""
+    import subprocess
+    import sys
+
+    np.save(tmp_path / "x.npy", images)
+    trial_copy = tmp_path / "trial"
+    shutil.copytree(ranked_trials[0], trial_copy)
+    inputs_folder = tmp_path / "inputs"
+    inputs_folder.mkdir()
+    np.save(inputs_folder / "y.npy", images)
+    repo = Path(__file__).resolve().parents[1]
+    for out in (inputs_folder, trial_copy, tmp_path):
+        before = sorted(p.relative_to(out) for p in out.rglob("*"))
+        proc = subprocess.run(
+            [sys.executable, "training/predict.py", "--trial", str(trial_copy), "--images",
+             str(tmp_path / "x.npy"), "--out", str(out), "--force", "--quiet"],
+            cwd=repo, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 2, proc.stderr
+        lines = [line for line in proc.stderr.splitlines() if line.strip()]
+        assert len(lines) == 1 and "not a catalogue folder" in lines[0], proc.stderr
+        assert sorted(p.relative_to(out) for p in out.rglob("*")) == before  # nothing lost
+    # Its own catalogue folder is replaced, and nothing temporary is left beside it.
+    out = tmp_path / "cat"
+    assert run("--trial", trial_copy, "--images", tmp_path / "x.npy", "--out", out) == 0
+    assert run("--trial", trial_copy, "--images", tmp_path / "x.npy", "--out", out,
+               "--force") == 0
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        ["catalogue.csv", "catalogue.json", "catalogue.parquet"])
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_calibration_must_be_finite_positive_and_for_this_checkpoint(ranked_trials, images,
+                                                                   tmp_path, capsys):
+    """A temperature of 0, NaN, -1 or none, or one fitted for another checkpoint: refused."""
+    from training.calibrate import calibrate_trial
+
+    trial = tmp_path / "trial"
+    shutil.copytree(ranked_trials[0], trial)
+    np.save(tmp_path / "x.npy", images)
+    calibrate_trial(trial)
+    good = json.loads((trial / "calibration.json").read_text())
+    assert run("--trial", trial, "--images", tmp_path / "x.npy", "--out", tmp_path / "ok",
+               "--calibrated") == 0
+    capsys.readouterr()
+    cases = {"zero": {**good, "temperature": 0.0}, "nan": {**good, "temperature": "NaN"},
+             "negative": {**good, "temperature": -1.0},
+             "missing": {k: v for k, v in good.items() if k != "temperature"},
+             "stale": {**good, "checkpoint_sha256": "0" * 64}}
+    for name, payload in cases.items():
+        (trial / "calibration.json").write_text(json.dumps(payload).replace('"NaN"', "NaN"))
+        out = tmp_path / f"cat_{name}"
+        assert run("--trial", trial, "--images", tmp_path / "x.npy", "--out", out,
+                   "--calibrated") == 2, name
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "calibrate.py" in err[0], (name, err)
+        assert not out.exists()
+
+
+def test_nonfinite_outputs_are_flagged_never_ok(ranked_trials, images, tmp_path, monkeypatch):
+    """If the network gives NaN for a row, that row is flagged, never ``ok`` with NaN."""
+    from training import inference
+
+    np.save(tmp_path / "x.npy", images)
+    original = inference.TrainedModel.logits
+
+    def some_nan(self, x, *args, **kwargs):
+        logits = original(self, x, *args, **kwargs)
+        logits[1] = np.nan
+        return logits
+
+    monkeypatch.setattr(inference.TrainedModel, "logits", some_nan)
+    out = tmp_path / "cat"
+    assert run("--trial", ranked_trials[0], "--images", tmp_path / "x.npy", "--out", out) == 0
+    frame = catalogue(out)
+    assert frame.loc[1, "status"].startswith("bad:") and np.isnan(frame.loc[1, "p_merger"])
+    ok = frame[frame["status"] == "ok"]
+    assert len(ok) == len(images) - 1 and np.isfinite(ok["p_merger"]).all()
+    meta = json.loads((out / "catalogue.json").read_text())
+    assert meta["input"]["n_flagged"] == 1

@@ -47,7 +47,7 @@ def test_record_follows_the_contract(tiny_domain_pair, tmp_path, problem):
     roc = json.loads((tmp_path / "roc.json").read_text())
     assert set(roc) == set(SPLIT_KEYS)
     assert roc["target_test"]["fpr"][0] == 0.0 and roc["target_test"]["tpr"][-1] == 1.0
-    checkpoint = torch.load(tmp_path / "checkpoint.pt", weights_only=False)
+    checkpoint = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
     assert checkpoint["best_epoch"] == on_disk["best_epoch"]
 
 

@@ -63,8 +63,8 @@ def assert_same_trial(resumed_dir: Path, reference_dir: Path) -> None:
     ours, theirs = read_record(resumed_dir), read_record(reference_dir)
     assert ours["status"] == "ok", ours["error"]
     assert comparable(ours) == comparable(theirs)
-    a = torch.load(resumed_dir / "checkpoint.pt", weights_only=False)
-    b = torch.load(reference_dir / "checkpoint.pt", weights_only=False)
+    a = torch.load(resumed_dir / "checkpoint.pt", weights_only=True)
+    b = torch.load(reference_dir / "checkpoint.pt", weights_only=True)
     assert a["model"].keys() == b["model"].keys()
     assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
     with np.load(resumed_dir / "predictions.npz") as p, np.load(reference_dir /

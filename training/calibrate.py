@@ -37,6 +37,7 @@ from training.calibration import (
     negative_log_likelihood,
     reliability_curve,
 )
+from training.checkpoint import CHECKPOINT, checkpoint_sha256
 from training.inference import CALIBRATION_FILE, softmax_merger
 
 EVALUATED = (("source", "val"), ("source", "test"), ("target", "val"), ("target", "test"))
@@ -81,6 +82,7 @@ def calibrate_trial(trial_dir: str | Path, data_dir: str | Path | None = None,
     temperature = fit_temperature(logits[("source", "val")], labels[("source", "val")])
     result = {
         "temperature": temperature, "fitted_on": "source_val",
+        "checkpoint_sha256": checkpoint_sha256(Path(trial_dir) / CHECKPOINT),
         "n_fit": int(len(labels[("source", "val")])), "method": "temperature scaling "
         "(Guo et al. 2017): p = softmax(z / T), T minimising the source-validation NLL",
         "trial_dir": portable_path(Path(trial_dir)), "problem": model.problem,

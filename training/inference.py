@@ -18,6 +18,7 @@ is trained on pristine simulations to be applied to noisy, observation-like imag
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +30,7 @@ import torch
 from galaxies.datasets import ChannelStats
 from galaxies.schema import IMAGE_SHAPE
 from models import create_classifier
+from training.checkpoint import CHECKPOINT, CheckpointError, checkpoint_sha256, read_checkpoint
 from training.config import TrainConfig
 from training.record import read_json, read_record
 
@@ -121,6 +123,33 @@ class TrainedModel:
         return softmax_merger(self.logits(images, domain, **kwargs), temperature)
 
 
+def read_temperature(trial_dir: str | os.PathLike) -> float | None:
+    """The temperature of ``trial_dir/calibration.json``; ``None`` when there is no file.
+
+    Raises:
+        ModelLoadError: the file is unreadable, its temperature is missing, not finite or not
+            > 0, or it was fitted for another checkpoint (its ``checkpoint_sha256`` is not the
+            trial's ``checkpoint.pt``'s, e.g. after the trial was retrained).
+    """
+    path = Path(trial_dir) / CALIBRATION_FILE
+    if not path.exists():
+        return None
+    fix = f"Fix: rerun python training/calibrate.py --trial {trial_dir}"
+    try:
+        calibration = read_json(path)
+        temperature = float(calibration["temperature"])
+    except Exception as exc:  # noqa: BLE001 - any unusable file is one clear error
+        raise ModelLoadError(f"{path}: no usable temperature ({type(exc).__name__}). {fix}"
+                             ) from None
+    if not math.isfinite(temperature) or temperature <= 0:
+        raise ModelLoadError(f"{path}: temperature {temperature} is not a finite number > 0. "
+                             f"{fix}")
+    if calibration.get("checkpoint_sha256") != checkpoint_sha256(Path(trial_dir) / CHECKPOINT):
+        raise ModelLoadError(f"{path} was fitted for another checkpoint.pt (the trial was "
+                             f"retrained or the file copied). {fix}")
+    return temperature
+
+
 def softmax_merger(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
     """``softmax(logits / T)[:, 1]`` in float64 (numerically stable)."""
     z = np.asarray(logits, dtype=np.float64) / float(temperature)
@@ -153,13 +182,16 @@ def load_trained(trial_dir: str | os.PathLike, device: str | torch.device = "cpu
     if record.get("status") != "ok":
         raise ModelLoadError(f"{trial_dir}: the trial's status is {record.get('status')!r}, "
                              "not 'ok'. Fix: pass a trial that finished")
-    path = trial_dir / "checkpoint.pt"
+    path = trial_dir / CHECKPOINT
     if not path.is_file():
         raise ModelLoadError(f"{path} is missing (a classical baseline or a copied record has "
                              "none). Fix: pass a CNN trial folder with its checkpoint")
     device = torch.device(device)
     try:
-        state = torch.load(path, map_location=device, weights_only=False)
+        state = read_checkpoint(path, device)
+    except CheckpointError as exc:
+        raise ModelLoadError(str(exc)) from None
+    try:
         config = TrainConfig.from_dict(state["config"])
         def network(weights: dict) -> torch.nn.Module:
             built = create_classifier(config)
@@ -176,7 +208,6 @@ def load_trained(trial_dir: str | os.PathLike, device: str | torch.device = "cpu
     except Exception as exc:  # noqa: BLE001 - any unreadable checkpoint is one clear error
         raise ModelLoadError(f"{path}: unreadable checkpoint ({type(exc).__name__}: {exc}). "
                              "Fix: rerun the trial") from exc
-    calibration = read_json(trial_dir / CALIBRATION_FILE)
-    temperature = None if calibration is None else float(calibration["temperature"])
+    temperature = read_temperature(trial_dir)
     return TrainedModel(trial_dir, record.get("problem", ""), config, record, networks, stats,
                         temperature, device)

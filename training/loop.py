@@ -60,6 +60,7 @@ from galaxies.schema import SPLITS
 from galaxies.validate import InvalidDatasetError
 from models import create_classifier
 from models.registry import get_backbone
+from training.checkpoint import CHECKPOINT, CheckpointError, read_checkpoint, write_checkpoint
 from training.compute_path import machine, resolve_compute_path
 from training.config import TrainConfig
 from training.evaluate import Predictions, feature_mmd, predict, split_report
@@ -557,13 +558,12 @@ def _score_and_write(trainer: _Trainer, record: dict[str, Any], out_dir: Path,
                   "best_epoch": best_epoch}
     if trainer.adapt_for_target is not None:  # the network that scored the target
         checkpoint["target_model"] = target_model.state_dict()
-    with atomic_path(out_dir / "checkpoint.pt") as tmp:
-        torch.save(checkpoint, tmp)
+    write_checkpoint(out_dir / CHECKPOINT, checkpoint)
     write_json(out_dir / "roc.json", roc)
     write_npz(out_dir / PREDICTIONS, predictions)
     record.update(metrics=metrics, diagnostics=diagnostics)
     record["files"] = {"roc": "roc.json", "predictions": PREDICTIONS,
-                       "checkpoint": "checkpoint.pt"}
+                       "checkpoint": CHECKPOINT}
 
 
 class ReevaluationError(ValueError):
@@ -594,8 +594,8 @@ def reevaluate_trial(config: TrainConfig, trained_dir: str | os.PathLike,
     trained = read_record(trained_dir)
     if trained is None or trained.get("status") != "ok":
         raise ReevaluationError(f"{trained_dir}: no ok record.json. Fix: pass a finished trial")
-    if not (trained_dir / "checkpoint.pt").is_file():
-        raise ReevaluationError(f"{trained_dir}/checkpoint.pt is missing. Fix: rerun the trial")
+    if not (trained_dir / CHECKPOINT).is_file():
+        raise ReevaluationError(f"{trained_dir}/{CHECKPOINT} is missing. Fix: rerun the trial")
     theirs = TrainConfig.from_dict(trained["config"])
     same = {k: v for k, v in theirs.to_dict().items() if k != "method"}
     mine = {k: v for k, v in config.to_dict().items() if k != "method"}
@@ -616,8 +616,11 @@ def reevaluate_trial(config: TrainConfig, trained_dir: str | os.PathLike,
     record = base_record(config, problem, bench, str(device))
     trainer = _Trainer(config, bench, device)
     bench = None
-    state = torch.load(trained_dir / "checkpoint.pt", map_location=device, weights_only=False)
-    trainer.model.load_state_dict(state["model"])
+    try:
+        state = read_checkpoint(trained_dir / CHECKPOINT, device)
+        trainer.model.load_state_dict(state["model"])
+    except (CheckpointError, RuntimeError) as exc:
+        raise ReevaluationError(f"{exc}".splitlines()[0]) from None
     record["history"] = trained["history"]
     record["best_epoch"], record["epochs_run"] = trained["best_epoch"], trained["epochs_run"]
     record["reevaluated_from"] = portable_path(trained_dir)
@@ -642,7 +645,8 @@ def resume_fingerprint(trainer: _Trainer, problem: str, record: dict[str, Any]) 
 
     The problem, every ``TrainConfig`` field, the data's identity (both domains' HDF5
     attributes, pair id included, the rows of every split and the channel statistics computed
-    from the training pixels), the device type, the torch version and :data:`RESUME_FORMAT`.
+    from the training pixels), the device type, the resolved compute path (``precision=auto``
+    resolves per machine), the torch version and :data:`RESUME_FORMAT`.
     Not the data folder's path (a moved benchmark is the same data) nor the host.
     """
     data = record["data"]
@@ -653,6 +657,7 @@ def resume_fingerprint(trainer: _Trainer, problem: str, record: dict[str, Any]) 
         "channel_stats": {d: s.to_dict() for d, s in trainer.stats.items()},
         "rows": {f"{d}_{s}": len(x) for (d, s), (x, _) in trainer.data.items()},
         "device": trainer.device.type, "torch": torch.__version__,
+        "compute_path": trainer.path.to_dict(),  # auto may resolve otherwise on another machine
     }
     text = json.dumps(payload, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()

@@ -18,10 +18,15 @@ and scores them with that domain's network (AdaBN's adapted one for ``target``).
 Writes ``OUT/catalogue.csv``, ``OUT/catalogue.parquet`` and ``OUT/catalogue.json``
 (provenance: models, scores, threshold, input, versions), all or nothing: the files are
 written into a temporary sibling folder and moved into place at the end, so a failure leaves
-no partial catalogue (and an existing ``OUT`` untouched unless ``--force`` replaces it).
+no partial catalogue (and an existing ``OUT`` untouched unless ``--force`` replaces it;
+``--force`` replaces only a folder holding this command's catalogue files, never one with
+anything else in it). ``--calibrated`` applies a temperature only when it is finite, > 0 and
+was fitted for the trial's present ``checkpoint.pt`` (its SHA-256 is in ``calibration.json``).
 
 Columns: ``object_id``, ``file``, ``row``, (HDF5: ``galaxy_id``, ``split``, ``label``),
-``status`` (``ok`` or why the object was not classified), ``p_merger`` (the mean over the
+``status`` (``ok``, or why the object was not classified: ``bad: <reason>`` for pixels that are
+NaN, inf or beyond ``galaxies.validate.MAX_ABS_PIXEL`` in a folder of FITS files, or a model
+output that is not finite; such rows have empty values), ``p_merger`` (the mean over the
 models), ``p_merger_std`` (their spread, population std; 0 for one model), ``p_merger_<i>``
 per model when there are several, ``threshold`` and ``predicted_merger``
 (``p_merger >= threshold``; empty for flagged rows).
@@ -53,6 +58,10 @@ import pandas as pd
 
 CATALOGUE_FILES = ("catalogue.csv", "catalogue.parquet", "catalogue.json")
 DEFAULT_THRESHOLD = 0.5
+
+
+#: The status of an object whose model output is not finite (a flagged row, not ``ok``).
+NONFINITE_OUTPUT = "bad: the model's output is not finite"
 
 
 class PredictError(ValueError):
@@ -155,17 +164,46 @@ def catalogue_frame(cutouts, mean: np.ndarray, std: np.ndarray, per_model: np.nd
     return frame
 
 
-def _write_all(out: Path, frame: pd.DataFrame, meta: dict[str, Any], force: bool) -> None:
-    """Write the three catalogue files into a temporary sibling, then move it to ``out``."""
-    from training.record import write_json
+#: The files a catalogue folder holds; ``--force`` replaces only a folder holding no others.
+CATALOGUE_FILES = ("catalogue.csv", "catalogue.parquet", "catalogue.json")
 
+
+def _check_replaceable(out: Path, force: bool) -> None:
+    """Refuse an ``--out`` that is a file, or a non-empty folder this command did not make.
+
+    ``--force`` replaces a previous catalogue folder (its ``catalogue.json`` and nothing but
+    the catalogue files); never a folder with anything else in it (images, a trial, data, a
+    search, a home directory).
+    """
     if out.exists() and not out.is_dir():
         raise PredictError(f"--out {out} is a file. Fix: pass a folder path")
-    if out.is_dir() and any(out.iterdir()) and not force:
+    if not out.is_dir() or not any(out.iterdir()):
+        return
+    if not force:
         raise PredictError(f"--out {out} exists and is not empty. Fix: pass another folder, "
-                           "or --force to replace it")
+                           "or --force to replace a catalogue written there before")
+    entries = sorted(entry.name for entry in out.iterdir())
+    foreign = [name for name in entries if name not in CATALOGUE_FILES]
+    if foreign or "catalogue.json" not in entries:
+        shown = ", ".join(foreign[:3]) + (" ..." if len(foreign) > 3 else "")
+        raise PredictError(f"--out {out} is not a catalogue folder (it holds "
+                           f"{shown or 'no catalogue.json'}); --force replaces only a folder "
+                           "predict.py wrote. Fix: pass another (new or empty) folder")
+
+
+def _write_all(out: Path, frame: pd.DataFrame, meta: dict[str, Any], force: bool) -> None:
+    """Write the three catalogue files into a temporary sibling, then move it to ``out``.
+
+    A replaced catalogue folder (``--force``) is restored if the move fails; no temporary
+    folder is left behind either way.
+    """
+    from training.record import write_json
+
+    out = Path(os.path.abspath(out))
+    _check_replaceable(out, force)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    old = None
     try:
         frame.to_csv(tmp / "catalogue.csv", index=False)
         frame.to_parquet(tmp / "catalogue.parquet", index=False)
@@ -173,14 +211,18 @@ def _write_all(out: Path, frame: pd.DataFrame, meta: dict[str, Any], force: bool
         if out.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
             os.replace(out, old / out.name)
-            os.replace(tmp, out)
-            shutil.rmtree(old, ignore_errors=True)
+            try:
+                os.replace(tmp, out)
+            except BaseException:
+                os.replace(old / out.name, out)  # put the previous catalogue back
+                raise
         else:
             os.replace(tmp, out)
         out.chmod(0o755)
-    except BaseException:
+    finally:
         shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
 
 
 def predict_catalogue(images: str | os.PathLike, out: str | os.PathLike,
@@ -209,9 +251,7 @@ def predict_catalogue(images: str | os.PathLike, out: str | os.PathLike,
     if batch_size < 1:
         raise PredictError(f"--batch-size must be >= 1, got {batch_size}")
     out = Path(out)
-    if out.is_dir() and any(out.iterdir()) and not force:  # refuse before any work
-        raise PredictError(f"--out {out} exists and is not empty. Fix: pass another folder, "
-                           "or --force to replace it")
+    _check_replaceable(out, force)  # refuse before any work (and again before the move)
     choices, selection = choose_models(trials, search, top_k, strategy)
     try:
         torch_device = resolve_device(device)
@@ -233,6 +273,12 @@ def predict_catalogue(images: str | os.PathLike, out: str | os.PathLike,
                            f"(first reason: {cutouts.status[0]})")
     mean, std, per_model = ensemble_prob(models, cutouts.images[ok], domain, calibrated,
                                          batch_size, progress)
+    finite = np.isfinite(per_model).all(axis=0) & np.isfinite(mean) & np.isfinite(std)
+    if not finite.all():  # never a NaN probability marked ok
+        for row in np.flatnonzero(ok)[~finite]:
+            cutouts.status[row] = NONFINITE_OUTPUT
+        mean, std, per_model = mean[finite], std[finite], per_model[:, finite]
+        ok = cutouts.ok
     frame = catalogue_frame(cutouts, mean, std, per_model, threshold)
     meta = {
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
