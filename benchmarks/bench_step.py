@@ -8,8 +8,10 @@ compilation) the variants take turns, one epoch of ``--steps`` steps each, ``--r
 so that load from other processes affects all alike. Printed per variant: median ms per step
 (from the epochs' ``train_compute_s``), source images/s, speed-up over fp32, the warm-up time.
 
-Variants: ``fp32`` (today's default), ``cl`` (channels_last), ``bf16`` (autocast), ``bf16+cl``,
-``compile``, ``compile+cl``, ``bf16+compile+cl``.
+Variants: ``fp32`` (eager NCHW), ``auto`` (what ``precision=auto`` resolves to on this machine,
+printed beside it; :mod:`training.compute_path`), ``cl`` (channels_last), ``bf16`` (autocast),
+``bf16+cl``, ``compile``, ``compile+cl``, ``bf16+compile+cl`` (each but ``auto`` on fp32
+unless it names bf16).
 
 Example (2 CPU cores)::
 
@@ -36,16 +38,19 @@ from training.loop import _Trainer
 from training.naming import problem_config
 
 VARIANTS = {
-    "fp32": [],
-    "cl": ["channels_last=1"],
+    "fp32": ["precision=fp32"],
+    "auto": ["precision=auto"],
+    "cl": ["precision=fp32", "channels_last=1"],
     "bf16": ["precision=bf16"],
     "bf16+cl": ["precision=bf16", "channels_last=1"],
-    "compile": ["compile=1"],
-    "compile+cl": ["compile=1", "channels_last=1"],
+    "compile": ["precision=fp32", "compile=1"],
+    "compile+cl": ["precision=fp32", "compile=1", "channels_last=1"],
     "bf16+compile+cl": ["precision=bf16", "compile=1", "channels_last=1"],
 }
 DEFAULT_PROBLEMS = ("none_deepmerge", "mmd_deepmerge", "dann_deepmerge", "coral_deepmerge",
                     "none_resnet", "mmd_resnet", "dann_resnet")
+#: ``--problems all``: every registered problem of both backbones.
+ALL = "all"
 
 
 def subset_benchmark(data_dir: str, out: Path, rows: int, seed: int = 0) -> Path:
@@ -94,7 +99,8 @@ def bench_problem(problem: str, data_dir: Path, variants: list[str], steps: int,
             row = trainer.train_epoch(epoch)
             per_step[name].append(row["train_compute_s"] / row["train_steps"])
     return {name: {"step_s": statistics.median(times), "warmup_s": warmup[name],
-                   "batch": trainers[name].config.batch_size}
+                   "batch": trainers[name].config.batch_size,
+                   "path": trainers[name].path}
             for name, times in per_step.items()}
 
 
@@ -102,7 +108,8 @@ def main() -> None:
     """Print one block of figures per problem."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default=None, help="data folder (default: embedded benchmark)")
-    parser.add_argument("--problems", nargs="+", default=list(DEFAULT_PROBLEMS))
+    parser.add_argument("--problems", nargs="+", default=list(DEFAULT_PROBLEMS),
+                        help=f"problem names, or {ALL!r} for every registered problem")
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--steps", type=int, default=8, help="steps per timed epoch")
@@ -111,6 +118,10 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=None)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.problems == [ALL]:
+        from problems import problem_names
+
+        args.problems = problem_names()
     data_dir = args.data or str(ensure_benchmark())
     print(f"torch {torch.__version__}, CPU {cpu_name()}, threads {torch.get_num_threads()}, "
           f"{args.steps} steps x {args.rounds} rounds per variant")
@@ -123,10 +134,13 @@ def main() -> None:
             print(f"\n{problem} (batch {next(iter(figures.values()))['batch']} source"
                   f"{' + target' if not problem.startswith('none') else ''})")
             for name, row in figures.items():
+                path = row["path"]
+                resolved = (f"  = {path.precision}{' + cl' if path.channels_last else ''}"
+                            f"{' + compile' if path.compile else ''}") if name == "auto" else ""
                 print(f"  {name:16s} {1000 * row['step_s']:8.1f} ms/step  "
                       f"{row['batch'] / row['step_s']:7.0f} source img/s  "
-                      f"x{base / row['step_s']:.2f}  (warm-up {row['warmup_s']:.1f} s)",
-                      flush=True)
+                      f"x{base / row['step_s']:.2f}  (warm-up {row['warmup_s']:.1f} s)"
+                      f"{resolved}", flush=True)
 
 
 if __name__ == "__main__":

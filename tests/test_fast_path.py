@@ -104,7 +104,7 @@ def test_knobs_keep_same_seed_same_numbers(knobs, tiny_domain_pair, tmp_path):
 
 
 def test_channels_last_computes_the_same_network(tiny_domain_pair, tmp_path):
-    base = problem_config("none_deepmerge", TINY)
+    base = problem_config("none_deepmerge", [*TINY, "precision=fp32"])
     nchw = run_trial(base, tiny_domain_pair, tmp_path / "a", progress=False)
     nhwc = run_trial(base.replace(channels_last=1), tiny_domain_pair, tmp_path / "b",
                      progress=False)
@@ -113,7 +113,7 @@ def test_channels_last_computes_the_same_network(tiny_domain_pair, tmp_path):
 
 
 def test_bf16_is_close_to_fp32(tiny_domain_pair, tmp_path):
-    base = problem_config("none_deepmerge", TINY)
+    base = problem_config("none_deepmerge", [*TINY, "precision=fp32"])
     fp32 = run_trial(base, tiny_domain_pair, tmp_path / "a", progress=False)
     bf16 = run_trial(base.replace(precision="bf16"), tiny_domain_pair, tmp_path / "b",
                      progress=False)
@@ -276,3 +276,22 @@ def test_fast_path_compare_pairs_the_two_paths(tiny_domain_pair, tmp_path):
     # An unpaired seed is refused with one line.
     (runs / "auto" / "none_deepmerge" / "seed_2" / "record.json").unlink()
     assert compare_main(["--runs", str(runs), "--out", str(tmp_path / "out2")]) == 2
+
+
+def test_bench_trial_runs_real_trials(tiny_domain_pair, tmp_path):
+    """benchmarks/bench_trial.py on tiny trials: one per path, then two side by side."""
+    import importlib.util
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_trial.py"
+    spec = importlib.util.spec_from_file_location("bench_trial", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    out = tmp_path / "e2e.json"
+    assert module.main(["--problem", "none_deepmerge", "--data", str(tiny_domain_pair),
+                        "--threads", "1", "--out", str(out), *sum(
+                            (["--set", s] for s in TINY), [])]) == 0
+    figures = json.loads(out.read_text())
+    labels = [row["label"] for row in figures["trials"]]
+    assert labels[:2] == ["auto, 1 threads", "fp32, 1 threads"] and len(labels) == 4
+    assert figures["trials"][1]["compute_path"]["precision"] == "fp32"
+    assert all(row["wall_s"] > 0 and row["epochs_run"] >= 1 for row in figures["trials"])
