@@ -19,6 +19,7 @@ methods and backbones also reach worker processes.
 from __future__ import annotations
 
 import importlib
+import math
 import os
 import pkgutil
 import re
@@ -102,12 +103,14 @@ class Hyper:
         """The valid values in words."""
         if self.choices is not None:
             return f"one of {', '.join(map(str, self.choices))}"
-        return self.rule or "any value"
+        return f"finite and {self.rule}" if self.rule else "any finite value"
 
     def is_valid(self, value: Any) -> bool:
-        """Whether ``value`` (already of the right type) is allowed."""
+        """Whether ``value`` (already of the right type) is allowed; numbers must be finite."""
         if self.choices is not None:
             return value in self.choices
+        if isinstance(value, float) and not math.isfinite(value):
+            return False
         return _rule_predicate(self.rule)(value) if self.rule else True
 
 

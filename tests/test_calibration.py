@@ -133,3 +133,20 @@ def test_cli_refuses_other_data(trial, tmp_path, capsys):
         write_domain(domain_paths(other)[domain], data)
     assert calibrate_main(["--trial", str(trial), "--data", str(other)]) == 2
     assert "is not the data" in capsys.readouterr().err
+
+
+def test_summary_never_overwrites_another_file(tmp_path, capsys):
+    """--summary refuses a record.json, a folder or a .md path, before any work."""
+    record = tmp_path / "record.json"
+    record.write_text('{"status": "ok"}')
+    folder = tmp_path / "folder.json"
+    folder.mkdir()
+    for path, message in ((record, "not a calibration summary"), (folder, "is a folder"),
+                          (tmp_path / "x.md", "give a .json path")):
+        assert calibrate_main(["--trial", str(tmp_path / "no-trial"), "--summary",
+                               str(path)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and message in err[0], err
+    assert record.read_text() == '{"status": "ok"}'
+    assert calibrate_main(["--trial", str(tmp_path), "--device", "bogus"]) == 2
+    assert "--device bogus" in capsys.readouterr().err

@@ -112,3 +112,31 @@ def test_a_nan_weight_is_refused(trial, tmp_path):
 def test_a_good_checkpoint_loads(trial):
     state = read_checkpoint(trial / CHECKPOINT)
     assert {"model", "config", "channel_stats", "best_epoch"} <= set(state)
+
+
+def test_train_refuses_to_replace_a_finished_trial_without_force(trial, tiny_domain_pair,
+                                                                 tmp_path):
+    """train.py --out: a finished trial needs --force, and its stale calibration goes too."""
+    import json
+    import shutil
+
+    from training.train import main as train_main
+
+    out = tmp_path / "trial"
+    shutil.copytree(trial, out)
+    (out / "calibration.json").write_text(json.dumps({"temperature": 2.0}))
+    before = (out / "record.json").read_bytes()
+    tiny = ["--problem", "none_deepmerge", "--data", str(tiny_domain_pair), "--quiet",
+            "--set", "epochs=1", "--set", "batch_size=8", "--set", "max_batches_per_epoch=2",
+            "--seed", "2"]
+    assert train_main([*tiny, "--out", str(out)]) == 2
+    assert (out / "record.json").read_bytes() == before
+    assert train_main([*tiny, "--out", str(out), "--force"]) == 0
+    assert json.loads((out / "record.json").read_text())["seed"] == 2
+    assert not (out / "calibration.json").exists()  # fitted for the old network
+    foreign = tmp_path / "mine"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("keep me")
+    assert train_main([*tiny, "--out", str(foreign), "--force"]) == 2
+    assert (foreign / "notes.txt").read_text() == "keep me"
+    assert sorted(p.name for p in foreign.iterdir()) == ["notes.txt"]

@@ -94,3 +94,10 @@ def test_default_configs_valid(method, backbone):
     cfg = default_config(method, backbone)
     assert cfg.method == method and cfg.backbone == backbone
     assert (cfg.lambda_tl == 0) == (method == "none")
+
+
+@pytest.mark.parametrize("key", ["lr", "lambda_tl", "weight_decay", "onecycle_div_factor"])
+@pytest.mark.parametrize("value", ["inf", "-inf", "nan"])
+def test_non_finite_values_are_refused_by_name(key, value):
+    with pytest.raises(ConfigError, match=f"invalid value for '{key}'.*finite"):
+        TrainConfig.from_strings({key: value})

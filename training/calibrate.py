@@ -24,6 +24,7 @@ Exit status 0; 2 for an unusable trial or data (one line on stderr; nothing writ
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -137,6 +138,52 @@ def grouped_table(results: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+#: Marks a summary file this command wrote (``--summary`` replaces only such a file).
+SUMMARY_KIND = "galaxy-da calibration summary"
+
+
+def check_summary_path(path: str) -> Path:
+    """``--summary``: a ``.json`` path that is new or a summary this command wrote before.
+
+    Never another file (a trial's ``record.json``, say), a folder, or a ``.md`` path (the
+    Markdown table is written beside the JSON, ``<name>.md``).
+
+    Raises:
+        ValueError: with the fix.
+    """
+    summary = Path(path)
+    if summary.suffix != ".json":
+        raise ValueError(f"--summary {path}: give a .json path (the table goes beside it as "
+                         f"{summary.with_suffix('.md').name})")
+    if summary.is_dir():
+        raise ValueError(f"--summary {path} is a folder. Fix: pass a file path")
+    if summary.exists():
+        try:
+            previous = json.loads(summary.read_text())
+            ours = previous.get("summary") == SUMMARY_KIND or (  # or one written before the tag
+                set(previous) == {"trials"}
+                and all("fitted_on" in row for row in previous["trials"]))
+        except (OSError, ValueError, AttributeError, TypeError):
+            ours = False
+        if not ours:
+            raise ValueError(f"--summary {path} exists and is not a calibration summary; it "
+                             "was left as it is. Fix: pass a new file path")
+    return summary
+
+
+def torch_device(name: str) -> str:
+    """``--device``, checked (``cpu``, ``cuda``, ``cuda:N``, ``mps``) before any work."""
+    import torch
+
+    try:
+        device = torch.device(name)
+    except RuntimeError as exc:
+        raise ValueError(f"--device {name}: {exc}. Fix: pass cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {name}: no CUDA device here. Fix: pass --device cpu")
+    return name
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command-line interface of calibration."""
     parser = argparse.ArgumentParser(
@@ -157,18 +204,33 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from galaxies.validate import InvalidDatasetError
     from training.inference import ModelLoadError
-    from training.record import write_json
+    from training.record import write_json, write_text
 
+    try:
+        summary = check_summary_path(args.summary) if args.summary else None
+        device = torch_device(args.device)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     results = []
     for trial in args.trial:
         try:
-            results.append(calibrate_trial(trial, args.data, args.device))
+            results.append(calibrate_trial(trial, args.data, device))
         except (ModelLoadError, InvalidDatasetError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
-    if args.summary:
-        write_json(args.summary, {"trials": results})
-        Path(args.summary).with_suffix(".md").write_text(grouped_table(results))
+        except OSError as exc:  # a read-only trial folder, a full disk
+            print(f"error: {trial}: cannot write {CALIBRATION_FILE} ({exc.strerror or exc}). "
+                  "Fix: make the trial folder writable", file=sys.stderr)
+            return 2
+    if summary is not None:
+        try:
+            write_json(summary, {"summary": SUMMARY_KIND, "trials": results})
+            write_text(summary.with_suffix(".md"), grouped_table(results))
+        except OSError as exc:
+            print(f"error: cannot write --summary {summary} ({exc.strerror or exc}); the "
+                  "calibrations are written. Fix: pass a writable file path", file=sys.stderr)
+            return 2
     print(summary_table(results))
     return 0
 

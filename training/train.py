@@ -9,7 +9,10 @@ Example::
 trial runs that problem's default configuration with the ``--set`` overrides (``method`` and
 ``backbone`` are chosen by ``--problem`` and cannot be set). ``--data`` defaults to the
 embedded benchmark, simulated on first use. Writes ``OUT/record.json``, ``OUT/roc.json`` and
-``OUT/checkpoint.pt``; exits 1 when the trial fails (the reason is in the record) and 2 on bad
+``OUT/checkpoint.pt``. An ``--out`` that holds a finished trial is refused unless ``--force``
+replaces it (its stale ``calibration.json`` goes with it), and ``--force`` never replaces a
+folder holding anything but a trial's files; a folder with only ``resume.pt`` (an interrupted
+trial) is continued. Exits 1 when the trial fails (the reason is in the record) and 2 on bad
 arguments or data, or when ``--out`` cannot be written (checked before training; a disk that
 fills up during the trial too): one line ``error: ...``, no traceback, and no truncated file
 (every file is written atomically).
@@ -20,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from training.cli import CliError, data_parent, problem_parent, quiet_parent, set_parent
 
@@ -32,6 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[problem_parent(), data_parent(), set_parent(), quiet_parent()],
     )
     parser.add_argument("--out", required=True, help="folder for record.json and checkpoint")
+    parser.add_argument("--force", action="store_true",
+                        help="replace a finished trial in --out (only a trial's own files)")
     parser.add_argument("--seed", type=int, default=None, help="random seed (default: config's)")
     parser.add_argument(
         "--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)"
@@ -44,10 +50,43 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: What a trial folder may hold; ``--force`` replaces only such a folder.
+TRIAL_FILES = frozenset({"record.json", "roc.json", "predictions.npz", "checkpoint.pt",
+                         "calibration.json", "resume.pt"})
+
+
+def check_out(out: Path, force: bool) -> list[Path]:
+    """The files to remove before training into ``out`` (``--force``); refuse what is not ours.
+
+    Raises:
+        CliError: ``out`` is a file, holds a finished trial without ``force``, or holds files a
+            trial does not write.
+    """
+    from training.cli import CliError
+
+    if out.exists() and not out.is_dir():
+        raise CliError(f"--out {out} is a file. Fix: pass a folder path")
+    if not out.is_dir():
+        return []
+    entries = [entry for entry in out.iterdir() if not entry.name.startswith(".")]
+    foreign = sorted(e.name for e in entries if e.name not in TRIAL_FILES
+                     and not e.name.startswith(("resume.pt.tmp", "checkpoint.pt.tmp")))
+    if foreign:
+        raise CliError(f"--out {out} holds files a trial does not write ({', '.join(foreign[:3])}"
+                       f"{' ...' if len(foreign) > 3 else ''}). Fix: pass a new or empty folder")
+    finished = [e for e in entries if e.name != "resume.pt"]
+    if finished and not force:
+        raise CliError(f"--out {out} holds a finished trial. Fix: pass another folder, or "
+                       "--force to replace it")
+    return finished if force else []
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run one trial; print a summary; return the exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.threads is not None and args.threads < 1:
+        parser.exit(2, f"error: --threads must be >= 1, got {args.threads}\n")
     overrides = list(args.overrides)
     if args.seed is not None:
         overrides.append(f"seed={args.seed}")
@@ -69,7 +108,10 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     try:
         data_dir = resolve_data(args.data, progress=not args.quiet)
+        stale = check_out(Path(args.out), args.force)
         check_writable(args.out)
+        for path in stale:  # --force: the previous trial's files (calibration included)
+            path.unlink()
         if args.from_trial:
             record = reevaluate_trial(config, args.from_trial, data_dir, args.out,
                                       problem=args.problem)
