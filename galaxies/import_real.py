@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import math
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -54,7 +55,7 @@ from pathlib import Path
 import numpy as np
 
 from galaxies.atomic import write_error_message
-from galaxies.pairs import compute_pair_id, pair_transaction
+from galaxies.pairs import compute_pair_id, pair_transaction, refuse_existing_pair
 from galaxies.schema import FILTERS, IMAGE_SHAPE, DomainData, domain_paths
 from galaxies.validate import CHUNK_ROWS, MAX_ABS_PIXEL, InvalidDatasetError
 
@@ -360,6 +361,12 @@ def _check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> No
             )
     if args.augmented_copies < 1:
         parser.error("--augmented-copies must be >= 1")
+    if args.seed < 0:
+        parser.error(f"--seed must be >= 0, got {args.seed}")
+    for name in ("pixel_scale_arcsec", "psf_fwhm_arcsec"):
+        value = getattr(args, name)
+        if not (math.isfinite(value) and value > 0):
+            parser.error(f"--{name.replace('_', '-')} must be a finite number > 0, got {value}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -389,6 +396,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--pixel-scale-arcsec", type=float, default=DEFAULT_PIXEL_SCALE_ARCSEC)
     parser.add_argument("--psf-fwhm-arcsec", type=float, default=DEFAULT_PSF_FWHM_ARCSEC)
+    parser.add_argument("--force", action="store_true",
+                        help="replace a pair that --out already holds")
     return parser
 
 
@@ -416,6 +425,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     _check_args(parser, args)
+    refusal = refuse_existing_pair(args.out, args.force)
+    if refusal:
+        parser.exit(2, f"error: {refusal}\n")
     try:
         paths = import_real(args)
     except (InvalidDatasetError, OSError) as err:

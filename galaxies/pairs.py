@@ -202,3 +202,16 @@ def _remove_created(created: list[Path]) -> None:
             folder.rmdir()
         except OSError:
             return
+
+
+def refuse_existing_pair(out_dir: str | os.PathLike, force: bool) -> str | None:
+    """The one-line refusal when ``out_dir`` already holds a pair and ``force`` is not given.
+
+    ``simulate.py`` and ``import_real.py`` replace an existing ``source.h5``/``target.h5`` only
+    with ``--force`` (the other commands refuse a non-empty output the same way).
+    """
+    existing = [name for name in ("source.h5", "target.h5") if (Path(out_dir) / name).exists()]
+    if existing and not force:
+        return (f"--out {out_dir} already holds {' and '.join(existing)}. Fix: pass another "
+                "folder, or --force to replace that pair")
+    return None

@@ -55,7 +55,7 @@ from tqdm import tqdm
 
 from galaxies import morphology
 from galaxies.atomic import write_error_message
-from galaxies.pairs import compute_pair_id, pair_transaction
+from galaxies.pairs import compute_pair_id, pair_transaction, refuse_existing_pair
 from galaxies.schema import FILTERS, IMAGE_SHAPE, SPLITS, DomainData, domain_paths
 from galaxies.validate import InvalidDatasetError
 
@@ -316,11 +316,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--independent-target", action="store_true",
                         help="target galaxies drawn independently of the source ones")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("--force", action="store_true",
+                        help="replace a pair that --out already holds")
     args = parser.parse_args(argv)
     try:
         check_arguments(args.n_mergers, args.n_nonmergers, args.limiting_sb, args.workers)
     except ValueError as error:
         parser.error(str(error))
+    refusal = refuse_existing_pair(args.out, args.force)
+    if refusal:
+        parser.exit(2, f"error: {refusal}\n")
     if not _writable(args.out):
         parser.error(f"--out {args.out} is not a writable folder. Fix: choose a folder you can "
                      "write to (it is created if missing)")

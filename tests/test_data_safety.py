@@ -131,7 +131,7 @@ def test_failed_import_keeps_the_old_pair_byte_identical(tmp_path, capsys):
     capsys.readouterr()
     # the reported case: a 3-row target ("split val has no rows")
     bad = _npy_inputs(tmp_path, n_target=3, seed=1, target_labels=np.array([0.0, 1.0, 0.0]))
-    assert import_real.main([*bad, "--out", str(out)]) == 1
+    assert import_real.main([*bad, "--out", str(out), "--force"]) == 1
     line = _one_line(capsys.readouterr().err)
     assert line.startswith(f"error: {out / 'target.h5'}: ") and "has no rows" in line, line
     assert _digests(out) == before  # both old files still there, byte-identical
@@ -142,7 +142,7 @@ def test_failed_import_keeps_the_old_pair_byte_identical(tmp_path, capsys):
 def test_failed_import_into_a_new_folder_leaves_no_folder(tmp_path, capsys):
     out = tmp_path / "new" / "deeper" / "data"
     bad = _npy_inputs(tmp_path, n_target=3, target_labels=np.array([0.0, 1.0, 0.0]))
-    assert import_real.main([*bad, "--out", str(out)]) == 1
+    assert import_real.main([*bad, "--out", str(out), "--force"]) == 1
     assert "has no rows" in _one_line(capsys.readouterr().err)
     assert _entries(tmp_path) == sorted(p.name for p in tmp_path.glob("*.npy"))
 
@@ -153,7 +153,7 @@ def test_import_disk_full_keeps_the_old_pair(tmp_path, capsys, monkeypatch):
     before = _digests(out)
     capsys.readouterr()
     _disk_fills_after(monkeypatch, room=200_000)
-    assert import_real.main([*_npy_inputs(tmp_path, seed=3), "--out", str(out)]) == 1
+    assert import_real.main([*_npy_inputs(tmp_path, seed=3), "--out", str(out), "--force"]) == 1
     line = _one_line(capsys.readouterr().err)
     assert line == f"error: cannot write {out / 'source.h5'}: No space left on device", line
     assert _digests(out) == before and _entries(out) == ["source.h5", "target.h5"]
@@ -271,7 +271,8 @@ def test_simulate_on_a_full_disk_is_one_line_and_keeps_the_old_pair(tmp_path):
         done = _simulate_cli("--out", str(out), "--n-mergers", "11", "--n-nonmergers", "3")
         assert done.returncode == 0, done.stderr
         before = _digests(out)
-        done = _simulate_cli("--out", str(out), "--n-mergers", "40", "--n-nonmergers", "30")
+        done = _simulate_cli("--out", str(out), "--n-mergers", "40", "--n-nonmergers", "30",
+                             "--force")
         assert done.returncode == 1
         line = _one_line(done.stderr)
         assert line.startswith("error: cannot write ") and "No space left on device" in line
@@ -291,7 +292,7 @@ def test_simulate_enospc_from_the_lowest_write(tmp_path, capsys, monkeypatch):
     before = _digests(out)
     _disk_fills_after(monkeypatch, room=300_000)
     assert main(["--out", str(out), "--n-mergers", "15", "--n-nonmergers", "3", "--seed", "2",
-                 "--workers", "1", "--quiet"]) == 1
+                 "--workers", "1", "--quiet", "--force"]) == 1
     line = _one_line(capsys.readouterr().err)
     assert line == f"error: cannot write {out / 'source.h5'}: No space left on device"
     assert _digests(out) == before and _entries(out) == ["source.h5", "target.h5"]
@@ -586,3 +587,32 @@ def test_write_error_messages(tmp_path):
         check_writable(tmp_path / "file" / "sub")
     check_writable(tmp_path / "new" / "deeper")
     assert _entries(tmp_path) == ["file"]  # the probe creates nothing
+
+
+def test_simulate_and_import_refuse_an_existing_pair_without_force(tmp_path, capsys):
+    """An existing pair is replaced only with --force (one line, exit 2, files untouched)."""
+    from galaxies.simulate import main as simulate_main
+
+    out = tmp_path / "data"
+    assert import_real.main([*_npy_inputs(tmp_path), "--out", str(out)]) == 0
+    before = _digests(out)
+    for command in (lambda: import_real.main([*_npy_inputs(tmp_path), "--out", str(out)]),
+                    lambda: simulate_main(["--out", str(out), "--n-mergers", "15",
+                                           "--n-nonmergers", "3", "--quiet"])):
+        with pytest.raises(SystemExit) as exit_info:
+            command()
+        assert exit_info.value.code == 2
+        assert "--force to replace that pair" in _one_line(capsys.readouterr().err)
+        assert _digests(out) == before
+
+
+@pytest.mark.parametrize(("flag", "value"), [("--pixel-scale-arcsec", "-1"),
+                                             ("--pixel-scale-arcsec", "0"),
+                                             ("--pixel-scale-arcsec", "nan"),
+                                             ("--psf-fwhm-arcsec", "inf"), ("--seed", "-1")])
+def test_import_refuses_non_physical_attributes(flag, value, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        import_real.main([*_npy_inputs(tmp_path), "--out", str(tmp_path / "d"), flag, value])
+    assert exit_info.value.code == 2
+    assert flag in capsys.readouterr().err
+    assert not (tmp_path / "d").exists()

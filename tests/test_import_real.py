@@ -72,7 +72,7 @@ def test_split_is_deterministic_from_seed(tmp_path: Path) -> None:
     args = _npy_args(tmp_path)
     splits = []
     for seed in ("1", "1", "2"):
-        assert main([*args, "--seed", seed]) == 0
+        assert main([*args, "--seed", seed, "--force"]) == 0
         splits.append(validate_file(domain_paths(tmp_path / "out")["source"]).split)
     np.testing.assert_array_equal(splits[0], splits[1])
     assert not np.array_equal(splits[0], splits[2])
