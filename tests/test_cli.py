@@ -18,7 +18,7 @@ ENTRY_POINTS = ("galaxy-da-simulate", "galaxy-da-validate", "galaxy-da-import", 
                 "galaxy-da-train", "galaxy-da-search", "galaxy-da-seeds",
                 "galaxy-da-objective-study", "galaxy-da-report", "galaxy-da-compare",
                 "galaxy-da-reproduce", "galaxy-da-classical", "galaxy-da-predict",
-                "galaxy-da-calibrate")
+                "galaxy-da-calibrate", "galaxy-da-status")
 
 
 def run(*argv: str, timeout: int = 120) -> subprocess.CompletedProcess:
