@@ -17,11 +17,22 @@ from training.cli import (
     typed_sets,
 )
 
-# Sized for `make search` on a 2-core laptop (<= 20 min): short trials, few evaluations.
-# Override with --set (e.g. `--set epochs=40 --set max_batches_per_epoch=0` for paper-length
-# trials on a cluster) and --max-evals.
-LAPTOP_FIXED: dict[str, Any] = {"epochs": 3, "max_batches_per_epoch": 40}
+#: Named trial budgets (``--budget``): the fixed values each puts before the user's ``--set``.
+#: ``laptop`` (the default, sized for ``make search`` on two cores): 3 epochs of at most 5,120
+#: source images each, whatever the batch size, so that every trial of a laptop search costs
+#: about the same; ``paper``: the paper's full-length trials (30 epochs, full passes).
+BUDGETS: dict[str, dict[str, Any]] = {
+    "laptop": {"epochs": 3, "max_images_per_epoch": 5120, "max_batches_per_epoch": 0},
+    "paper": {"epochs": 30, "max_images_per_epoch": 0, "max_batches_per_epoch": 0},
+}
+DEFAULT_BUDGET = "laptop"
 DEFAULT_MAX_EVALS = 10
+
+
+def budget_text() -> str:
+    """The budgets in one line each (``--list`` and the help)."""
+    return "\n".join(f"  {name}: " + ", ".join(f"{k}={v}" for k, v in values.items())
+                     for name, values in BUDGETS.items())
 
 
 def runner_parent(default_evaluator: str = "process") -> argparse.ArgumentParser:
@@ -67,9 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
         "Writes <log-dir>/results.csv (DeepHyper), trials/<job_id>/record.json, search.json "
         "and summary.csv, and prints the best configurations.",
         epilog="Example: python search/run.py --problem mmd_deepmerge --max-evals 20 "
-        "--set epochs=10. Search defaults fix "
-        + ", ".join(f"{k}={v}" for k, v in LAPTOP_FIXED.items())
-        + " (laptop-sized trials); override them with --set.",
+        "--budget paper. Budgets: " + "; ".join(
+            f"{name} = " + ", ".join(f"{k}={v}" for k, v in values.items())
+            for name, values in BUDGETS.items()) + " (--set overrides any of them).",
         parents=[problem_parent(required=False), data_parent(), runner_parent(),
                  set_parent("fix a hyperparameter instead of searching it, or set a "
                             "TrainConfig field that is not searched (e.g. epochs=5); "
@@ -79,6 +90,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="list the problems with their search spaces and exit")
     p.add_argument("--log-dir", metavar="DIR",
                    help="output folder (default: runs/search/<problem>)")
+    p.add_argument("--budget", choices=list(BUDGETS), default=DEFAULT_BUDGET,
+                   help=f"trial length: laptop (default; {BUDGETS['laptop']['epochs']} epochs "
+                   f"of at most {BUDGETS['laptop']['max_images_per_epoch']} source images, any "
+                   "batch size) or paper (30 full epochs); --set overrides either")
     p.add_argument("--max-evals", type=int, default=DEFAULT_MAX_EVALS, metavar="N",
                    help="total number of trials, including those of a resumed search "
                    f"(default {DEFAULT_MAX_EVALS})")
@@ -104,15 +119,18 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def parse_overrides(items: list[str], problem: str) -> dict[str, Any]:
-    """Typed, validated ``--set`` values (laptop defaults included, user values win).
+def parse_overrides(items: list[str], problem: str,
+                    budget: str = DEFAULT_BUDGET) -> dict[str, Any]:
+    """Typed, validated ``--set`` values (the budget's values first, user values win).
 
     Raises:
-        CliError: malformed item, unknown key, ``method``/``backbone``, or an invalid value;
-            the message names the key.
+        CliError: an unknown budget, a malformed item, unknown key, ``method``/``backbone``,
+            or an invalid value; the message names the key.
     """
-    laptop = [f"{key}={value}" for key, value in LAPTOP_FIXED.items()]
-    return typed_sets(problem, [*laptop, *items])  # later items win, validated together
+    if budget not in BUDGETS:
+        raise CliError(f"unknown budget {budget!r}; valid: {', '.join(BUDGETS)}")
+    fixed = [f"{key}={value}" for key, value in BUDGETS[budget].items()]
+    return typed_sets(problem, [*fixed, *items])  # later items win, validated together
 
 
 def check_args(args: argparse.Namespace) -> Resources:

@@ -46,7 +46,15 @@ from galaxies.atomic import write_error_message
 from galaxies.validate import InvalidDatasetError
 from problems import Problem, UnknownProblemError, all_problems, get_problem
 from search.algorithms import build_search
-from search.cli import CliError, build_parser, check_args, parse_overrides
+from search.cli import (
+    BUDGETS,
+    DEFAULT_BUDGET,
+    CliError,
+    budget_text,
+    build_parser,
+    check_args,
+    parse_overrides,
+)
 from search.deephyper_adapter import reserve_job_ids
 from search.logdir import (
     RESULTS,
@@ -268,13 +276,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.list:
         print(list_problems())
+        print(f"\nbudgets (--budget; default {DEFAULT_BUDGET}):\n{budget_text()}")
         return 0
     if not args.problem:
         parser.error("--problem is required (see --list)")
     try:
         problem = get_problem(args.problem)
         resources = check_args(args)
-        fixed = parse_overrides(args.overrides, problem.name)
+        fixed = parse_overrides(args.overrides, problem.name, args.budget)
         check_stopper(args.stopper, problem.defaults.replace(**fixed).epochs)
     except (UnknownProblemError, CliError, StopperError) as exc:
         error(str(exc))  # one line: the usage would hide it
@@ -333,6 +342,7 @@ def _locked_main(args: Any, argv: list[str], problem: Problem, fixed: dict[str, 
         payload = {"problem": problem.name, "method": problem.method,
                    "backbone": problem.backbone, "fixed": fixed, "objective": args.objective,
                    "stopper": args.stopper,
+                   "budget": {"name": args.budget, "values": BUDGETS[args.budget]},
                    "data_dir": portable_path(data_dir), "data": data,
                    "command": "python search/run.py " + shlex.join(argv),
                    "args": vars(args), "resume": args.resume, "space": problem.describe(),

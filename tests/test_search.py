@@ -188,3 +188,43 @@ def test_nonfinite_loss_is_an_f_row(tiny_domain_pair, tmp_path):
     frame = results(log_dir)
     assert len(frame) == 2 and (frame["objective"] == "F_nan").all()
     assert "p:lambda_tl" not in frame.columns  # fixed, not searched
+
+
+def test_laptop_trials_see_the_same_images_whatever_the_batch_size(tiny_domain_pair, tmp_path):
+    """The laptop budget caps images per epoch, not batches: batch 256 and 32 cost the same."""
+    from search.cli import BUDGETS, parse_overrides
+    from training.loop import run_trial, steps_cap
+    from training.naming import problem_config
+
+    seen = {}
+    for batch in (32, 256):
+        fixed = parse_overrides([f"batch_size={batch}"], "mmd_deepmerge", "laptop")
+        config = problem_config("mmd_deepmerge", [f"{k}={v}" for k, v in fixed.items()])
+        seen[batch] = steps_cap(config) * config.batch_size
+    assert seen[32] == seen[256] == BUDGETS["laptop"]["max_images_per_epoch"]
+    # The same rule in real trials (the tiny pair has 24 training rows: a cap of 16 images).
+    steps = {}
+    for batch in (4, 8):
+        record = run_trial(problem_config("none_deepmerge", [
+            "epochs=1", f"batch_size={batch}", "max_images_per_epoch=16"]),
+            tiny_domain_pair, tmp_path / str(batch), progress=False)
+        steps[batch] = record["history"][0]["train_steps"]
+    assert steps[4] * 4 == steps[8] * 8 == 16
+
+
+def test_budgets_are_listed_and_recorded(tiny_domain_pair, tmp_path, capsys):
+    from search.cli import BUDGETS
+
+    assert main(["--list"]) == 0
+    listed = capsys.readouterr().out
+    for name in BUDGETS:
+        assert f"  {name}: epochs=" in listed
+    log_dir = tmp_path / "s"
+    assert main(["--problem", "none_deepmerge", "--data", str(tiny_domain_pair),
+                        "--log-dir", str(log_dir), "--evaluator", "serial", "--search",
+                        "random", "--max-evals", "1", "--budget", "laptop", "--set",
+                        "epochs=1", "--quiet"]) == 0
+    meta = json.loads((log_dir / "search.json").read_text())
+    assert meta["budget"] == {"name": "laptop", "values": BUDGETS["laptop"]}
+    assert meta["fixed"]["max_images_per_epoch"] == BUDGETS["laptop"]["max_images_per_epoch"]
+    assert meta["fixed"]["epochs"] == 1  # --set wins over the budget

@@ -59,6 +59,9 @@ COMMON: tuple[Hyper, ...] = (
     Hyper("epochs", 30, None, ">= 1", doc="maximum number of epochs"),
     Hyper("seed", 1, None, ">= 0", doc="random seed"),
     Hyper("max_batches_per_epoch", 0, None, ">= 0", doc="cap on steps per epoch, 0 = all"),
+    Hyper("max_images_per_epoch", 0, None, ">= 0",
+          doc="cap on source images per epoch whatever the batch size (steps = max(1, cap // "
+          "batch_size)), 0 = all; a search's laptop budget sets it"),
     Hyper("device", "auto", doc="auto (CUDA if available, else CPU), cpu, cuda, cuda:N, mps"),
     Hyper("lambda_tl", 1.0, None, ">= 0", doc="weight of L_TL in L_CL + lambda_TL * L_TL"),
     Hyper("precision", "fp32", choices=PRECISIONS,

@@ -137,6 +137,18 @@ def _set_rng_state(state: dict[str, Any], device: torch.device) -> None:
         torch.mps.set_rng_state(state["mps"])
 
 
+def steps_cap(config: TrainConfig) -> int | None:
+    """Steps per epoch allowed by ``max_batches_per_epoch`` and ``max_images_per_epoch``.
+
+    ``None`` = a full pass. The image cap makes trials of every batch size cost the same
+    (``max(1, max_images_per_epoch // batch_size)`` steps of ``batch_size`` source images).
+    """
+    caps = [config.max_batches_per_epoch] if config.max_batches_per_epoch else []
+    if config.max_images_per_epoch:
+        caps.append(max(1, config.max_images_per_epoch // config.batch_size))
+    return min(caps) if caps else None
+
+
 class _Trainer:
     """State of one training run (model, transfer loss, optimiser, schedule, data)."""
 
@@ -182,7 +194,7 @@ class _Trainer:
             xt,
             config.batch_size,
             self.generator,
-            max_batches=config.max_batches_per_epoch or None,
+            max_batches=steps_cap(config),
         )
         groups = [{"params": list(self.model.parameters()), "lr": config.lr}]
         groups += self.transfer.parameter_groups(config.lr)
