@@ -384,3 +384,22 @@ def test_nonfinite_outputs_are_flagged_never_ok(ranked_trials, images, tmp_path,
     assert len(ok) == len(images) - 1 and np.isfinite(ok["p_merger"]).all()
     meta = json.loads((out / "catalogue.json").read_text())
     assert meta["input"]["n_flagged"] == 1
+
+
+def test_search_results_are_read_strictly(search_dir, images, tmp_path, capsys):
+    """A duplicated job id or non-UTF-8 bytes in results.csv: one line, no catalogue."""
+    np.save(tmp_path / "x.npy", images)
+    text = (search_dir / "results.csv").read_text()
+    lines = text.splitlines(keepends=True)
+    for name, content in (("duplicate", text + lines[1]),
+                          ("bytes", text.encode() + b"\xff\xfe\x00\n")):
+        copy = tmp_path / name
+        shutil.copytree(search_dir, copy)
+        data = content if isinstance(content, bytes) else content.encode()
+        (copy / "results.csv").write_bytes(data)
+        out = tmp_path / f"cat_{name}"
+        assert run("--search", copy, "--top-k", "2", "--images", tmp_path / "x.npy",
+                   "--out", out) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("error:"), err
+        assert not out.exists()

@@ -100,11 +100,17 @@ def choose_models(trials: list[str] | None = None, search: str | None = None,
     if not (log_dir / "results.csv").is_file():
         raise PredictError(f"{log_dir}: not a search log folder (no results.csv). Fix: pass "
                            "the --log-dir of search/run.py, or --trial for a trial folder")
+    from search.logdir import LogDirError, read_results
+
     try:
+        read_results(log_dir / "results.csv")  # strictly: a duplicated job id, bytes not text
         chosen = get_strategy(strategy)
         ranked = rank_trials(load_search(log_dir), chosen)
-    except SelectionError as exc:
+    except (SelectionError, LogDirError) as exc:
         raise PredictError(str(exc)) from exc
+    if len(ranked) == 0:
+        raise PredictError(f"{log_dir}: no finished (ok) trial to choose from yet. Fix: wait "
+                           "for the search to finish a trial, or pass --trial")
     if len(ranked) < top_k:
         raise PredictError(f"{log_dir}: {len(ranked)} selectable ok trial(s) under "
                            f"{strategy!r}, fewer than --top-k {top_k}. Fix: lower --top-k")
