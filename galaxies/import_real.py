@@ -107,7 +107,10 @@ def channels_first(images: np.ndarray, path: Path) -> np.ndarray:
 
 
 def check_images(images: np.ndarray, path: Path) -> None:
-    """Reject NaN/inf and non-physical pixels, reading a memory-mapped array in chunks."""
+    """Reject no images, NaN/inf and non-physical pixels (a memory-mapped array in chunks)."""
+    if len(images) == 0:
+        raise InvalidDatasetError(path, "holds no images (an array of length 0)",
+                                  "pass the array with the images")
     for start in range(0, len(images), CHUNK_ROWS):
         chunk = images[start : start + CHUNK_ROWS]
         finite = np.isfinite(chunk)
@@ -165,7 +168,8 @@ def load_npy(images_path: Path, labels_path: Path) -> RawDomain:
     for path, mmap in ((images_path, "r"), (labels_path, None)):
         try:
             arrays.append(np.load(path, mmap_mode=mmap, allow_pickle=False))
-        except ValueError as err:  # also object arrays, which need pickle: refused
+        except (ValueError, EOFError, OSError) as err:  # object arrays (need pickle), empty
+            # or truncated files: refused
             raise InvalidDatasetError(
                 path, f"not a readable numeric .npy array ({err})",
                 "save it with numpy as a plain float or integer array (not an object array), "

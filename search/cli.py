@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import math
+from pathlib import Path
 from typing import Any
 
 from search.algorithms import SEARCHES
@@ -62,7 +64,8 @@ def resources(args: argparse.Namespace) -> Resources:
     """
     if args.workers is not None and args.workers < 1:
         raise CliError("--workers must be >= 1")
-    if args.gpus_per_trial < 0 or args.cpus_per_trial <= 0:
+    if not (math.isfinite(args.gpus_per_trial) and math.isfinite(args.cpus_per_trial)) or (
+            args.gpus_per_trial < 0 or args.cpus_per_trial <= 0):
         raise CliError("--cpus-per-trial must be > 0 and --gpus-per-trial >= 0")
     if args.ray_address and args.evaluator != "ray":
         raise CliError("--ray-address needs --evaluator ray")
@@ -145,4 +148,8 @@ def check_args(args: argparse.Namespace) -> Resources:
         raise CliError("--timeout must be > 0")
     if args.top_k < 1:
         raise CliError("--top-k must be >= 1")
+    if not 0 <= args.seed < 2**32:
+        raise CliError(f"--seed must be in [0, 2**32), got {args.seed}")
+    if args.log_dir and Path(args.log_dir).exists() and not Path(args.log_dir).is_dir():
+        raise CliError(f"--log-dir {args.log_dir} is a file. Fix: pass a folder path")
     return resources(args)

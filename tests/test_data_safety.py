@@ -616,3 +616,35 @@ def test_import_refuses_non_physical_attributes(flag, value, tmp_path, capsys):
     assert exit_info.value.code == 2
     assert flag in capsys.readouterr().err
     assert not (tmp_path / "d").exists()
+
+
+def test_more_bad_inputs_get_one_line(tmp_path, capsys):
+    """Inputs that once gave a traceback (issue 24, finding 9): one error line, no output."""
+    from search.run import main as search_main
+
+    zero = tmp_path / "zero.npy"
+    zero.write_bytes(b"")
+    empty = tmp_path / "empty.npy"
+    np.save(empty, np.zeros((0, 3, 75, 75), dtype=np.float32))
+    labels = tmp_path / "labels.npy"
+    np.save(labels, np.zeros(0, dtype=np.uint8))
+    a_file = tmp_path / "a_file"
+    a_file.write_text("x")
+    for images, message in ((zero, "not a readable numeric .npy"), (empty, "holds no images")):
+        code = import_real.main(["--source-images", str(images), "--source-labels", str(labels),
+                                 "--target-images", str(images), "--target-labels",
+                                 str(labels), "--out", str(tmp_path / "d")])
+        assert code != 0
+        assert message in _one_line(capsys.readouterr().err)
+        assert not (tmp_path / "d").exists()
+    for extra, message in ((["--seed", "-1"], "--seed must be"),
+                           (["--log-dir", str(a_file)], "is a file"),
+                           (["--cpus-per-trial", "nan", "--evaluator", "ray"],
+                            "--cpus-per-trial must be")):
+        with pytest.raises(SystemExit) as exit_info:
+            search_main(["--problem", "none_deepmerge", "--max-evals", "1",
+                         *(["--log-dir", str(tmp_path / "s")] if "--log-dir" not in extra
+                           else []), *extra])
+        assert exit_info.value.code == 2
+        assert message in _one_line(capsys.readouterr().err)
+        assert not (tmp_path / "s").exists()
