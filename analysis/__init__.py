@@ -26,47 +26,58 @@ Example::
     table1(frame)
 """
 
-from analysis.diagnostics import (
-    diagnostic_models,
-    diagnostics_figures,
-    gradcam,
-    gradcam_figure,
-    gradcam_maps,
-    latent_figure,
-    latent_spaces,
-    reliability,
-    reliability_figure,
-    trial_reliability,
-)
-from analysis.figures import (
-    figure1,
-    progress_figure,
-    save_figure,
-    search_space_figure,
-    seeds_figure,
-)
-from analysis.load import (
-    discover,
-    env_paths,
-    load_roc,
-    load_runs,
-    load_search,
-    load_seed_study,
-    log_hyperparameters,
-    searched_hyperparameters,
-)
-from analysis.selection import STRATEGIES, get_strategy, rank_trials, selected_trials
-from analysis.tables import (
-    best_configs,
-    failed_trials,
-    metrics_table,
-    search_results,
-    seed_stats,
-    seed_summary,
-    table1,
-    table1_values,
-    to_markdown,
-)
+#: Public name -> the module that defines it; imported on first use (PEP 562), so that
+#: ``import analysis.load`` does not load torch, matplotlib or the inference code.
+_EXPORTS = {
+    'STRATEGIES': 'analysis.selection',
+    'best_configs': 'analysis.tables',
+    'diagnostic_models': 'analysis.diagnostics',
+    'diagnostics_figures': 'analysis.diagnostics',
+    'discover': 'analysis.load',
+    'env_paths': 'analysis.load',
+    'failed_trials': 'analysis.tables',
+    'figure1': 'analysis.figures',
+    'get_strategy': 'analysis.selection',
+    'gradcam': 'analysis.diagnostics',
+    'gradcam_figure': 'analysis.diagnostics',
+    'gradcam_maps': 'analysis.diagnostics',
+    'latent_figure': 'analysis.diagnostics',
+    'latent_spaces': 'analysis.diagnostics',
+    'load_roc': 'analysis.load',
+    'load_runs': 'analysis.load',
+    'load_search': 'analysis.load',
+    'load_seed_study': 'analysis.load',
+    'log_hyperparameters': 'analysis.load',
+    'metrics_table': 'analysis.tables',
+    'progress_figure': 'analysis.figures',
+    'rank_trials': 'analysis.selection',
+    'reliability': 'analysis.diagnostics',
+    'reliability_figure': 'analysis.diagnostics',
+    'save_figure': 'analysis.figures',
+    'search_results': 'analysis.tables',
+    'search_space_figure': 'analysis.figures',
+    'searched_hyperparameters': 'analysis.load',
+    'seed_stats': 'analysis.tables',
+    'seed_summary': 'analysis.tables',
+    'seeds_figure': 'analysis.figures',
+    'selected_trials': 'analysis.selection',
+    'table1': 'analysis.tables',
+    'table1_values': 'analysis.tables',
+    'to_markdown': 'analysis.tables',
+    'trial_reliability': 'analysis.diagnostics',
+}
+
+
+def __getattr__(name: str):
+    """Import the module holding ``name`` when it is first asked for."""
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'analysis' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "STRATEGIES", "best_configs", "diagnostic_models", "diagnostics_figures", "discover",

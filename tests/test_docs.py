@@ -118,3 +118,28 @@ def test_results_default_objective_on_the_methods_table():
     assert f"Its top trial ({pick:.1f} %) is" in results
     best = max(accuracy)
     assert f"{best - pick:.1f} points below the best trial ({best:.1f} %)" in results
+
+
+def test_results_fast_path_table_equals_its_records():
+    """The paired fp32-versus-auto comparison (issue 22) in RESULTS is the committed one."""
+    import json
+
+    folder = REPO / "reports/fast_path"
+    rows = json.loads((folder / "fast_path.json").read_text())
+    table = (folder / "fast_path.md").read_text()
+    assert table in (REPO / "benchmarks/RESULTS.md").read_text()
+    assert {row["problem"] for row in rows} == {"none_deepmerge", "mmd_deepmerge",
+                                                 "dann_deepmerge"}
+    for row in rows:
+        assert len(row["seeds"]) >= 3, row["problem"]
+        for path in ("fp32", "auto"):
+            for seed, acc_s, acc_t in zip(row["seeds"], row["paths"][path]["source_val_accuracy"],
+                                          row["paths"][path]["target_val_accuracy"], strict=True):
+                record = json.loads((folder / "records" / path / row["problem"] /
+                                     f"seed_{seed}.json").read_text())
+                assert record["metrics"]["source_val"]["accuracy"] == acc_s
+                assert record["metrics"]["target_val"]["accuracy"] == acc_t
+                assert record["config"]["precision"] == path
+                assert (record["config"]["epochs"], record["config"]["max_batches_per_epoch"]
+                        ) == (30, 0)  # full-length trials
+                assert record["compute_path"]["asked"] == path and record["machine"]

@@ -65,8 +65,7 @@ def calibrate_trial(trial_dir: str | Path, data_dir: str | Path | None = None,
     from galaxies.datasets import load_benchmark
     from galaxies.validate import InvalidDatasetError
     from training.inference import load_trained
-    from training.loop import json_safe_attrs
-    from training.record import portable_path, resolve_path, write_json
+    from training.record import json_safe_attrs, portable_path, resolve_path, write_json
 
     model = load_trained(trial_dir, device)
     data_dir = Path(data_dir) if data_dir else resolve_path(model.record["data"]["dir"])

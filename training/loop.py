@@ -65,7 +65,14 @@ from training.compute_path import machine, resolve_compute_path
 from training.config import TrainConfig
 from training.evaluate import Predictions, feature_mmd, predict, split_report
 from training.naming import problem_name
-from training.record import PREDICTIONS, Failure, base_record, write_json, write_npz
+from training.record import (
+    PREDICTIONS,
+    Failure,
+    base_record,
+    json_safe_attrs,
+    write_json,
+    write_npz,
+)
 from training.registry import create_transfer_loss, get_method
 from training.validators import VALIDATOR_KEYS, label_free_validators
 
@@ -641,15 +648,6 @@ def reevaluate_trial(config: TrainConfig, trained_dir: str | os.PathLike,
     record["wall_time_s"] = time.perf_counter() - start
     write_json(out_dir / "record.json", record)
     return record
-
-
-def json_safe_attrs(attrs: dict[str, Any]) -> dict[str, Any]:
-    """HDF5 attributes as a record stores them (:func:`training.record.write_json`'s form)."""
-    import json
-
-    from training.record import _json_safe
-
-    return json.loads(json.dumps(_json_safe(attrs), default=str))
 
 
 def resume_fingerprint(trainer: _Trainer, problem: str, record: dict[str, Any]) -> str:

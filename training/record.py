@@ -168,6 +168,11 @@ def _json_safe(value: Any) -> Any:
     return value
 
 
+def json_safe_attrs(attrs: dict[str, Any]) -> dict[str, Any]:
+    """HDF5 attributes as a record stores them (:func:`write_json`'s form)."""
+    return json.loads(json.dumps(_json_safe(attrs), default=str))
+
+
 def write_text(path: str | os.PathLike, text: str) -> Path:
     """Write ``text`` atomically (temporary file, fsync, then rename; see the module doc)."""
     path = Path(path)
