@@ -403,3 +403,21 @@ def test_search_results_are_read_strictly(search_dir, images, tmp_path, capsys):
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and err[0].startswith("error:"), err
         assert not out.exists()
+
+
+def test_a_missing_cuda_device_and_a_wrong_network_get_one_plain_line(ranked_trials, images,
+                                                                       tmp_path, capsys):
+    np.save(tmp_path / "x.npy", images)
+    if not torch.cuda.is_available():
+        assert run("--trial", ranked_trials[0], "--images", tmp_path / "x.npy", "--out",
+                   tmp_path / "a", "--device", "cuda:7") == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "no such CUDA device" in err[0] and "rerun" not in err[0]
+    wrong = tmp_path / "wrong"
+    shutil.copytree(ranked_trials[0], wrong)
+    state = torch.load(wrong / "checkpoint.pt", weights_only=True)
+    state["config"]["backbone"] = "resnet18"  # a checkpoint of another architecture
+    torch.save(state, wrong / "checkpoint.pt")
+    assert run("--trial", wrong, "--images", tmp_path / "x.npy", "--out", tmp_path / "b") == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "does not fit" in err[0], err

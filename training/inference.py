@@ -205,9 +205,10 @@ def load_trained(trial_dir: str | os.PathLike, device: str | torch.device = "cpu
         stats = {"source": ChannelStats.from_dict(state["channel_stats"]),
                  "target": ChannelStats.from_dict(state.get("target_channel_stats")
                                                   or state["channel_stats"])}
-    except Exception as exc:  # noqa: BLE001 - any unreadable checkpoint is one clear error
-        raise ModelLoadError(f"{path}: unreadable checkpoint ({type(exc).__name__}: {exc}). "
-                             "Fix: rerun the trial") from exc
+    except Exception as exc:  # noqa: BLE001 - any unusable checkpoint is one clear line
+        first = (str(exc).strip().splitlines() or [""])[0][:200]
+        raise ModelLoadError(f"{path}: the checkpoint does not fit its configuration's network "
+                             f"({type(exc).__name__}: {first}). Fix: rerun the trial") from None
     temperature = read_temperature(trial_dir)
     return TrainedModel(trial_dir, record.get("problem", ""), config, record, networks, stats,
                         temperature, device)

@@ -245,6 +245,8 @@ def predict_catalogue(images: str | os.PathLike, out: str | os.PathLike,
             included).
         InvalidDatasetError: a bad whole-file input (:mod:`galaxies.cutouts`).
     """
+    import torch
+
     from galaxies.cutouts import read_cutouts
     from training.inference import DOMAINS, ModelLoadError, load_trained
     from training.loop import resolve_device
@@ -261,6 +263,10 @@ def predict_catalogue(images: str | os.PathLike, out: str | os.PathLike,
     choices, selection = choose_models(trials, search, top_k, strategy)
     try:
         torch_device = resolve_device(device)
+        if torch_device.type == "cuda" and (torch_device.index or 0) >= (
+                torch.cuda.device_count() if torch.cuda.is_available() else 0):
+            raise ValueError("no such CUDA device on this machine. Fix: pass --device cpu "
+                             "(or auto)")
     except (ValueError, RuntimeError) as exc:
         raise PredictError(f"--device {device}: {exc}") from exc
     try:
