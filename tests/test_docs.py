@@ -143,3 +143,20 @@ def test_results_fast_path_table_equals_its_records():
                 assert (record["config"]["epochs"], record["config"]["max_batches_per_epoch"]
                         ) == (30, 0)  # full-length trials
                 assert record["compute_path"]["asked"] == path and record["machine"]
+
+
+def test_results_stopper_comparison_equals_its_record():
+    """Successive halving over 30-epoch trials (issue 22): <= 1/4 of the epochs, same pick."""
+    import json
+
+    study = json.loads((REPO / "benchmarks/records/stopper30.json").read_text())
+    full, sha = study["rows"]
+    assert (full["stopper"], sha["stopper"]) == ("none", "sha")
+    assert "epochs=30" in study["args"]["overrides"] and full["trials"] == sha["trials"] == 30
+    assert sha["epochs"] <= full["epochs"] / 4
+    assert abs(sha["pick_target_test_acc"] - full["pick_target_test_acc"]) <= 0.01
+    results = (REPO / "benchmarks/RESULTS.md").read_text()
+    for row in (full, sha):
+        assert (f"| {row['stopper']} | {row['trials']} | {row['ran_to_end']} | {row['stopped']} "
+                f"| {row['epochs']} |") in results
+        assert f"{100 * row['pick_target_test_acc']:.1f} %" in results
