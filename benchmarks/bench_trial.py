@@ -36,16 +36,16 @@ REPO = Path(__file__).resolve().parent.parent
 
 def start(problem: str, data: str | None, path: str, seed: int, threads: int, out: Path,
           extra: list[str]) -> subprocess.Popen:
-    """A ``train.py`` process for one trial (its stdout/stderr in ``out``/log.txt)."""
+    """A ``train.py`` process for one trial (its stdout/stderr in ``<out>.log`` beside it)."""
     command = [sys.executable, "training/train.py", "--problem", problem, "--out", str(out),
                "--seed", str(seed), "--threads", str(threads), "--quiet",
                "--set", f"precision={path}"]
     command += ["--data", data] if data else []
     for item in extra:
         command += ["--set", item]
-    out.mkdir(parents=True, exist_ok=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
-    log = open(out / "log.txt", "w")  # noqa: SIM115 - closed with the process
+    log = open(out.parent / f"{out.name}.log", "w")  # noqa: SIM115 - closed with the process
     return subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
 
 

@@ -231,9 +231,9 @@ class FakeJob:
 def test_the_stopper_sees_the_whole_curve_of_a_resumed_trial():
     first = EpochReporter(FakeJob(), DEFAULT_OBJECTIVE)
     for epoch in (1, 2):
-        first(epoch, lambda e=epoch: {"status": "ok",
-                                      "metrics": {"source_val": {"accuracy": 0.5}},
-                                      "diagnostics": {"feature_mmd_val": 0.1 * e}})
+        first(epoch, lambda diagnostics=None, e=epoch: {
+            "status": "ok", "metrics": {"source_val": {"accuracy": 0.5}},
+            "diagnostics": {"feature_mmd_val": 0.1 * e}})
     state = first.state_dict()
     job = FakeJob()
     again = EpochReporter(job, DEFAULT_OBJECTIVE)

@@ -42,7 +42,6 @@ import hashlib
 import json
 import math
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -319,14 +318,17 @@ def run_classical(data_dir: str | os.PathLike, out_dir: str | os.PathLike, seed:
         ClassicalError: unusable arguments (non-positive counts, a source train split with
             one class only, an ``out_dir`` that is a file).
     """
+    import torch
+
     from galaxies.datasets import load_benchmark
     from search.logdir import data_identity
+    from training.compute_path import machine
     from training.metrics import classification_metrics, roc_points
     from training.record import (
         PREDICTIONS,
         RECORD,
-        package_versions,
         portable_path,
+        record_skeleton,
         write_json,
         write_npz,
     )
@@ -408,29 +410,13 @@ def run_classical(data_dir: str | os.PathLike, out_dir: str | os.PathLike, seed:
     write_json(out_dir / "roc.json", roc)
     write_npz(out_dir / PREDICTIONS, predictions)
     write_json(out_dir / DETAILS, details)
-    record = {
-        "problem": PROBLEM,
-        "method": METHOD,
-        "backbone": BACKBONE,
-        "config": config,
-        "seed": seed,
-        "status": "ok",
-        "failure": None,
-        "error": None,
-        "traceback": None,
-        "metrics": metrics,
-        "diagnostics": {},
-        "history": [],
-        "best_epoch": None,
-        "epochs_run": None,
-        "wall_time_s": time.perf_counter() - start,
-        "device": "cpu",
-        "host": platform.node(),
-        "versions": package_versions(),
-        "data": {"dir": portable_path(bench.data_dir), "source_attrs": bench.source.attrs,
-                 "target_attrs": bench.target.attrs, "channel_stats": None},
-        "files": {"roc": "roc.json", "predictions": PREDICTIONS},
-    }
+    record = record_skeleton(PROBLEM, config, "cpu")
+    record.update(
+        status="ok", metrics=metrics, wall_time_s=time.perf_counter() - start,
+        machine=machine(torch.device("cpu")),
+        data={"dir": portable_path(bench.data_dir), "source_attrs": bench.source.attrs,
+              "target_attrs": bench.target.attrs, "channel_stats": None},
+        files={"roc": "roc.json", "predictions": PREDICTIONS})
     write_json(out_dir / RECORD, record)
     return record
 

@@ -107,7 +107,12 @@ def resolve_path(text: str | os.PathLike, base: str | os.PathLike = REPO_ROOT) -
     return path if path.is_absolute() else (Path(base) / path).resolve()
 
 
-def _skeleton(problem: str, config: dict[str, Any], device: str | None) -> dict[str, Any]:
+def record_skeleton(problem: str, config: dict[str, Any], device: str | None
+                    ) -> dict[str, Any]:
+    """Every key of a trial record, with the values known before anything ran.
+
+    Status ``running``; trials, failure records and the classical baseline all start from it.
+    """
     return {
         "problem": problem,
         "method": config.get("method"),
@@ -136,7 +141,7 @@ def _skeleton(problem: str, config: dict[str, Any], device: str | None) -> dict[
 
 def base_record(config: TrainConfig, problem: str, bench: Benchmark, device: str) -> dict:
     """A record with everything known before training (status ``running``)."""
-    record = _skeleton(problem, config.to_dict(), device)
+    record = record_skeleton(problem, config.to_dict(), device)
     record["data"] = {
         "dir": portable_path(bench.data_dir),
         "source_attrs": bench.source.attrs,
@@ -150,7 +155,7 @@ def failure_record(problem: str, config: dict[str, Any], failure: Failure, error
                    traceback: str | None, wall_time_s: float, data_dir: str | None,
                    device: str | None = None) -> dict[str, Any]:
     """The record of a trial that failed before training wrote its own (same keys)."""
-    record = _skeleton(problem, config, device)
+    record = record_skeleton(problem, config, device)
     record.update(status="failed", failure=str(failure), error=error, traceback=traceback,
                   wall_time_s=wall_time_s)
     record["data"]["dir"] = portable_path(data_dir) if data_dir else None
