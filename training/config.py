@@ -64,7 +64,7 @@ COMMON: tuple[Hyper, ...] = (
           "batch_size)), 0 = all; a search's laptop budget sets it"),
     Hyper("device", "auto", doc="auto (CUDA if available, else CPU), cpu, cuda, cuda:N, mps"),
     Hyper("lambda_tl", 1.0, None, ">= 0", doc="weight of L_TL in L_CL + lambda_TL * L_TL"),
-    Hyper("precision", "fp32", choices=PRECISIONS,
+    Hyper("precision", "auto", choices=PRECISIONS,
           doc="auto = the fastest path of the device (training/compute_path.py), fp32, or "
           "bf16 autocast of the network (CPU oneDNN/AMX, CUDA); losses in fp32"),
     Hyper("channels_last", 0, None, choices=(0, 1),
