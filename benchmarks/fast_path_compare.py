@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import statistics
 import sys
 from pathlib import Path
@@ -90,6 +89,18 @@ def compare_problem(runs: Path, problem: str, n_boot: int = 2000) -> dict[str, A
     return out
 
 
+def committable(record: dict[str, Any]) -> dict[str, Any]:
+    """The record as committed: no absolute path.
+
+    A data folder outside the repository (reached through a symlinked ``data/``) is named
+    ``data/<folder>``.
+    """
+    data_dir = record.get("data", {}).get("dir")
+    if data_dir and Path(data_dir).is_absolute():
+        record = {**record, "data": {**record["data"], "dir": f"data/{Path(data_dir).name}"}}
+    return record
+
+
 def format_markdown(rows: list[dict[str, Any]]) -> str:
     """The table of ``benchmarks/RESULTS.md`` (validation accuracy in %)."""
     def pct(values: list[float]) -> str:
@@ -136,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
             for seed, folder in _trials(runs, path, problem).items():
                 target = out / "records" / path / problem / f"seed_{seed}.json"
                 target.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(folder / "record.json", target)
+                target.write_text(json.dumps(committable(read_record(folder)), indent=1) + "\n")
     (out / "fast_path.json").write_text(json.dumps(rows, indent=1) + "\n")
     (out / "fast_path.md").write_text(format_markdown(rows))
     print(format_markdown(rows))
