@@ -7,7 +7,8 @@
 # no held-out data seed is read by this choice).
 # Two trials at a time with one torch thread each. Resumable: a trial whose record.json
 # exists is skipped. Records (JSON, no checkpoints) and the comparison land in
-# reports/fast_path/. Usage: bash benchmarks/fast_path_pairs.sh
+# reports/fast_path/ and, for the no-early-stopping control of no-DA,
+# reports/fast_path_nostop/. Usage: bash benchmarks/fast_path_pairs.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
@@ -38,3 +39,20 @@ run_one() {
 export -f run_one; export PY DATA OUT
 printf '%s\n' "${jobs[@]}" | xargs -P 2 -L 1 bash -c 'run_one $0 $1 $2'
 "$PY" benchmarks/fast_path_compare.py --runs "$OUT" --out "$REPORT"
+# The control: no-DA without early stopping (patience=30, the best epoch of the full
+# schedule), so that a run stopped in the high-learning-rate phase cannot stand in for a
+# precision effect (benchmarks/RESULTS.md explains why it is needed).
+control=()
+for seed in $(seq 1 "$SEEDS"); do
+  for path in auto fp32; do control+=("$seed $path"); done
+done
+run_control() {
+  seed=$1; path=$2; dir="${OUT}_nostop/$path/none_deepmerge/seed_$seed"
+  [ -f "$dir/record.json" ] && { echo "skip control seed $seed $path"; return 0; }
+  OMP_NUM_THREADS=1 "$PY" training/train.py --problem none_deepmerge --data "$DATA" \
+      --seed "$seed" --set precision="$path" --set epochs=30 --set patience=30 --threads 1 \
+      --out "$dir" --quiet > "${OUT}_nostop_${seed}_$path.txt" 2>&1
+}
+export -f run_control
+printf '%s\n' "${control[@]}" | xargs -P 2 -L 1 bash -c 'run_control $0 $1'
+"$PY" benchmarks/fast_path_compare.py --runs "${OUT}_nostop" --out "${REPORT}_nostop"
