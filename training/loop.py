@@ -377,14 +377,15 @@ class _Trainer:
         images, _target_labels_unused = self.data[("target", "train")]
         return self.adapt_for_target(self.model, images, self.device)
 
-    def source_val(self) -> Predictions:
-        """The source validation split scored by the current weights, features kept.
+    def source_val(self, keep_features: bool = False) -> Predictions:
+        """The source validation split scored by the current weights.
 
-        Its loss is the early-stopping signal; :func:`fit` passes the same predictions to the
-        epoch's interim record, so the split is evaluated once per epoch.
+        Its loss is the early-stopping signal; :func:`fit` passes the same predictions (with
+        their features when an epoch callback may read them) to the epoch's interim record,
+        so the split is evaluated once per epoch.
         """
         x, y = self.data[("source", "val")]
-        return self.predict(x, y, keep_features=True)
+        return self.predict(x, y, keep_features=keep_features)
 
 
 #: ``on_epoch(epoch, interim) -> stop?``: called after every epoch; ``interim(diagnostics)``
@@ -392,7 +393,7 @@ class _Trainer:
 #: (``None``: all; see :func:`interim_record`). A callback with
 #: ``state_dict()`` and ``load_state_dict(state)`` methods (e.g. a search's epoch reporter) has
 #: its state saved in ``resume.pt`` and given back when the trial resumes.
-EpochCallback = Callable[[int, Callable[[], dict[str, Any]]], bool]
+EpochCallback = Callable[[int, Callable[..., dict[str, Any]]], bool]
 
 
 @dataclass
@@ -448,7 +449,7 @@ def fit(trainer: _Trainer, history: list[dict[str, Any]], progress: bool,
     for epoch in bar:
         tick = time.perf_counter()
         row: dict[str, Any] = {"epoch": epoch, **trainer.train_epoch(epoch)}
-        source_val = trainer.source_val()
+        source_val = trainer.source_val(keep_features=on_epoch is not None)
         labels = trainer.data[("source", "val")][1].numpy().astype(bool)
         row["source_val_loss"] = source_val.loss
         row["source_val_accuracy"] = float(((source_val.prob_merger >= 0.5) == labels).mean())

@@ -170,10 +170,6 @@ def catalogue_frame(cutouts, mean: np.ndarray, std: np.ndarray, per_model: np.nd
     return frame
 
 
-#: The files a catalogue folder holds; ``--force`` replaces only a folder holding no others.
-CATALOGUE_FILES = ("catalogue.csv", "catalogue.parquet", "catalogue.json")
-
-
 def _check_replaceable(out: Path, force: bool) -> None:
     """Refuse an ``--out`` that is a file, or a non-empty folder this command did not make.
 

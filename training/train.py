@@ -50,9 +50,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-#: What a trial folder may hold; ``--force`` replaces only such a folder.
-TRIAL_FILES = frozenset({"record.json", "roc.json", "predictions.npz", "checkpoint.pt",
-                         "calibration.json", "resume.pt"})
 
 
 def check_out(out: Path, force: bool) -> list[Path]:
@@ -62,19 +59,25 @@ def check_out(out: Path, force: bool) -> list[Path]:
         CliError: ``out`` is a file, holds a finished trial without ``force``, or holds files a
             trial does not write.
     """
+    from training.checkpoint import CHECKPOINT
     from training.cli import CliError
+    from training.inference import CALIBRATION_FILE
+    from training.loop import RESUME
+    from training.record import PREDICTIONS, RECORD
 
+    # What a trial folder may hold (each name from the module that writes it).
+    trial_files = {RECORD, "roc.json", PREDICTIONS, CHECKPOINT, CALIBRATION_FILE, RESUME}
     if out.exists() and not out.is_dir():
         raise CliError(f"--out {out} is a file. Fix: pass a folder path")
     if not out.is_dir():
         return []
     entries = [entry for entry in out.iterdir() if not entry.name.startswith(".")]
-    foreign = sorted(e.name for e in entries if e.name not in TRIAL_FILES
-                     and not e.name.startswith(("resume.pt.tmp", "checkpoint.pt.tmp")))
+    foreign = sorted(e.name for e in entries if e.name not in trial_files
+                     and not e.name.startswith((f"{RESUME}.tmp", f"{CHECKPOINT}.tmp")))
     if foreign:
         raise CliError(f"--out {out} holds files a trial does not write ({', '.join(foreign[:3])}"
                        f"{' ...' if len(foreign) > 3 else ''}). Fix: pass a new or empty folder")
-    finished = [e for e in entries if e.name != "resume.pt"]
+    finished = [e for e in entries if e.name != RESUME]
     if finished and not force:
         raise CliError(f"--out {out} holds a finished trial. Fix: pass another folder, or "
                        "--force to replace it")
