@@ -388,9 +388,10 @@ class _Trainer:
         return self.predict(x, y, keep_features=keep_features)
 
 
-#: ``on_epoch(epoch, interim) -> stop?``: called after every epoch; ``interim(diagnostics)``
-#: evaluates the current weights on the validation splits, computing only the named diagnostics
-#: (``None``: all; see :func:`interim_record`). A callback with
+#: ``on_epoch(epoch, interim) -> stop?``: called after every epoch;
+#: ``interim(diagnostics, predictions=False)`` evaluates the current weights on the validation
+#: splits, computing only the named diagnostics (``None``: all) and, with ``predictions``, the
+#: per-image predictions too (see :func:`interim_record`). A callback with
 #: ``state_dict()`` and ``load_state_dict(state)`` methods (e.g. a search's epoch reporter) has
 #: its state saved in ``resume.pt`` and given back when the trial resumes.
 EpochCallback = Callable[[int, Callable[..., dict[str, Any]]], bool]
@@ -465,8 +466,8 @@ def fit(trainer: _Trainer, history: list[dict[str, Any]], progress: bool,
         else:
             state.waited += 1
         if on_epoch is not None and on_epoch(
-                epoch, lambda diagnostics=None, scored=source_val: interim_record(
-                    trainer, diagnostics, scored)):
+                epoch, lambda diagnostics=None, predictions=False, scored=source_val:
+                    interim_record(trainer, diagnostics, scored, predictions)):
             state.stopped = epoch < config.epochs
         state.epoch = epoch
         state.done = state.stopped or state.waited >= config.patience or epoch == config.epochs
@@ -552,18 +553,25 @@ VAL_SPLITS = (("source", "val"), ("target", "val"))
 
 
 def interim_record(trainer: _Trainer, diagnostics: Collection[str] | None = None,
-                   source_val: Predictions | None = None) -> dict[str, Any]:
+                   source_val: Predictions | None = None, predictions: bool = False
+                   ) -> dict[str, Any]:
     """The current weights scored as a finished trial would be, on the validation splits only.
 
     ``{"status": "ok", "metrics": {source_val, target_val}, "diagnostics": {...}}``, enough
     for every objective of :mod:`search.objectives` (test splits are not evaluated). Only the
     named ``diagnostics`` are computed (``None``: all); a search's epoch reporter asks for its
     objective's alone (the validators cost up to seconds a call). ``source_val``: the epoch's
-    source validation predictions, reused (see :func:`evaluate`).
+    source validation predictions, reused (see :func:`evaluate`). ``predictions``: add the
+    per-image predictions of both validation splits (``<domain>_val_{p_merger,label,
+    galaxy_id}``, as in ``predictions.npz``) under ``"predictions"``, for studies that compare
+    epochs image by image (``benchmarks/stopping_study.py``).
     """
-    metrics, _, diagnostics_out, _ = evaluate(trainer, VAL_SPLITS, diagnostics=diagnostics,
-                                              source_val=source_val)
-    return {"status": "ok", "metrics": metrics, "diagnostics": diagnostics_out}
+    metrics, _, diagnostics_out, per_image = evaluate(
+        trainer, VAL_SPLITS, diagnostics=diagnostics, source_val=source_val)
+    out = {"status": "ok", "metrics": metrics, "diagnostics": diagnostics_out}
+    if predictions:
+        out["predictions"] = per_image
+    return out
 
 
 def _score_and_write(trainer: _Trainer, record: dict[str, Any], out_dir: Path,
