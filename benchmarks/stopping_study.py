@@ -80,6 +80,7 @@ class Tracer:
         self.galaxy_ids: dict[str, list[int]] = {}
 
     def __call__(self, epoch: int, interim) -> bool:
+        """Score the validation splits image by image; never stop."""
         scored = interim([], predictions=True)
         pred, row = scored["predictions"], {"epoch": epoch}
         for domain in DOMAINS:
@@ -91,9 +92,11 @@ class Tracer:
         return False
 
     def state_dict(self) -> dict[str, Any]:
+        """The epochs traced so far (saved in ``resume.pt``)."""
         return {"epochs": self.epochs, "galaxy_ids": self.galaxy_ids}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from a resumed trial's traced epochs."""
         self.epochs, self.galaxy_ids = list(state["epochs"]), dict(state["galaxy_ids"])
 
 
