@@ -14,7 +14,12 @@ came from, and a per-object ``status`` (``"ok"`` or why the object was not class
   the order of ``FILTERS`` or named by ``EXTNAME``/``FILTER`` (``F814W``, ``F356W``,
   ``F160W``); a binary table HDU with a column ``OBJECT_ID``/``ID``/``NAME`` gives the ids.
 - **FITS folder**: one file per object (``*.fits``, ``*.fit``, ``*.fits.gz``), holding
-  [3, 75, 75] in one HDU or three [75, 75] HDUs; the id is the file name without extension.
+  [3, 75, 75] in one HDU or three [75, 75] HDUs; the id is the file name without extension
+  (the whole file name where two files share one, e.g. ``a.fits`` and ``a.fit``). Anything
+  but a regular file (a FIFO, a socket) is not read.
+
+Three filter HDUs are taken in the order of ``FILTERS`` when none names a filter, reordered
+when each names a different one, and refused when the names are partial or repeated.
 
 A whole-file format with a bad shape, a wrong number of filters, NaN/inf pixels or an
 unreadable file is refused with one :class:`galaxies.validate.InvalidDatasetError` naming
@@ -227,8 +232,18 @@ def _fits_images(hdus, path: Path, per_object: bool) -> tuple[np.ndarray, list[s
             path, f"{len(arrays)} image HDU(s) of shape {list(arrays[0].data.shape)}; the models "
             f"need {len(FILTERS)} filters ({', '.join(FILTERS)})",
             "write one image HDU per filter, or one HDU holding all three")
-    named = {_filter_name(h): h for h in arrays}
-    ordered = [named[f] for f in FILTERS] if set(FILTERS) <= named.keys() else arrays
+    names = [_filter_name(h) for h in arrays]
+    if not any(names):  # no HDU names a filter: the order of FILTERS
+        ordered = arrays
+    elif sorted(names) == sorted(FILTERS):
+        ordered = [arrays[names.index(f)] for f in FILTERS]
+    else:
+        shown = ", ".join(f"HDU {i}: {n or 'no filter'}" for i, n in enumerate(names))
+        raise InvalidDatasetError(
+            path, f"the image HDUs do not name the {len(FILTERS)} filters once each ({shown}), "
+            "so the channel order is unknown",
+            f"name each HDU by one filter ({', '.join(FILTERS)}) in FILTER or EXTNAME, or "
+            "name none of them and write them in that order")
     shapes = {tuple(h.data.shape) for h in ordered}
     if len(shapes) != 1:
         raise InvalidDatasetError(path, f"the filter HDUs differ in shape ({sorted(shapes)})",
@@ -257,6 +272,14 @@ def _is_fits(path: Path) -> bool:
     return path.is_file() and path.name.lower().endswith(FITS_SUFFIXES)
 
 
+def _stem(name: str) -> str:
+    """A FITS file's name without its FITS suffix (``a.fits.gz`` -> ``a``)."""
+    for suffix in FITS_SUFFIXES:
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
 def read_fits_folder(folder: Path) -> Cutouts:
     """One FITS file per object; a bad file becomes a flagged row, the others are read."""
     from astropy.io import fits
@@ -268,14 +291,11 @@ def read_fits_folder(folder: Path) -> Cutouts:
                                   "pass a folder of per-object FITS cut-outs, or a single "
                                   ".h5/.npy/.fits file")
     images = np.zeros((len(files), *IMAGE_SHAPE), dtype=np.float32)
-    status, ids = [], []
+    stems = [_stem(p.name) for p in files]
+    # Two files of one stem (a.fits, a.fit): each keeps its whole file name as its id.
+    ids = [p.name if stems.count(stem) > 1 else stem for p, stem in zip(files, stems, strict=True)]
+    status = []
     for i, path in enumerate(files):
-        name = path.name
-        for suffix in FITS_SUFFIXES:
-            if name.lower().endswith(suffix):
-                name = name[: -len(suffix)]
-                break
-        ids.append(name)
         try:
             with warnings.catch_warnings():  # a damaged file is flagged below, not warned
                 warnings.simplefilter("ignore", VerifyWarning)
@@ -305,6 +325,9 @@ def read_cutouts(path: str | os.PathLike, split: str | None = None) -> Cutouts:
                                   "drop --split for this input")
     if path.is_dir():
         return read_fits_folder(path)
+    if not path.is_file():  # reading a FIFO would wait forever, a device never end
+        raise InvalidDatasetError(path, "is not a regular file (a FIFO, socket or device)",
+                                  "pass the .h5/.npy/.fits file itself, or a folder")
     name = path.name.lower()
     if name.endswith(HDF5_SUFFIXES):
         return read_hdf5(path, split)

@@ -5,12 +5,13 @@ the problem and the fix::
 
     data/source.h5: 3 pixels are NaN or inf (rows 4, 17; first row 4). Fix: ...
 
-Beyond the schema, pixel values must be physical (finite, ``|x| <= MAX_ABS_PIXEL``), no
-channel may be constant, and every split of the *source* (the labelled domain training
-learns from) must hold both classes. :func:`validate_pair` checks a folder's two files and
-that they belong together: same filters and image shape, and the same ``pair_id`` when the
-files have one (written by ``galaxies.pairs.pair_transaction``; older files have none and
-pass on the other checks).
+Beyond the schema, pixel values must be physical (finite, ``|x| <= MAX_ABS_PIXEL``), the
+pixel scale and PSF sizes finite numbers > 0, no channel may be constant, and every split of
+the *source* (the labelled domain training learns from) must hold both classes.
+:func:`validate_pair` checks a folder's two files and that they belong together: same
+filters, pixel scale and image shape (compared from the attributes, not trusted from the pair
+id), and the same ``pair_id`` when the files have one (written by
+``galaxies.pairs.pair_transaction``; older files have none and pass on the other checks).
 
 Command line (exit status 0 only if every file, and every pair, is valid)::
 
@@ -145,6 +146,32 @@ def _check_attrs(path: Path, attrs: dict) -> None:
             f"attribute domain is {attrs['domain']!r}, expected one of {list(DOMAINS)}",
             "set domain to 'source' (labelled, simulated) or 'target'",
         )
+    scale = _positive_numbers(attrs["pixel_scale_arcsec"])
+    if scale is None or len(scale) != 1:
+        raise InvalidDatasetError(
+            path,
+            f"attribute pixel_scale_arcsec is {attrs['pixel_scale_arcsec']!r}, expected one "
+            "finite number > 0",
+            "set it to the images' pixel scale in arcsec (0.04 for the simulator's)",
+        )
+    psf = _positive_numbers(attrs["psf_fwhm_arcsec"])
+    if psf is None or len(psf) not in (1, len(FILTERS)):
+        raise InvalidDatasetError(
+            path,
+            f"attribute psf_fwhm_arcsec is {attrs['psf_fwhm_arcsec']!r}, expected one finite "
+            f"number > 0, or one per filter ({len(FILTERS)})",
+            "set it to the PSF FWHM in arcsec of each filter",
+        )
+
+
+def _positive_numbers(value: object) -> np.ndarray | None:
+    """``value`` as a 1-d float array when it holds only finite numbers > 0, else ``None``."""
+    try:
+        numbers = np.atleast_1d(np.asarray(value, dtype=float))
+    except (TypeError, ValueError):
+        return None
+    ok = numbers.ndim == 1 and numbers.size and np.isfinite(numbers).all() and (numbers > 0).all()
+    return numbers if ok else None
 
 
 def _check_pixels(path: Path, images: np.ndarray) -> None:
@@ -305,7 +332,10 @@ def check_pair(paths: Mapping[str, Path], attrs: Mapping[str, Mapping],
 
     Raises:
         InvalidDatasetError: a file holds the other domain, the filters or image shapes
-            differ, or the ``pair_id`` attributes differ (or only one file has one).
+            differ, the pixel scales differ (compared from the attributes themselves, whatever
+            the pair ids say), or the ``pair_id`` attributes differ (or only one file has
+            one). PSF sizes may differ: a broader target PSF is a domain shift, not an error
+            (:func:`summarize` prints each file's).
     """
     for domain, path in paths.items():
         if attrs[domain]["domain"] != domain:
@@ -320,6 +350,17 @@ def check_pair(paths: Mapping[str, Path], attrs: Mapping[str, Mapping],
             paths["target"],
             f"filters {target['filters']} differ from the source's {source['filters']}",
             "create both domains with the same filters in the same order",
+        )
+    scales = {d: float(np.atleast_1d(np.asarray(attrs[d]["pixel_scale_arcsec"], float))[0])
+              for d in ("source", "target")}
+    if not np.isclose(scales["source"], scales["target"], rtol=1e-6, atol=0.0):
+        raise InvalidDatasetError(
+            paths["target"],
+            f"pixel scale {scales['target']:g} arcsec differs from the source's "
+            f"{scales['source']:g} arcsec, so one pixel is not the same patch of sky in the two "
+            "domains",
+            "resample the target cut-outs to the source's pixel scale (75 x 75 pixels at the "
+            "same arcsec per pixel) and import them again",
         )
     if tuple(image_shapes["source"]) != tuple(image_shapes["target"]):
         raise InvalidDatasetError(
@@ -391,6 +432,11 @@ def summarize(data: DomainData) -> str:
     filters = [filters] if isinstance(filters, str) else filters
     lines.append(f"  filters: {', '.join(filters)}")
     lines.append(f"  noise: {attrs.get('noise', '?')}")
+    scale, psf = (_positive_numbers(attrs.get(name))
+                  for name in ("pixel_scale_arcsec", "psf_fwhm_arcsec"))
+    lines.append("  pixel scale: " + (", ".join(f"{x:g}" for x in scale) if scale is not None
+                                      else "?") + " arcsec, PSF FWHM: "
+                 + (", ".join(f"{x:g}" for x in psf) if psf is not None else "?") + " arcsec")
     lines.append(
         f"  generator: {attrs.get('generator', '?')} {attrs.get('generator_version', '')} "
         f"(seed {attrs.get('seed', '?')})"

@@ -2,7 +2,8 @@
 
 Modules:
 
-- :mod:`search.run`: the CLI driver (``main(argv=None)``).
+- :mod:`search.run`: the CLI (``main(argv=None)``): sets the early signal handlers, then
+  hands over to :mod:`search.driver` (lock, checks, resume, the search, the summary).
 - :mod:`search.cli`: argument parser, ``--set`` overrides, the runner flags.
 - :mod:`search.runner`: the one trial runner: ``TrialContext``, the run function
   ``run_trial_job(job, context)``, the ``serial`` / ``process`` / ``ray`` evaluators (Ray

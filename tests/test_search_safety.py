@@ -109,7 +109,7 @@ def test_a_full_disk_is_one_line(tiny_domain_pair, tmp_path, monkeypatch, capsys
     def full(log_dir):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(Path(log_dir) / ".lock"))
 
-    monkeypatch.setattr("search.run.lock_log_dir", full)
+    monkeypatch.setattr("search.driver.lock_log_dir", full)
     err = refused(capsys, *argv(tiny_domain_pair, tmp_path / "search"))
     lock = tmp_path / "search" / ".lock"
     assert err.strip() == f"error: cannot write {lock}: No space left on device"
@@ -398,3 +398,23 @@ def test_sigint_is_one_line_and_resumable(tiny_domain_pair, tmp_path, capsys):
     assert "recovered 2 finished trials" in out
     for job_id in after["job_id"]:
         assert read_record(log_dir / "trials" / str(job_id))["status"] == "ok"
+
+
+@pytest.mark.parametrize("how", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+@pytest.mark.parametrize("delay", [0.3, 1.0])
+def test_a_signal_while_the_search_starts_is_one_line(tiny_domain_pair, tmp_path, how, delay):
+    """Issue 24, finding 9: Ctrl-C or SIGTERM in the first second (the heavy imports) gave exit
+    -2/-15 and a traceback or nothing on 7ffe20d; now one line, 130/143, nothing written."""
+    log_dir = tmp_path / "search"
+    driver = subprocess.Popen(
+        [sys.executable, "search/run.py", "--problem", "none_deepmerge", "--data",
+         str(tiny_domain_pair), "--log-dir", str(log_dir), "--max-evals", "1", "--quiet"],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(delay)
+    driver.send_signal(how)
+    _, err = driver.communicate(timeout=120)
+    assert driver.returncode == (130 if how == signal.SIGINT else 143), err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert err.startswith(f"interrupted by {how.name}"), err
+    if "while starting" in err:  # before the driver's own handlers: nothing written
+        assert not log_dir.exists()

@@ -63,6 +63,19 @@ CORRUPTIONS = {
         "expected ['ACS F814W', 'NC F356W', 'WFC3 F160W'] in this order",
     ),
     "domain name": (lambda h5: h5.attrs.__setitem__("domain", "sauce"), "domain is 'sauce'"),
+    # Issue 24, finding 10: pixel scale and PSF sizes are numbers a user can get wrong.
+    "pixel scale -1": (lambda h5: h5.attrs.__setitem__("pixel_scale_arcsec", -1.0),
+                       "pixel_scale_arcsec is -1.0"),
+    "pixel scale 0": (lambda h5: h5.attrs.__setitem__("pixel_scale_arcsec", 0.0),
+                      "expected one finite number > 0"),
+    "pixel scale nan": (lambda h5: h5.attrs.__setitem__("pixel_scale_arcsec", np.nan),
+                        "pixel_scale_arcsec is nan"),
+    "pixel scale text": (lambda h5: h5.attrs.__setitem__("pixel_scale_arcsec", "fine"),
+                         "pixel_scale_arcsec is 'fine'"),
+    "psf inf": (lambda h5: h5.attrs.__setitem__("psf_fwhm_arcsec", [0.1, np.inf, 0.2]),
+                "psf_fwhm_arcsec is"),
+    "psf count": (lambda h5: h5.attrs.__setitem__("psf_fwhm_arcsec", [0.1, 0.2]),
+                  "one per filter (3)"),
 }
 
 
@@ -152,3 +165,37 @@ def test_cli_as_script_exits_nonzero_without_traceback(tmp_path: Path) -> None:
     )
     assert result.returncode == 1
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+
+
+def _pair_with(tmp_path: Path, tiny_domain_arrays, **target_attrs) -> Path:
+    for domain, data in tiny_domain_arrays.items():
+        if domain == "target":
+            data.attrs.update(target_attrs)
+        write_domain(domain_paths(tmp_path)[domain], data)
+    return tmp_path
+
+
+def test_pixel_scales_are_compared_whatever_the_pair_ids_say(tmp_path: Path, tiny_domain_arrays):
+    """Issue 24, finding 10: the same pair id does not make a 0.06" target fit a 0.04" source."""
+    from galaxies.datasets import load_benchmark
+    from galaxies.validate import validate_pair
+
+    folder = _pair_with(tmp_path, tiny_domain_arrays, pixel_scale_arcsec=0.04,
+                        pair_id=tiny_domain_arrays["source"].attrs.get("pair_id", "same"))
+    if "pair_id" not in tiny_domain_arrays["source"].attrs:  # the pair ids agree either way
+        with h5py.File(domain_paths(folder)["source"], "r+") as h5:
+            h5.attrs["pair_id"] = "same"
+    for load in (validate_pair, load_benchmark):
+        with pytest.raises(InvalidDatasetError) as info:
+            load(folder)
+        _assert_one_line(info.value, domain_paths(folder)["target"],
+                         "pixel scale 0.04 arcsec differs from the source's 0.06 arcsec")
+
+
+def test_a_broader_target_psf_is_a_shift_not_an_error(tmp_path: Path, tiny_domain_arrays):
+    from galaxies.validate import validate_pair
+
+    folder = _pair_with(tmp_path, tiny_domain_arrays, psf_fwhm_arcsec=[0.2, 0.3, 0.4])
+    data = validate_pair(folder)
+    assert "PSF FWHM: 0.2, 0.3, 0.4 arcsec" in summarize(data["target"])
+    assert "pixel scale: 0.06 arcsec, PSF FWHM: 0.15 arcsec" in summarize(data["source"])
