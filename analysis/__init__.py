@@ -5,12 +5,9 @@ Analysis reads records and never trains. Only the opt-in diagnostics
 load the selected trials' checkpoints and run them on the test images; nothing else reruns a
 model.
 
-Modules (the notebooks in ``analysis/notebooks`` only call these):
-
-- :mod:`analysis.load`: search log folders and seed studies -> one tidy DataFrame, one row
-  per trial (failed trials kept, ``status == "failed"``).
-- :mod:`analysis.selection`: named model-selection strategies (default: the search's own
-  objective).
+Modules (the notebooks in ``analysis/notebooks`` only call these, and the search layer's
+readers it re-exports: :mod:`search.results`, search log folders and seed studies -> one tidy
+DataFrame, one row per trial; :mod:`search.selection`, the named model-selection strategies):
 - :mod:`analysis.tables`: Table 1, all metrics, best configurations, seed statistics, Markdown.
 - :mod:`analysis.figures`: Figure 1 (metric bars + ROC), search progress, search space, seeds.
 - :mod:`analysis.diagnostics`: latent spaces (Isomap, t-SNE), Grad-CAM maps and reliability
@@ -27,40 +24,40 @@ Example::
 """
 
 #: Public name -> the module that defines it; imported on first use (PEP 562), so that
-#: ``import analysis.load`` does not load torch, matplotlib or the inference code.
+#: ``import analysis.tables`` does not load torch, matplotlib or the inference code.
 _EXPORTS = {
-    'STRATEGIES': 'analysis.selection',
+    'STRATEGIES': 'search.selection',
     'best_configs': 'analysis.tables',
     'diagnostic_models': 'analysis.diagnostics',
     'diagnostics_figures': 'analysis.diagnostics',
-    'discover': 'analysis.load',
-    'env_paths': 'analysis.load',
+    'discover': 'search.results',
+    'env_paths': 'search.results',
     'failed_trials': 'analysis.tables',
     'figure1': 'analysis.figures',
-    'get_strategy': 'analysis.selection',
+    'get_strategy': 'search.selection',
     'gradcam': 'analysis.diagnostics',
     'gradcam_figure': 'analysis.diagnostics',
     'gradcam_maps': 'analysis.diagnostics',
     'latent_figure': 'analysis.diagnostics',
     'latent_spaces': 'analysis.diagnostics',
-    'load_roc': 'analysis.load',
-    'load_runs': 'analysis.load',
-    'load_search': 'analysis.load',
-    'load_seed_study': 'analysis.load',
-    'log_hyperparameters': 'analysis.load',
+    'load_roc': 'search.results',
+    'load_runs': 'search.results',
+    'load_search': 'search.results',
+    'load_seed_study': 'search.results',
+    'log_hyperparameters': 'search.results',
     'metrics_table': 'analysis.tables',
     'progress_figure': 'analysis.figures',
-    'rank_trials': 'analysis.selection',
+    'rank_trials': 'search.selection',
     'reliability': 'analysis.diagnostics',
     'reliability_figure': 'analysis.diagnostics',
     'save_figure': 'analysis.figures',
     'search_results': 'analysis.tables',
     'search_space_figure': 'analysis.figures',
-    'searched_hyperparameters': 'analysis.load',
+    'searched_hyperparameters': 'search.results',
     'seed_stats': 'analysis.tables',
     'seed_summary': 'analysis.tables',
     'seeds_figure': 'analysis.figures',
-    'selected_trials': 'analysis.selection',
+    'selected_trials': 'search.selection',
     'table1': 'analysis.tables',
     'table1_values': 'analysis.tables',
     'to_markdown': 'analysis.tables',

@@ -1,6 +1,6 @@
 r"""Diagnostics of trained models: latent spaces, Grad-CAM maps and reliability diagrams.
 
-These apply the trained networks of the selected trials (:func:`training.inference.load_trained`)
+These apply the trained networks of the selected trials (:func:`apply.inference.load_trained`)
 to their own test images; nothing is trained or changed. Each diagnostic is a pure function that
 computes numbers, plus a figure function that draws them (no pyplot state, as
 :mod:`analysis.figures`):
@@ -26,7 +26,7 @@ computes numbers, plus a figure function that draws them (no pyplot state, as
 - **Reliability diagram** (:func:`reliability`, :func:`reliability_figure`; DeGroot & Fienberg
   1983, Guo et al. 2017, ICML, Fig. 1): per equal-width bin of ``p_merger`` the observed merger
   fraction against the mean ``p_merger``, read from each trial's ``predictions.npz`` (no model
-  is run), with the bin counts and the top-label ECE (:mod:`training.calibration`).
+  is run), with the bin counts and the top-label ECE (:mod:`apply.calibration`).
 
 :func:`diagnostics_figures` writes ``figures/{latent,gradcam,reliability}_<backbone>.{png,pdf}``
 for every backbone with a selected trial that has a checkpoint (``analysis/report.py
@@ -48,14 +48,14 @@ from matplotlib.figure import Figure
 from torch import nn
 
 from analysis.figures import new_figure, save_figure
-from analysis.selection import DEFAULT_STRATEGY, Strategy, selected_trials
 from analysis.tables import backbone_labels
+from apply.calibration import expected_calibration_error, reliability_curve
+from apply.inference import ModelLoadError, TrainedModel, load_trained
 from galaxies.datasets import load_benchmark
 from galaxies.schema import DomainData
 from galaxies.validate import InvalidDatasetError
 from models.registry import backbone_specs, get_backbone
-from training.calibration import expected_calibration_error, reliability_curve
-from training.inference import ModelLoadError, TrainedModel, load_trained
+from search.selection import DEFAULT_STRATEGY, Strategy, selected_trials
 from training.record import resolve_path
 from training.registry import get_method, method_specs
 
@@ -135,9 +135,9 @@ def diagnostic_models(frame: pd.DataFrame, backbone: str,
     :class:`DiagnosticsWarning`.
 
     Args:
-        frame: trials (:func:`analysis.load.load_runs`).
+        frame: trials (:func:`search.results.load_runs`).
         backbone: a registered backbone name (or its problem suffix, ``resnet``).
-        strategy: model-selection strategy (:mod:`analysis.selection`).
+        strategy: model-selection strategy (:mod:`search.selection`).
         device: where the networks run.
         cache: ``{data folder: test splits}`` shared between calls (filled as it goes).
     """
@@ -457,8 +457,8 @@ class Reliability:
 
     Attributes:
         method, label, color, problem: the model.
-        curves: ``{domain: training.calibration.reliability_curve(...)}``.
-        ece: ``{domain: training.calibration.expected_calibration_error(...)}`` (15 bins).
+        curves: ``{domain: apply.calibration.reliability_curve(...)}``.
+        ece: ``{domain: apply.calibration.expected_calibration_error(...)}`` (15 bins).
     """
 
     method: str

@@ -1,11 +1,11 @@
-"""Figures from the tidy trial frame (:mod:`analysis.load`), drawn with matplotlib's Agg canvas.
+"""Figures from the tidy trial frame (:mod:`search.results`), drawn with matplotlib's Agg canvas.
 
 - :func:`figure1`: the paper's Figure 1 for one backbone — left, bars of accuracy, precision,
   recall, F1, Brier score and AUC on the test sets for every method with a result (labels
   and colours from the method specs), source
   hatched and target solid, each pair labelled ``target (source)``; right, ROC curves of the
   same models (from each trial's ``roc.json``), source dashed and target solid, AUC in the
-  legend. The models are those of :func:`analysis.selection.selected_trials`.
+  legend. The models are those of :func:`search.selection.selected_trials`.
 - :func:`progress_figure`: a search's objective per trial with the best-so-far line.
 - :func:`search_space_figure`: objective against each searched hyperparameter.
 - :func:`seeds_figure`: test accuracy of every seed of every seed study, mean ± std.
@@ -29,11 +29,11 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 
-from analysis.load import load_roc
-from analysis.selection import DEFAULT_STRATEGY, Strategy, selected_trials
 from analysis.tables import METRIC_LABELS, backbone_labels, method_labels
 from galaxies.atomic import atomic_path
 from models.registry import UnknownNameError, get_backbone
+from search.results import load_roc
+from search.selection import DEFAULT_STRATEGY, Strategy, selected_trials
 from training.metrics import METRIC_NAMES
 from training.registry import method_specs
 
@@ -205,8 +205,8 @@ def search_space_figure(frame: pd.DataFrame, hyperparameters: list[str],
 
     Args:
         frame: trials of one search.
-        hyperparameters: names to plot (e.g. :func:`analysis.load.searched_hyperparameters`).
-        log_scale: names drawn on a log axis (e.g. :func:`analysis.load.log_hyperparameters`);
+        hyperparameters: names to plot (e.g. :func:`search.results.searched_hyperparameters`).
+        log_scale: names drawn on a log axis (e.g. :func:`search.results.log_hyperparameters`);
             others too when their values span more than two decades.
     """
     ok = frame[(frame["source"] == "search") & (frame["status"] == "ok")]

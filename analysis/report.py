@@ -15,7 +15,7 @@ or any parent of some. Writes into ``--out``:
   confusion matrix (TP, FN, FP, TN) per domain;
 - ``best_configs.{csv,md}``: the selected configuration of each problem;
 - ``seeds.{csv,md}`` (+ ``seeds_values.csv``): mean ± std of every seed study;
-- ``trials.csv``: every trial read (:mod:`analysis.load`);
+- ``trials.csv``: every trial read (:mod:`search.results`);
 - ``figures/figure1_<backbone>.{png,pdf}``, ``figures/progress_<problem>.{png,pdf}``,
   ``figures/seeds.{png,pdf}``;
 - with ``--diagnostics`` (off by default: it loads every selected trial's checkpoint and runs
@@ -49,9 +49,9 @@ import pandas as pd
 
 from analysis import diagnostics as diagnostics_module
 from analysis import figures, tables
-from analysis.load import discover, load_runs, load_search
-from analysis.selection import DEFAULT_STRATEGY, STRATEGIES, get_strategy
 from galaxies.atomic import check_writable, write_error_message
+from search.results import discover, load_runs, load_search
+from search.selection import DEFAULT_STRATEGY, STRATEGIES, get_strategy
 from training.record import portable_path, resolve_path, write_text
 
 

@@ -1,4 +1,4 @@
-"""Tables from the tidy trial frame (:mod:`analysis.load`): Table 1, all metrics, best configs.
+"""Tables from the tidy trial frame (:mod:`search.results`): Table 1, all metrics, best configs.
 
 Every table covers every problem (``<method>_<backbone>``, in the paper's order); a problem
 without results shows ``—`` (``MISSING``), never an error. Values on the *test* splits.
@@ -30,9 +30,9 @@ from typing import Any
 
 import pandas as pd
 
-from analysis.load import METRIC_COLUMNS
-from analysis.selection import DEFAULT_STRATEGY, Strategy, selected_trials
 from models.registry import backbone_specs
+from search.results import METRIC_COLUMNS
+from search.selection import DEFAULT_STRATEGY, Strategy, selected_trials
 from training.metrics import METRIC_NAMES
 from training.naming import problem_names, split_problem_name
 from training.record import write_text
@@ -346,7 +346,7 @@ def search_results(frame: pd.DataFrame, hyperparameters: list[str] | None = None
     """A search's trials, best objective first (failed ones last, with their error).
 
     Args:
-        frame: trials of one search (:func:`analysis.load.load_search`).
+        frame: trials of one search (:func:`search.results.load_search`).
         hyperparameters: the searched names to show (default every ``p:`` column that varies).
     """
     if hyperparameters is None:

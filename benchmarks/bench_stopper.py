@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from analysis.load import load_search
+from search.results import load_search
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -70,4 +70,4 @@ PYEOF
     "$OUT/seeds/adabn_deepmerge" "$OUT/seeds/mmd_deepmerge" "$OUT/seeds/dann_deepmerge" \
     "$OUT/classical" --out reports/headline/report --diagnostics
 # Temperature scaling of every CNN trial (source validation split), benchmarks/RESULTS.md.
-"$PY" training/calibrate.py --trial "$OUT"/seeds/*/seed_* --summary reports/headline/calibration.json
+"$PY" apply/calibrate.py --trial "$OUT"/seeds/*/seed_* --summary reports/headline/calibration.json

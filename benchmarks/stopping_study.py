@@ -52,6 +52,9 @@ from typing import Any
 import numpy as np
 
 RULES = ("patience", "full_best_loss", "best_after_peak", "last")
+#: Each rule as the trainer's ``stopping`` setting (``training.loop.fit``).
+CONFIG_VALUE = {"patience": "patience", "full_best_loss": "best",
+                "best_after_peak": "best_after_peak", "last": "last"}
 FULL_SCHEDULE_RULES = RULES[1:]
 DOMAINS = ("source", "target")
 #: A run "annealed" once its learning rate fell to this fraction of the peak.

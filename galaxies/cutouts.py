@@ -25,7 +25,7 @@ A whole-file format with a bad shape, a wrong number of filters, NaN/inf pixels 
 unreadable file is refused with one :class:`galaxies.validate.InvalidDatasetError` naming
 the problem and the fix. In a folder, a single bad file does not stop the others: its row gets
 ``status`` = the reason (e.g. ``"bad: NaN, inf or |pixel| > 1e+10 ..."``) and zero pixels,
-and it must not be classified (:func:`training.predict.predict_catalogue` leaves its
+and it must not be classified (:func:`apply.predict.predict_catalogue` leaves its
 probability empty).
 """
 

@@ -45,7 +45,9 @@ import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
+import h5py
 import numpy as np
 
 from galaxies.atomic import fsync_dir, is_write_error, with_destination
@@ -55,6 +57,7 @@ from galaxies.schema import (
     PAIR_ID_ATTR,
     DomainData,
     domain_paths,
+    read_attrs,
     write_domain,
 )
 from galaxies.validate import InvalidDatasetError, check_pair, validate_file
@@ -215,3 +218,26 @@ def refuse_existing_pair(out_dir: str | os.PathLike, force: bool) -> str | None:
         return (f"--out {out_dir} already holds {' and '.join(existing)}. Fix: pass another "
                 "folder, or --force to replace that pair")
     return None
+
+
+def data_identity(data_dir: str | os.PathLike) -> dict[str, Any]:
+    """What makes two data folders the same data: per domain, its size and HDF5 attributes.
+
+    The one "same data?" answer of searches (``search.json``), seed studies and the classical
+    baseline; it holds the ``pair_id`` when the files have one.
+
+    A moved or copied folder keeps its identity; a re-simulated one with another seed or
+    generator, or another data set, does not.
+    """
+    identity: dict[str, Any] = {}
+    for domain, path in domain_paths(data_dir).items():
+        try:
+            with h5py.File(path, "r") as h5:
+                attrs = read_attrs(h5)
+                rows = int(h5["labels"].shape[0]) if "labels" in h5 else None
+        except OSError:
+            identity[domain] = None
+            continue
+        identity[domain] = {"bytes": path.stat().st_size, "rows": rows,
+                            "attrs": json.loads(json.dumps(attrs, default=str))}
+    return identity

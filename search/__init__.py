@@ -14,5 +14,8 @@ Modules:
 - :mod:`search.deephyper_adapter`: every use of DeepHyper's private API.
 - :mod:`search.logdir`: log folder layout, resume bookkeeping, ``search.json``.
 - :mod:`search.summary`: ``summary.csv`` of the best configurations.
+- :mod:`search.results`: search log folders and seed studies -> one tidy DataFrame (one row
+  per trial, failed trials kept).
+- :mod:`search.selection`: named model-selection strategies (which trial stands for a search).
 - :mod:`search.objective_study`: Spearman of each objective against target test accuracy.
 """

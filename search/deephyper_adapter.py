@@ -38,7 +38,7 @@ DeepHyper that breaks one fails there, by name, rather than somewhere in a searc
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import numpy as np
@@ -100,14 +100,16 @@ def submit_reserved(evaluator: Evaluator, jobs: Mapping[int, dict[str, Any]]) ->
         evaluator._tasks_running.append(evaluator.loop.create_task(evaluator._execute(job)))
 
 
-def process_storage() -> Any:
-    """DeepHyper's ``SharedMemoryStorage`` whose manager process dies with the driver."""
+def process_storage(initializer: Callable[[], None] | None = None) -> Any:
+    """DeepHyper's ``SharedMemoryStorage``; its manager process first runs ``initializer``.
+
+    The process evaluator passes :func:`search.runner.set_pdeathsig`, so that the manager dies
+    with the driver.
+    """
     from deephyper.evaluator.storage._shared_memory_storage import BaseManager
 
-    from search.runner import set_pdeathsig
-
     manager = BaseManager()
-    manager.start(initializer=set_pdeathsig)
+    manager.start(initializer=initializer)
     return manager.MemoryStorage()  # the proxy keeps a reference to its manager
 
 

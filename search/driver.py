@@ -18,6 +18,7 @@ from typing import Any
 import pandas as pd
 
 from galaxies.atomic import write_error_message
+from galaxies.pairs import data_identity
 from galaxies.validate import InvalidDatasetError
 from problems import Problem, UnknownProblemError, all_problems, get_problem
 from search.algorithms import build_search
@@ -37,15 +38,14 @@ from search.logdir import (
     LogDirLock,
     LogDirState,
     apply_repair,
-    data_identity,
     inspect_log_dir,
     lock_log_dir,
     plan_repair,
     resumable_trials,
     write_search_json,
 )
-from search.run import EXIT_ON_SIGNAL
 from search.runner import Resources, TrialContext, check_data, create_evaluator, shutdown
+from search.signals import EXIT_ON_SIGNAL
 from search.stoppers import StopperError, build_stopper, check_stopper
 from search.summary import count_outcomes, summarize
 from training.cli import resolve_data

@@ -442,30 +442,6 @@ def resumable_trials(log_dir: str | os.PathLike, state: LogDirState, problem: st
     return found
 
 
-def data_identity(data_dir: str | os.PathLike) -> dict[str, Any]:
-    """What makes two data folders the same data: per domain, its size and HDF5 attributes.
-
-    A moved or copied folder keeps its identity; a re-simulated one with another seed or
-    generator, or another data set, does not.
-    """
-    import h5py
-
-    from galaxies.schema import domain_paths, read_attrs
-
-    identity: dict[str, Any] = {}
-    for domain, path in domain_paths(data_dir).items():
-        try:
-            with h5py.File(path, "r") as h5:
-                attrs = read_attrs(h5)
-                rows = int(h5["labels"].shape[0]) if "labels" in h5 else None
-        except OSError:
-            identity[domain] = None
-            continue
-        identity[domain] = {"bytes": path.stat().st_size, "rows": rows,
-                            "attrs": json.loads(json.dumps(attrs, default=str))}
-    return identity
-
-
 def write_search_json(log_dir: Path, payload: dict[str, Any], previous: dict[str, Any]) -> Path:
     """Write ``search.json``: this run's ``payload`` plus the history of earlier runs."""
     runs = list(previous.get("runs", []))

@@ -35,7 +35,7 @@ import os
 import signal
 import sys
 
-EXIT_ON_SIGNAL = {signal.SIGINT: 130, signal.SIGTERM: 143}
+from search.signals import EXIT_ON_SIGNAL
 
 
 def _interrupted_while_starting(signum: int, frame: object) -> None:

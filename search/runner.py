@@ -450,7 +450,7 @@ def create_evaluator(context: TrialContext, resources: Resources, callbacks: lis
     if name == "process":
         return Evaluator.create(run_trial_job, method="process",
                                 method_kwargs={**kwargs, "num_workers": workers,
-                                               "storage": process_storage()})
+                                               "storage": process_storage(set_pdeathsig)})
     if name == "ray":
         connect_ray(resources.ray_address, workers, quiet=quiet)
         from deephyper.evaluator import RayEvaluator

@@ -10,7 +10,7 @@ Examples::
         --only-seed "$SLURM_ARRAY_TASK_ID"
 
 The configuration is the best trial of ``--from-search`` under the search's own objective
-(``--select`` names another strategy of :mod:`analysis.selection`), i.e. that trial record's
+(``--select`` names another strategy of :mod:`search.selection`), i.e. that trial record's
 full ``config``, so the search's fixed ``--set`` values (``epochs``...) are kept; ``--set``
 items are applied on top (without a search: on top of the problem's default configuration).
 Each seed is one trial of the project's one runner (:mod:`search.runner`: the same run
@@ -106,8 +106,8 @@ def choose_configuration(args: argparse.Namespace) -> tuple[dict[str, Any], dict
         CliError: unknown problem, missing or foreign search, no successful trial,
             invalid ``--set``.
     """
-    from analysis.selection import SelectionError, best_configuration, get_strategy
     from problems import get_problem
+    from search.selection import SelectionError, best_configuration, get_strategy
     from training.config import ConfigError, TrainConfig
 
     overrides = typed_sets(args.problem, args.overrides, NOT_SETTABLE)

@@ -17,8 +17,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis import figures, load, reproduce, selection, tables
+from analysis import figures, reproduce, tables
 from analysis.report import main as report_main
+from search import results as load
+from search import selection
 from search.run import main as search_main
 from search.seeds import main as seeds_main
 from training.metrics import METRIC_NAMES

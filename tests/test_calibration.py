@@ -14,19 +14,19 @@ import numpy as np
 import pytest
 from test_analysis import make_runs
 
-from analysis.load import load_search
-from analysis.selection import rank_trials
-from galaxies.schema import domain_paths, load_domain_arrays, write_domain
-from training.calibrate import calibrate_trial
-from training.calibrate import main as calibrate_main
-from training.calibration import (
+from apply.calibrate import calibrate_trial
+from apply.calibrate import main as calibrate_main
+from apply.calibration import (
     expected_calibration_error,
     fit_temperature,
     negative_log_likelihood,
     reliability_curve,
 )
-from training.inference import load_trained, softmax_merger
-from training.predict import main as predict_main
+from apply.inference import load_trained, softmax_merger
+from apply.predict import main as predict_main
+from galaxies.schema import domain_paths, load_domain_arrays, write_domain
+from search.results import load_search
+from search.selection import rank_trials
 
 
 def test_ece_against_a_hand_computed_value():

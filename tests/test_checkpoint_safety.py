@@ -78,9 +78,9 @@ def test_payload_in_a_checkpoint_never_runs(trial, tiny_domain_pair, tmp_path):
     target = load_domain_arrays(domain_paths(tiny_domain_pair)["target"])
     np.save(images, target.images[:4].astype(np.float32))
     runs = {
-        "predict": cli("training/predict.py", "--trial", folder, "--images", images,
+        "predict": cli("apply/predict.py", "--trial", folder, "--images", images,
                        "--out", tmp_path / "catalogue", "--quiet"),
-        "calibrate": cli("training/calibrate.py", "--trial", folder),
+        "calibrate": cli("apply/calibrate.py", "--trial", folder),
         "train --from-trial": cli("training/train.py", "--problem", "adabn_deepmerge",
                                   "--data", tiny_domain_pair, "--from-trial", folder,
                                   "--out", tmp_path / "adabn", "--quiet", "--set", "epochs=1",
@@ -105,7 +105,7 @@ def test_a_nan_weight_is_refused(trial, tmp_path):
     folder = poisoned(trial, tmp_path / "trial", break_one)
     with pytest.raises(CheckpointError, match="not finite"):
         read_checkpoint(folder / CHECKPOINT)
-    line = one_error_line(cli("training/calibrate.py", "--trial", folder))
+    line = one_error_line(cli("apply/calibrate.py", "--trial", folder))
     assert "not finite" in line
 
 

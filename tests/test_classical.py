@@ -185,8 +185,8 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(tiny_domain_pair, tmp_p
 
 
 def test_seed_study_shares_one_cache_and_loads_like_any_seed_study(trial, tmp_path, capsys):
-    from analysis.load import load_runs
     from analysis.tables import table1
+    from search.results import load_runs
 
     out = tmp_path / "study"
     shutil.copyfile(trial["out"] / classical.STATISTICS, tmp_path / "warm.npz")

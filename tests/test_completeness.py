@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from test_analysis import make_runs
 
-from analysis import load
 from analysis.report import main as report_main
-from analysis.selection import selected_trials
 from analysis.tables import completeness_table, completeness_values, confusion_counts
+from search import results as load
+from search.selection import selected_trials
 
 
 @pytest.fixture(scope="session")

@@ -59,7 +59,9 @@ def test_reserve_job_ids_numbers_after_the_reserved_ones():
 
 
 def test_process_storage_is_a_deephyper_storage():
-    storage = process_storage()
+    from search.runner import set_pdeathsig
+
+    storage = process_storage(set_pdeathsig)
     search_id = storage.create_new_search()
     assert storage.create_new_job(search_id) == f"{search_id}.0"
 

@@ -17,9 +17,10 @@ import torch
 import torch.nn.functional as F
 from test_analysis import make_runs
 
-from analysis import diagnostics, load
+from analysis import diagnostics
 from analysis.report import main as report_main
-from training.calibration import expected_calibration_error, reliability_curve
+from apply.calibration import expected_calibration_error, reliability_curve
+from search import results as load
 
 N_PER_DOMAIN = 6
 N_EXAMPLES = 2

@@ -35,16 +35,16 @@ def test_readme_apply_commands_parse():
     """Every predict/calibrate command of README "Apply a model" has valid flags."""
     import shlex
 
-    from training.calibrate import build_parser as calibrate_parser
-    from training.predict import build_parser as predict_parser
+    from apply.calibrate import build_parser as calibrate_parser
+    from apply.predict import build_parser as predict_parser
 
-    parsers = {"training/predict.py": predict_parser(), "training/calibrate.py": calibrate_parser()}
+    parsers = {"apply/predict.py": predict_parser(), "apply/calibrate.py": calibrate_parser()}
     text = (REPO / "README.md").read_text()
     section = text[text.index("## Apply a model to your own cut-outs"):]
     section = section[:section.index("\n## ", 1)]
     seen = set()
     for line in section.splitlines():
-        words = shlex.split(line.split("#")[0]) if line.startswith("python training/") else []
+        words = shlex.split(line.split("#")[0]) if line.startswith("python apply/") else []
         if words and words[1] in parsers:
             parsers[words[1]].parse_args(words[2:])  # exits (fails the test) on a bad flag
             seen.add(words[1])
@@ -54,7 +54,7 @@ def test_readme_apply_commands_parse():
 def test_results_calibration_table_equals_the_committed_summary():
     import json
 
-    from training.calibrate import grouped_table
+    from apply.calibrate import grouped_table
 
     trials = json.loads((REPO / "reports/headline/calibration.json").read_text())["trials"]
     table = grouped_table(trials)

@@ -163,8 +163,8 @@ def test_trial_reports_each_epoch_and_stops(tiny_domain_pair, tmp_path):
 
 
 def test_search_with_a_stopper_keeps_stopped_trials(tiny_domain_pair, tmp_path, capsys):
-    from analysis.load import load_search
     from analysis.tables import failed_trials
+    from search.results import load_search
 
     log_dir = tmp_path / "search"
     code = search_main(["--problem", "none_deepmerge", "--data", str(tiny_domain_pair),

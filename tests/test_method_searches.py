@@ -13,8 +13,8 @@ import math
 
 import pytest
 
-from analysis.load import load_runs
 from problems import get_problem, problem_names
+from search.results import load_runs
 from search.run import main as search_main
 
 NEW_METHODS = ("mmdfe", "dannfe", "cdan", "sidda")

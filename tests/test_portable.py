@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from analysis.load import load_runs
 from analysis.report import build_report
 from galaxies.schema import domain_paths, write_domain
+from search.results import load_runs
 from search.run import main as search_main
 from training.record import REPO_ROOT, portable_path, resolve_path
 

@@ -1,4 +1,4 @@
-"""Prediction (training/predict.py): the four input formats, ensembles, bad inputs, atomicity.
+"""Prediction (apply/predict.py): the four input formats, ensembles, bad inputs, atomicity.
 
 The models are real trials of ``make_runs`` (tests/test_analysis.py, shared session cache);
 probabilities are recomputed here from the checkpoint with the network built from scratch,
@@ -18,13 +18,13 @@ import torch
 from astropy.io import fits
 from test_analysis import make_runs
 
-from analysis.load import load_search
-from analysis.selection import rank_trials
+from apply.predict import main as predict_main
 from galaxies.cutouts import read_cutouts
 from galaxies.schema import FILTERS, domain_paths, load_domain_arrays
 from models import create_classifier
+from search.results import load_search
+from search.selection import rank_trials
 from training.config import TrainConfig
-from training.predict import main as predict_main
 
 N_OBJECTS = 12
 
@@ -319,7 +319,7 @@ def test_force_replaces_only_a_catalogue_folder(ranked_trials, images, tmp_path)
     for out in (inputs_folder, trial_copy, tmp_path):
         before = sorted(p.relative_to(out) for p in out.rglob("*"))
         proc = subprocess.run(
-            [sys.executable, "training/predict.py", "--trial", str(trial_copy), "--images",
+            [sys.executable, "apply/predict.py", "--trial", str(trial_copy), "--images",
              str(tmp_path / "x.npy"), "--out", str(out), "--force", "--quiet"],
             cwd=repo, capture_output=True, text=True, timeout=300)
         assert proc.returncode == 2, proc.stderr
@@ -339,7 +339,7 @@ def test_force_replaces_only_a_catalogue_folder(ranked_trials, images, tmp_path)
 def test_calibration_must_be_finite_positive_and_for_this_checkpoint(ranked_trials, images,
                                                                    tmp_path, capsys):
     """A temperature of 0, NaN, -1 or none, or one fitted for another checkpoint: refused."""
-    from training.calibrate import calibrate_trial
+    from apply.calibrate import calibrate_trial
 
     trial = tmp_path / "trial"
     shutil.copytree(ranked_trials[0], trial)
@@ -365,7 +365,7 @@ def test_calibration_must_be_finite_positive_and_for_this_checkpoint(ranked_tria
 
 def test_nonfinite_outputs_are_flagged_never_ok(ranked_trials, images, tmp_path, monkeypatch):
     """If the network gives NaN for a row, that row is flagged, never ``ok`` with NaN."""
-    from training import inference
+    from apply import inference
 
     np.save(tmp_path / "x.npy", images)
     original = inference.TrainedModel.logits

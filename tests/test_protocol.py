@@ -13,10 +13,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from analysis.load import DIAGNOSTICS, METRIC_COLUMNS
-from analysis.selection import STRATEGIES, get_strategy
 from galaxies.datasets import load_benchmark
 from search.objectives import OBJECTIVES, get_objective
+from search.results import DIAGNOSTICS, METRIC_COLUMNS
+from search.selection import STRATEGIES, get_strategy
 from training.loop import VAL_SPLITS, _Trainer, fit
 from training.naming import problem_config
 

@@ -17,9 +17,9 @@ import pytest
 import torch
 
 from analysis import figures, tables
-from analysis.load import load_runs
 from models import Hyper
 from problems import get_problem, problem_names
+from search.results import load_runs
 from search.run import main as search_main
 from training.config import ConfigError, TrainConfig, default_config
 from training.registry import MethodSpec, method_names, register_method, unregister_method

@@ -95,3 +95,30 @@ def test_refuses_held_out_data_and_unknown_problems(tmp_path):
                              text=True, cwd=REPO)
     assert unknown.returncode == 2 and unknown.stderr.startswith("error:")
     assert not (tmp_path / "r").exists()
+
+
+def test_every_rule_of_the_trainer_returns_the_epoch_the_study_picks(tiny_domain_pair, tmp_path,
+                                                                      one_thread):
+    """``training.loop.fit`` with ``stopping=<rule>`` = the study's offline selection."""
+    from training.loop import run_trial
+    from training.naming import problem_config
+
+    records = tmp_path / "records"
+    settings = (*FEW, "lr=0.01")
+    assert stopping_study.run("none_deepmerge", 3, str(tiny_domain_pair), tmp_path / "runs",
+                              records, epochs=7, extra=settings) == 0
+    trace = json.loads((records / "none_deepmerge" / "seed_3.json").read_text())["trace"]
+    picks = {}
+    for rule in stopping_study.RULES:
+        config = problem_config("none_deepmerge", ["seed=3", "epochs=7", *settings,
+                                                   f"stopping={stopping_study.CONFIG_VALUE[rule]}",
+                                                   "patience=2"])
+        real = run_trial(config, tiny_domain_pair, tmp_path / rule, progress=False)
+        stop, chosen = stopping_study.select(trace, rule, 2)
+        assert (real["epochs_run"], real["best_epoch"]) == (stop, chosen), rule
+        assert real["metrics"]["target_val"]["accuracy"] == pytest.approx(
+            trace[chosen - 1]["target_val_accuracy"], abs=1e-12), rule
+        picks[rule] = chosen
+    peak = max(range(7), key=lambda i: trace[i]["lr"]) + 1
+    assert picks["last"] == 7 and picks["best_after_peak"] > peak, picks
+    assert len(set(picks.values())) >= 2, picks  # the rules differ on this run

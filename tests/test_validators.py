@@ -18,13 +18,13 @@ import pytest
 import torch
 from deephyper.analysis.hpo import read_results_from_csv
 
-from analysis.load import DIAGNOSTICS
-from analysis.selection import STRATEGIES
 from galaxies.datasets import load_benchmark
 from galaxies.schema import domain_paths, load_domain_arrays, write_domain
 from search.objectives import OBJECTIVES, ORACLES, get_objective, objective_value
+from search.results import DIAGNOSTICS
 from search.run import main as search_main
 from search.runner import VALIDATOR_METADATA
+from search.selection import STRATEGIES
 from training import validators as v
 from training.loop import _Trainer, interim_record, run_trial
 from training.naming import problem_config

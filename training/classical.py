@@ -321,7 +321,7 @@ def run_classical(data_dir: str | os.PathLike, out_dir: str | os.PathLike, seed:
     import torch
 
     from galaxies.datasets import load_benchmark
-    from search.logdir import data_identity
+    from galaxies.pairs import data_identity
     from training.compute_path import machine
     from training.metrics import classification_metrics, roc_points
     from training.record import (

@@ -36,6 +36,9 @@ __all__ = ["COMMON", "ConfigError", "TrainConfig", "config_fields", "default_con
 _DEVICE_RE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 #: Numerical precisions of the network (see ``training.loop``).
 PRECISIONS = ("auto", "fp32", "bf16")
+#: Stopping rules (see ``training.loop.fit``): the whole schedule is trained by all but
+#: ``patience``; they differ in which epoch's weights the run returns.
+STOPPING_RULES = ("best", "best_after_peak", "last", "patience")
 #: Input normalisations (see ``galaxies.datasets.domain_stats``).
 NORMALIZATIONS = ("source", "per_domain")
 
@@ -49,7 +52,13 @@ COMMON: tuple[Hyper, ...] = (
     Hyper("batch_size", 128, None, ">= 2",
           doc="source images per step (the target batch has the same size); searched over "
           "the backbone's batch sizes"),
-    Hyper("patience", 5, (2, 10), ">= 1", doc="early-stopping patience (epochs)"),
+    Hyper("stopping", "patience", choices=STOPPING_RULES,
+          doc="which epoch's weights a run returns (training.loop.fit): best = the whole "
+          "schedule, lowest source validation loss; best_after_peak = the same among the "
+          "epochs after the lr peak; last = the final (annealed) weights; patience = early "
+          "stopping after `patience` epochs without improvement"),
+    Hyper("patience", 5, None, ">= 1",
+          doc="early-stopping patience (epochs), read by stopping=patience only"),
     Hyper("onecycle_pct_start", 0.3, (0.1, 0.5), "in (0, 1)",
           doc="fraction of the steps spent raising the lr"),
     Hyper("onecycle_div_factor", 25.0, (5.0, 100.0, "log-uniform"), "> 0",

@@ -4,8 +4,8 @@ Ciprijanovic et al. (2020), Eq. 1: the total loss is the source cross-entropy ``
 the transfer loss ``L_TL`` (none, MMD or adversarial) weighted by ``lambda_TL``. One step
 takes one source batch (with labels) and one target batch (images only: target labels are
 never read during training, early stopping or model selection). Adam with a one-cycle
-learning-rate schedule; early stopping on the *source* validation loss with ``patience``,
-restoring the best weights.
+learning-rate schedule; the returned weights are those of the epoch the stopping rule
+(``config.stopping``, :func:`fit`) picks on the *source* validation loss.
 
 ``run_trial`` never raises for a failed trial: a non-finite loss, running out of memory or
 any other exception ends as ``status: "failed"`` with its typed reason
@@ -67,6 +67,7 @@ from training.evaluate import Predictions, feature_mmd, predict, split_report
 from training.naming import problem_name
 from training.record import (
     PREDICTIONS,
+    ROC,
     Failure,
     base_record,
     json_safe_attrs,
@@ -409,6 +410,7 @@ class FitState:
         waited: epochs since the last improvement (early stopping's patience counter).
         done: training is over after ``epoch`` (last epoch, patience spent, or ``stopped``).
         stopped: ``on_epoch`` ended the run before the last epoch.
+        peak_lr: the highest learning rate at the end of an epoch so far.
     """
 
     epoch: int = 0
@@ -418,12 +420,25 @@ class FitState:
     waited: int = 0
     done: bool = False
     stopped: bool = False
+    peak_lr: float = 0.0
 
 
 def fit(trainer: _Trainer, history: list[dict[str, Any]], progress: bool,
         on_epoch: EpochCallback | None = None, state: FitState | None = None,
         checkpoint: Callable[[FitState], None] | None = None) -> tuple[int, bool]:
-    """Train with early stopping on the source validation loss; restore the best weights.
+    """Train; return the weights of the epoch that ``config.stopping`` picks.
+
+    The rules (``training.config.STOPPING_RULES``), all on the *source* validation loss, never
+    on target labels:
+
+    - ``best``: train the whole one-cycle schedule; restore the epoch of the lowest loss.
+    - ``best_after_peak``: the whole schedule; the lowest loss among the epochs after the
+      learning-rate peak (an epoch whose end-of-epoch lr is below the highest one before it);
+      the last epoch when none is (a run a stopper ended before the peak).
+    - ``last``: the whole schedule; the final, annealed weights.
+    - ``patience``: early stopping (Ciprijanovic et al. 2020): end after ``config.patience``
+      epochs without a lower loss; restore the best epoch. It can end a run in the
+      high-learning-rate phase (``benchmarks/stopping_study.py`` measures how often).
 
     Appends one row per epoch to ``history`` (so a failed trial keeps its curves). After each
     epoch ``on_epoch`` (a search's stopper) may end the run before the last epoch, then
@@ -460,7 +475,13 @@ def fit(trainer: _Trainer, history: list[dict[str, Any]], progress: bool,
         bar.set_postfix(
             loss=f"{row['train_loss']:.3f}", val_acc=f"{row['source_val_accuracy']:.3f}"
         )
-        if row["source_val_loss"] < state.best_loss:
+        rule = config.stopping
+        eligible = rule != "best_after_peak" or row["lr"] < state.peak_lr
+        state.peak_lr = max(state.peak_lr, row["lr"])
+        if rule == "last":  # the current weights are the ones returned
+            state.best_loss, state.best_epoch = row["source_val_loss"], epoch
+            state.best_state = None
+        elif eligible and row["source_val_loss"] < state.best_loss:
             state.best_loss, state.best_epoch, state.waited = row["source_val_loss"], epoch, 0
             state.best_state = copy.deepcopy(trainer.model.state_dict())
         else:
@@ -470,13 +491,16 @@ def fit(trainer: _Trainer, history: list[dict[str, Any]], progress: bool,
                     interim_record(trainer, diagnostics, scored, predictions)):
             state.stopped = epoch < config.epochs
         state.epoch = epoch
-        state.done = state.stopped or state.waited >= config.patience or epoch == config.epochs
+        out_of_patience = rule == "patience" and state.waited >= config.patience
+        state.done = state.stopped or out_of_patience or epoch == config.epochs
         if checkpoint is not None:
             checkpoint(state)
         if state.done:
             break
     if state.best_state is not None:
         trainer.model.load_state_dict(state.best_state)
+    elif state.best_epoch == 0:  # no epoch was eligible (stopped before the peak)
+        state.best_epoch = state.epoch
     return state.best_epoch, state.stopped
 
 
@@ -587,10 +611,10 @@ def _score_and_write(trainer: _Trainer, record: dict[str, Any], out_dir: Path,
     if trainer.adapt_for_target is not None:  # the network that scored the target
         checkpoint["target_model"] = target_model.state_dict()
     write_checkpoint(out_dir / CHECKPOINT, checkpoint)
-    write_json(out_dir / "roc.json", roc)
+    write_json(out_dir / ROC, roc)
     write_npz(out_dir / PREDICTIONS, predictions)
     record.update(metrics=metrics, diagnostics=diagnostics)
-    record["files"] = {"roc": "roc.json", "predictions": PREDICTIONS,
+    record["files"] = {"roc": ROC, "predictions": PREDICTIONS,
                        "checkpoint": CHECKPOINT}
 
 

@@ -35,9 +35,11 @@ if TYPE_CHECKING:
     from training.config import TrainConfig
 
 __all__ = [
+    "CALIBRATION_FILE",
     "PREDICTIONS",
     "REPO_ROOT",
     "RECORD",
+    "ROC",
     "SPLIT_KEYS",
     "Failure",
     "base_record",
@@ -55,6 +57,9 @@ __all__ = [
 REPO_ROOT = Path(__file__).resolve().parents[1]
 RECORD = "record.json"
 PREDICTIONS = "predictions.npz"  # per-image p_merger, label and galaxy_id of every split
+ROC = "roc.json"
+#: A trial's temperature, written by ``apply/calibrate.py`` beside its record.
+CALIBRATION_FILE = "calibration.json"
 SPLIT_KEYS = ("source_val", "target_val", "source_test", "target_test")
 VERSIONED_PACKAGES = ("galaxy-da", "torch", "torchvision", "numpy", "scikit-learn", "h5py",
                       "galsim", "deephyper", "ray", "pandas")

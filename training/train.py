@@ -61,12 +61,11 @@ def check_out(out: Path, force: bool) -> list[Path]:
     """
     from training.checkpoint import CHECKPOINT
     from training.cli import CliError
-    from training.inference import CALIBRATION_FILE
     from training.loop import RESUME
-    from training.record import PREDICTIONS, RECORD
+    from training.record import CALIBRATION_FILE, PREDICTIONS, RECORD, ROC
 
     # What a trial folder may hold (each name from the module that writes it).
-    trial_files = {RECORD, "roc.json", PREDICTIONS, CHECKPOINT, CALIBRATION_FILE, RESUME}
+    trial_files = {RECORD, ROC, PREDICTIONS, CHECKPOINT, CALIBRATION_FILE, RESUME}
     if out.exists() and not out.is_dir():
         raise CliError(f"--out {out} is a file. Fix: pass a folder path")
     if not out.is_dir():

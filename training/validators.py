@@ -3,7 +3,7 @@
 Every trial record carries them in ``record["diagnostics"]`` (:func:`training.loop.evaluate`,
 also for a stopper's per-epoch :func:`training.loop.interim_record`); each one is a search
 objective of :mod:`search.objectives` and hence a selection strategy of
-:mod:`analysis.selection`. They read only the *validation* splits: the labelled source
+:mod:`search.selection`. They read only the *validation* splits: the labelled source
 validation split, and the target validation split's features and predicted probabilities
 (never its labels; ``tests/test_validators.py`` flips the target labels and checks that no
 validator moves).

@@ -2,11 +2,11 @@ r"""Fit temperature scaling on the source validation split; store it with the mo
 
 Example::
 
-    python training/calibrate.py --trial runs/quick
-    python training/calibrate.py --trial runs/headline/seeds/*/seed_* \
+    python apply/calibrate.py --trial runs/quick
+    python apply/calibrate.py --trial runs/headline/seeds/*/seed_* \
         --summary reports/headline/calibration.json
 
-For each trial folder (:mod:`training.calibration` has the formulas):
+For each trial folder (:mod:`apply.calibration` has the formulas):
 
 1. the temperature ``T`` minimising the NLL of ``softmax(z / T)`` on the **source validation**
    split (the only labels the fit reads);
@@ -15,7 +15,7 @@ For each trial folder (:mod:`training.calibration` has the formulas):
    score, and the reliability curve (10 bins of ``p_merger``). Target labels are read only
    here, to report what the source-fitted temperature does on the target.
 
-Writes ``<trial>/calibration.json``; ``training/predict.py --calibrated`` applies it. With
+Writes ``<trial>/calibration.json``; ``apply/predict.py --calibrated`` applies it. With
 ``--summary FILE.json`` also one JSON with every trial's numbers and ``FILE.md``, the table of
 :func:`grouped_table` (mean ± std per study); a Markdown table per trial goes to stdout.
 Exit status 0; 2 for an unusable trial or data (one line on stderr; nothing written for it).
@@ -31,15 +31,15 @@ from typing import Any
 
 import numpy as np
 
-from training.calibration import (
+from apply.calibration import (
     N_BINS,
     expected_calibration_error,
     fit_temperature,
     negative_log_likelihood,
     reliability_curve,
 )
+from apply.inference import CALIBRATION_FILE, softmax_merger
 from training.checkpoint import CHECKPOINT, checkpoint_sha256
-from training.inference import CALIBRATION_FILE, softmax_merger
 
 EVALUATED = (("source", "val"), ("source", "test"), ("target", "val"), ("target", "test"))
 
@@ -62,9 +62,9 @@ def calibrate_trial(trial_dir: str | Path, data_dir: str | Path | None = None,
         InvalidDatasetError: the data folder is missing or invalid, or is not the data the
             trial was trained on.
     """
+    from apply.inference import load_trained
     from galaxies.datasets import load_benchmark
     from galaxies.validate import InvalidDatasetError
-    from training.inference import load_trained
     from training.record import json_safe_attrs, portable_path, resolve_path, write_json
 
     model = load_trained(trial_dir, device)
@@ -186,7 +186,7 @@ def torch_device(name: str) -> str:
 def build_parser() -> argparse.ArgumentParser:
     """The command-line interface of calibration."""
     parser = argparse.ArgumentParser(
-        prog="training/calibrate.py", description="Temperature scaling fitted on the source "
+        prog="apply/calibrate.py", description="Temperature scaling fitted on the source "
         "validation split; writes <trial>/calibration.json (used by predict.py --calibrated).")
     parser.add_argument("--trial", nargs="+", required=True, metavar="DIR",
                         help="trial folder(s) with record.json and checkpoint.pt")
@@ -199,10 +199,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``training/calibrate.py`` / ``galaxy-da-calibrate``."""
+    """Entry point of ``apply/calibrate.py`` / ``galaxy-da-calibrate``."""
     args = build_parser().parse_args(argv)
+    from apply.inference import ModelLoadError
     from galaxies.validate import InvalidDatasetError
-    from training.inference import ModelLoadError
     from training.record import write_json, write_text
 
     try:

@@ -11,9 +11,9 @@ lowest ``job_id``. Registry ``STRATEGIES``:
   recomputed from the trial records (a trial without the value is not selectable);
   ``target_val_accuracy`` is the ORACLE (uses target labels) and is flagged as such.
 
-The module is called ``selection`` rather than ``select``: scripts in ``analysis/`` run as
-``python analysis/<name>.py`` put this folder first on ``sys.path``, where a ``select.py`` would
-shadow the standard library's ``select`` (and break ``subprocess``).
+The module is called ``selection`` rather than ``select``: a script run as
+``python search/<name>.py`` puts this folder first on ``sys.path``, where a ``select.py``
+would shadow the standard library's ``select`` (and break ``subprocess``).
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ from typing import Any
 
 import pandas as pd
 
-from analysis.load import DIAGNOSTICS, SPLITS, load_search
 from search.objectives import OBJECTIVES, ORACLES, get_objective
+from search.results import DIAGNOSTICS, SPLITS, load_search
 from training.metrics import METRIC_NAMES
 from training.record import read_record
 

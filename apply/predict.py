@@ -2,9 +2,9 @@ r"""Apply trained models to new cut-outs and write a merger catalogue.
 
 Example (files the project makes; see README "Apply a model to your own cut-outs")::
 
-    python training/predict.py --trial runs/quick --images data/benchmark-v4-seed1/target.h5 \
+    python apply/predict.py --trial runs/quick --images data/benchmark-v4-seed1/target.h5 \
         --out runs/catalogue
-    python training/predict.py --search runs/mmd_deepmerge --top-k 3 --images cutouts/ \
+    python apply/predict.py --search runs/mmd_deepmerge --top-k 3 --images cutouts/ \
         --out runs/catalogue_top3 --calibrated
 
 Models: ``--trial DIR [DIR ...]`` (trial folders, e.g. the ``seed_<S>`` folders of a seed
@@ -93,8 +93,8 @@ def choose_models(trials: list[str] | None = None, search: str | None = None,
         if top_k != 1:
             raise PredictError("--top-k applies to --search only (list the trials instead)")
         return [ModelChoice(Path(t)) for t in trials], {"from": "trials"}
-    from analysis.load import load_search
-    from analysis.selection import SelectionError, get_strategy, rank_trials
+    from search.results import load_search
+    from search.selection import SelectionError, get_strategy, rank_trials
 
     log_dir = Path(search)
     if not (log_dir / "results.csv").is_file():
@@ -237,14 +237,14 @@ def predict_catalogue(images: str | os.PathLike, out: str | os.PathLike,
     """Classify the cut-outs of ``images`` with the chosen models; write and return the catalogue.
 
     Raises:
-        PredictError: bad arguments or models (:class:`training.inference.ModelLoadError`
+        PredictError: bad arguments or models (:class:`apply.inference.ModelLoadError`
             included).
         InvalidDatasetError: a bad whole-file input (:mod:`galaxies.cutouts`).
     """
     import torch
 
+    from apply.inference import DOMAINS, ModelLoadError, load_trained
     from galaxies.cutouts import read_cutouts
-    from training.inference import DOMAINS, ModelLoadError, load_trained
     from training.loop import resolve_device
     from training.record import package_versions, portable_path
 
@@ -271,7 +271,7 @@ def predict_catalogue(images: str | os.PathLike, out: str | os.PathLike,
             missing = [str(m.trial_dir) for m in models if m.temperature is None]
             if missing:
                 raise ModelLoadError(f"no calibration.json in {', '.join(missing)}. Fix: run "
-                                     "python training/calibrate.py --trial DIR for each")
+                                     "python apply/calibrate.py --trial DIR for each")
     except ModelLoadError as exc:
         raise PredictError(str(exc)) from exc
     cutouts = read_cutouts(images, split)
@@ -313,7 +313,7 @@ def predict_catalogue(images: str | os.PathLike, out: str | os.PathLike,
 def build_parser() -> argparse.ArgumentParser:
     """The command-line interface of prediction."""
     parser = argparse.ArgumentParser(
-        prog="training/predict.py",
+        prog="apply/predict.py",
         description="Classify cut-outs (HDF5, .npy, FITS cube or a folder of FITS files) "
         "with trained models; write a merger catalogue (CSV, Parquet, JSON provenance).")
     models = parser.add_argument_group("models (one of)")
@@ -325,7 +325,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="with --search: ensemble of its K best trials (default 1)")
     parser.add_argument("--select", default="search", metavar="STRATEGY",
                         help="with --search: how trials are ranked (default: the search's own "
-                        "objective; see analysis/selection.py)")
+                        "objective; see search/selection.py)")
     parser.add_argument("--images", required=True, metavar="PATH",
                         help=".h5/.hdf5, .npy or .fits file, or a folder of per-object FITS")
     parser.add_argument("--split", default=None, choices=("train", "val", "test"),
@@ -336,7 +336,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--domain", default="target", choices=("target", "source"),
                         help="whose channel statistics and network to use (default target)")
     parser.add_argument("--calibrated", action="store_true",
-                        help="apply each model's temperature (training/calibrate.py)")
+                        help="apply each model's temperature (apply/calibrate.py)")
     parser.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD,
                         help="p_merger at or above which an object is a merger (default 0.5)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
@@ -346,7 +346,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``training/predict.py`` / ``galaxy-da-predict``; returns the exit code."""
+    """Entry point of ``apply/predict.py`` / ``galaxy-da-predict``; returns the exit code."""
     args = build_parser().parse_args(argv)
     from galaxies.validate import InvalidDatasetError
 

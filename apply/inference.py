@@ -8,7 +8,7 @@ trial scored its own test sets:
 - ``checkpoint["target_model"]`` (AdaBN only): the network that scored the *target* splits;
 - ``checkpoint["channel_stats"]`` / ``["target_channel_stats"]``: the per-channel mean and std
   that normalised each domain (``x' = (x - mean_c) / std_c``);
-- ``calibration.json`` (optional, :mod:`training.calibration`): a temperature ``T`` fitted on
+- ``calibration.json`` (optional, :mod:`apply.calibration`): a temperature ``T`` fitted on
   the *source validation* split; calibrated probabilities are ``softmax(z / T)``.
 
 New observations are the *target* domain of the paper (Ciprijanovic et al. 2020: the model
@@ -32,10 +32,9 @@ from galaxies.schema import IMAGE_SHAPE
 from models import create_classifier
 from training.checkpoint import CHECKPOINT, CheckpointError, checkpoint_sha256, read_checkpoint
 from training.config import TrainConfig
-from training.record import read_json, read_record
+from training.record import CALIBRATION_FILE, read_json, read_record
 
 DOMAINS = ("target", "source")
-CALIBRATION_FILE = "calibration.json"
 BATCH_SIZE = 256
 
 
@@ -118,7 +117,7 @@ class TrainedModel:
             if self.temperature is None:
                 raise ModelLoadError(
                     f"{self.trial_dir}: no {CALIBRATION_FILE}. Fix: run python "
-                    f"training/calibrate.py --trial {self.trial_dir}")
+                    f"apply/calibrate.py --trial {self.trial_dir}")
             temperature = self.temperature
         return softmax_merger(self.logits(images, domain, **kwargs), temperature)
 
@@ -134,7 +133,7 @@ def read_temperature(trial_dir: str | os.PathLike) -> float | None:
     path = Path(trial_dir) / CALIBRATION_FILE
     if not path.exists():
         return None
-    fix = f"Fix: rerun python training/calibrate.py --trial {trial_dir}"
+    fix = f"Fix: rerun python apply/calibrate.py --trial {trial_dir}"
     try:
         calibration = read_json(path)
         temperature = float(calibration["temperature"])

@@ -17,7 +17,7 @@ r"""Calibration of the merger probability: ECE, reliability curves, temperature 
   validation* split (labelled simulations the model did not train on). It changes no
   predicted class. Target labels are never read by the fit; they only evaluate the result.
 
-CLI: ``python training/calibrate.py --trial DIR`` writes ``DIR/calibration.json``.
+CLI: ``python apply/calibrate.py --trial DIR`` writes ``DIR/calibration.json``.
 """
 
 from __future__ import annotations

@@ -1,0 +1,108 @@
+"""The layers of docs/ARCHITECTURE.md: every import, module level or inside a function, runs
+downward or within its layer, and no group of modules imports itself in a circle."""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def layer_order() -> list[set[str]]:
+    """The layers as docs/ARCHITECTURE.md writes them, lowest first."""
+    text = (REPO / "docs" / "ARCHITECTURE.md").read_text()
+    block = text.split("<!-- layers -->")[1].split("<!-- /layers -->")[0]
+    rows = re.split(r"^\d+\. ", block, flags=re.MULTILINE)[1:]  # an item may wrap
+    return [set(re.findall(r"`(\w+)/`", row)) for row in rows]
+
+
+def modules() -> dict[str, Path]:
+    """Every first-party module name -> its file."""
+    found = {}
+    for package in sorted(set().union(*layer_order())):
+        for path in (REPO / package).rglob("*.py"):
+            parts = path.relative_to(REPO).with_suffix("").parts
+            name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+            found[name] = path
+    return found
+
+
+def imports(path: Path, known: dict[str, Path]) -> set[str]:
+    """The first-party modules ``path`` imports anywhere in its body (functions included)."""
+    out = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names = [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
+        else:
+            continue
+        for name in names:
+            while name and name not in known:
+                name = name.rpartition(".")[0]
+            if name:
+                out.add(name)
+    return out
+
+
+def graph() -> dict[str, set[str]]:
+    known = modules()
+    return {name: imports(path, known) - {name} for name, path in known.items()}
+
+
+def test_the_layer_order_is_written_down_and_covers_every_package():
+    layers = layer_order()
+    assert len(layers) >= 5 and all(layers)
+    packages = {p.parent.name for p in REPO.glob("*/__init__.py")}
+    assert packages <= set().union(*layers), packages - set().union(*layers)
+
+
+def test_every_import_runs_downward():
+    level = {package: i for i, layer in enumerate(layer_order()) for package in layer}
+    upward = sorted(f"{module} -> {target}" for module, targets in graph().items()
+                    for target in targets
+                    if level[target.split(".")[0]] > level[module.split(".")[0]])
+    assert not upward, "imports from a higher layer:\n" + "\n".join(upward)
+
+
+def test_no_import_cycle():
+    edges = graph()
+    # Tarjan's strongly connected components: a component of two or more modules is a cycle.
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    cycles = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        for target in edges[node]:
+            if target not in index:
+                visit(target)
+                low[node] = min(low[node], low[target])
+            elif target in stack:
+                low[node] = min(low[node], index[target])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                member = stack.pop()
+                component.append(member)
+                if member == node:
+                    break
+            if len(component) > 1:
+                cycles.append(sorted(component))
+
+    for node in sorted(edges):
+        if node not in index:
+            visit(node)
+    # A package's __init__ naming its own modules (lazy re-exports) is not a cycle of code.
+    cycles = [c for c in cycles if not _only_package_reexports(c, edges)]
+    assert not cycles, f"import cycles: {cycles}"
+
+
+def _only_package_reexports(component: list[str], edges: dict[str, set[str]]) -> bool:
+    packages = {m for m in component if (REPO / m.replace(".", "/") / "__init__.py").exists()}
+    rest = set(component) - packages
+    return all(not (edges[m] & set(component)) for m in rest) or not rest
