@@ -1,0 +1,53 @@
+"""analysis/paper_study.py (issue 25): its commands, and the committed copy of a search."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from test_analysis import make_runs
+
+from analysis import paper_study
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_dry_run_lists_every_search_with_the_paper_protocol():
+    proc = subprocess.run([sys.executable, "analysis/paper_study.py", "--dry-run"], cwd=REPO,
+                          capture_output=True, text=True, check=True)
+    lines = proc.stdout.splitlines()
+    assert lines[0].startswith("python galaxies/simulate.py --out data/benchmark-v4-seed2-dev")
+    searches = [line for line in lines if line.startswith("python search/run.py")]
+    assert len(searches) == len(paper_study.SEARCHES)
+    for problem, trials in paper_study.SEARCHES.items():
+        line = next(s for s in searches if f"--problem {problem} " in s)
+        assert f"--max-evals {trials} " in line and "--resume" in line
+        for flag in ("--budget paper", "--stopper sha", "--data data/benchmark-v4-seed2-dev"):
+            assert flag in line
+    assert not (REPO / "runs" / "paper" / "dry").exists()
+
+
+def test_bad_arguments_exit_2():
+    proc = subprocess.run([sys.executable, "analysis/paper_study.py", "--only", "nope"],
+                          cwd=REPO, capture_output=True, text=True)
+    assert proc.returncode == 2
+
+
+def test_a_search_is_copied_without_checkpoints_with_its_selection_gap(tiny_domain_pair,
+                                                                         tmp_path_factory):
+    runs = make_runs(tmp_path_factory.getbasetemp() / "analysis", tiny_domain_pair)
+    log_dir = runs / "search" / "mmd_deepmerge"
+    out = tmp_path_factory.mktemp("paper") / "mmd_deepmerge"
+    paper_study.copy_search(log_dir, out)
+    copied = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
+    assert "results.csv" in copied and "search.json" in copied and "selection.json" in copied
+    assert not [p for p in copied if p.endswith((".pt", ".npz"))]
+    assert len([p for p in copied if p.endswith("record.json")]) == 3
+    gap = json.loads((out / "selection.json").read_text())
+    assert gap["trials"] == 3
+    assert gap["oracle"]["target_val_accuracy"] >= gap["label_free"]["target_val_accuracy"]
+    assert gap["gap_target_val_points"] == pytest.approx(
+        gap["oracle"]["target_val_accuracy"] - gap["label_free"]["target_val_accuracy"])
