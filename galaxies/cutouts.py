@@ -191,8 +191,8 @@ def read_npy(path: Path) -> Cutouts:
     """A ``.npy`` array [N, 3, 75, 75] or [N, 75, 75, 3]; ids are the row numbers."""
     try:
         array = np.load(path, mmap_mode="r", allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise InvalidDatasetError(path, f"unreadable .npy file ({exc})",
+    except (OSError, ValueError, EOFError) as exc:  # EOFError: an empty (zero-byte) file
+        raise InvalidDatasetError(path, f"unreadable .npy file ({exc or 'empty file'})",
                                   "save the images with numpy.save (no pickled objects)") from exc
     images = _check_pixels(_channels_first(array, path), path)
     return _cutouts(images, [str(i) for i in range(len(images))], path, "npy")

@@ -47,6 +47,7 @@ import argparse
 import hashlib
 import math
 import sys
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -190,11 +191,14 @@ def _fits_arrays(path: Path) -> list[np.ndarray | None]:
     if not path.is_file():
         raise InvalidDatasetError(path, "file does not exist", "check the path")
     try:
-        with fits.open(path, memmap=False) as hdus:
-            return [hdu.data for hdu in hdus]
-    except OSError as err:
+        with warnings.catch_warnings():  # a truncated file is refused below, not warned about
+            warnings.simplefilter("ignore")
+            with fits.open(path, memmap=False) as hdus:
+                return [hdu.data for hdu in hdus]
+    except (OSError, ValueError, TypeError, EOFError) as err:  # ValueError: truncated data
         raise InvalidDatasetError(
-            path, f"not a readable FITS file ({err})", "download it again"
+            path, f"not a readable FITS file, truncated or damaged ({err})",
+            "download it again completely"
         ) from None
 
 
