@@ -4,12 +4,12 @@ Ciprijanovic et al. (2020) train with Adam + one-cycle and early stopping. With 
 the source validation loss, a 30-epoch run can stop in the schedule's high-learning-rate
 phase (peak at epoch ``pct_start * epochs`` = 9) and return weights that never annealed, so a
 baseline stopped that way makes every gain against it unreliable. This study runs each
-problem's **default configuration over its whole schedule** (``patience = epochs``: nothing
-stops early) on a *development* data seed and, after every epoch, keeps the per-image
-correctness of both **validation** splits (the target labels are read for reporting only:
-nothing in training reads them). Training is deterministic, so the first ``k`` epochs of the
-full run *are* the run that a rule stopping after epoch ``k`` would have made: every rule
-below is evaluated exactly, image by image, from one run per seed.
+problem's **default configuration over its whole schedule** (``stopping=best``,
+``patience = epochs``: nothing stops early) on a *development* data seed and, after every
+epoch, keeps the per-image correctness of both **validation** splits (the target labels are
+read for reporting only: nothing in training reads them). Training is deterministic, so the
+first ``k`` epochs of the full run *are* the run that a rule stopping after epoch ``k`` would
+have made: every rule below is evaluated exactly, image by image, from one run per seed.
 
 Rules (each picks the epoch whose weights the trial returns):
 
@@ -118,7 +118,7 @@ def run(problem: str, seed: int, data: str, runs: Path, records: Path, epochs: i
         return 0
     default = problem_config(problem, [f"seed={seed}", f"epochs={epochs}", *extra])
     config = problem_config(problem, [f"seed={seed}", f"epochs={epochs}", *extra,
-                                      f"patience={epochs}"])
+                                      "stopping=best", f"patience={epochs}"])
     tracer = Tracer()
     record = run_trial(config, data, runs / problem / f"seed_{seed}", problem=problem,
                        progress=False, on_epoch=tracer)

@@ -162,3 +162,29 @@ def test_results_stopper_comparison_equals_its_record():
         assert (f"| {row['stopper']} | {row['trials']} | {row['ran_to_end']} | {row['stopped']} "
                 f"| {row['epochs']} |") in results
         assert f"{100 * row['pick_target_test_acc']:.1f} %" in results
+
+
+def test_results_stopping_study_is_rebuilt_from_its_records(tmp_path):
+    """Issue 25: the stopping-rule table in RESULTS is what the committed traces give, the
+    chosen rule is the trainer's default, and the study ran on development data only."""
+    import json
+    import sys
+
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    import stopping_study
+
+    from analysis.headline import DEVELOPMENT_DATA_SEEDS
+    from training.config import default_config
+
+    result = stopping_study.table(REPO / "reports/stopping/records", tmp_path)
+    rebuilt = (tmp_path / "stopping.md").read_text()
+    assert rebuilt == (REPO / "reports/stopping/stopping.md").read_text()
+    assert rebuilt.strip() in (REPO / "benchmarks/RESULTS.md").read_text()
+    assert stopping_study.CONFIG_VALUE[result["choice"]["rule"]] == default_config().stopping
+    for problem, entry in result["problems"].items():
+        assert entry["seeds"] == [1, 2, 3], problem
+        assert set(entry["data_seeds"]) <= set(DEVELOPMENT_DATA_SEEDS), problem
+    for path in (REPO / "reports/stopping/records").glob("*/seed_*.json"):
+        study = json.loads(path.read_text())
+        assert study["compute_path"] and study["machine"], path
+        assert len(study["trace"]) == study["config"]["epochs"] == 30, path

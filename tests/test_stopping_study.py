@@ -55,10 +55,12 @@ def test_offline_rule_equals_a_real_early_stopped_run(tiny_domain_pair, tmp_path
                               records, epochs=6, extra=(*FEW, "patience=1")) == 0
     study = json.loads((records / "none_deepmerge" / "seed_1.json").read_text())
     assert study["config"]["patience"] == 6 and study["default_patience"] == 1
+    assert study["config"]["stopping"] == "best"
     assert [row["epoch"] for row in study["trace"]] == [1, 2, 3, 4, 5, 6]
     assert study["compute_path"] and study["machine"]
     stop, chosen = stopping_study.select(study["trace"], "patience", 1)
-    real = run_trial(problem_config("none_deepmerge", ["seed=1", "epochs=6", *FEW, "patience=1"]),
+    real = run_trial(problem_config("none_deepmerge", ["seed=1", "epochs=6", *FEW, "patience=1",
+                                                       "stopping=patience"]),
                      tiny_domain_pair, tmp_path / "real", progress=False)
     assert (real["epochs_run"], real["best_epoch"]) == (stop, chosen)
     for domain in ("source", "target"):

@@ -84,13 +84,27 @@ def test_target_labels_are_never_used_for_training(tiny_domain_pair, tmp_path):
 def test_early_stopping_restores_the_best_epoch(tiny_domain_pair, tmp_path):
     config = problem_config("none_deepmerge", ["epochs=12", "batch_size=8",
                                                "max_batches_per_epoch=2", "patience=1",
-                                               "lr=0.05"])
+                                               "lr=0.05", "stopping=patience"])
     record = run_trial(config, tiny_domain_pair, tmp_path, progress=False)
     history = record["history"]
     losses = [row["source_val_loss"] for row in history]
     assert record["best_epoch"] == 1 + int(np.argmin(losses))
     assert len(history) <= record["best_epoch"] + 1  # stopped after 1 epoch of patience
     assert record["diagnostics"]["source_val_loss"] == pytest.approx(min(losses), rel=1e-6)
+
+
+def test_the_default_rule_trains_the_whole_schedule(tiny_domain_pair, tmp_path):
+    """Issue 25: ``stopping=best`` (the default) never ends a run early, whatever the patience,
+    and returns the epoch of the lowest source validation loss."""
+    config = problem_config("none_deepmerge", ["epochs=6", "batch_size=8",
+                                               "max_batches_per_epoch=2", "patience=1",
+                                               "lr=0.05"])
+    assert config.stopping == "best"
+    record = run_trial(config, tiny_domain_pair, tmp_path, progress=False)
+    losses = [row["source_val_loss"] for row in record["history"]]
+    assert record["epochs_run"] == 6 and record["best_epoch"] == 1 + int(np.argmin(losses))
+    peak = max(row["lr"] for row in record["history"])
+    assert record["history"][-1]["lr"] < 0.05 * peak  # annealed (12 steps: coarse)
 
 
 def run_cli(*args):

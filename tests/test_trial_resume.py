@@ -94,7 +94,8 @@ def references(tiny_domain_pair, tmp_path_factory):
 # a patience counter of 1, which ends the resumed run after epoch 3.
 @pytest.mark.parametrize(("problem", "extra", "epochs_run"), [
     ("mmd_deepmerge", (), 4), ("dann_deepmerge", (), 4), ("sidda_deepmerge", (), 4),
-    ("none_deepmerge", (), 4), ("mmd_deepmerge", ("lr=0.02", "patience=2"), 3),
+    ("none_deepmerge", (), 4),
+    ("mmd_deepmerge", ("lr=0.02", "patience=2", "stopping=patience"), 3),
 ], ids=["mmd", "dann", "sidda", "none", "mmd-early-stopping"])
 def test_an_interrupted_trial_resumes_to_the_same_record(problem, extra, epochs_run,
                                                          tiny_domain_pair, tmp_path,
