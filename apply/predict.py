@@ -245,8 +245,8 @@ def predict_catalogue(images: str | os.PathLike, out: str | os.PathLike,
 
     from apply.inference import DOMAINS, ModelLoadError, load_trained
     from galaxies.cutouts import read_cutouts
-    from training.loop import resolve_device
     from training.record import package_versions, portable_path
+    from training.trainer import resolve_device
 
     if not 0.0 <= threshold <= 1.0:
         raise PredictError(f"--threshold must be in [0, 1], got {threshold}")

@@ -1,6 +1,6 @@
 """Training step rate of every precision x memory layout x compile variant, in one interleaved run.
 
-The steps are the trial's own (``training.loop._Trainer.train_epoch``: gather, joint forward,
+The steps are the trial's own (``training.trainer.Trainer.train_epoch``: gather, joint forward,
 losses, backward, Adam, one-cycle, device-side bookkeeping), on a subset of the embedded
 benchmark (the rows of a real benchmark, so the data are as in a trial). For each problem every
 variant gets its own trainer; after a warm-up epoch (which includes ``torch.compile``'s
@@ -34,8 +34,8 @@ import torch
 from galaxies.benchmark import ensure_benchmark
 from galaxies.datasets import load_benchmark
 from galaxies.schema import DomainData, domain_paths, load_domain_arrays, write_domain
-from training.loop import _Trainer
 from training.naming import problem_config
+from training.trainer import Trainer
 
 VARIANTS = {
     "fp32": ["precision=fp32"],
@@ -88,7 +88,7 @@ def bench_problem(problem: str, data_dir: Path, variants: list[str], steps: int,
         sets = [f"max_batches_per_epoch={steps}", f"epochs={rounds + 1}", *VARIANTS[name]]
         if batch_size:
             sets.append(f"batch_size={batch_size}")
-        trainer = _Trainer(problem_config(problem, sets), bench, torch.device("cpu"))
+        trainer = Trainer(problem_config(problem, sets), bench, torch.device("cpu"))
         tick = time.perf_counter()
         trainer.train_epoch(0)
         warmup[name] = time.perf_counter() - tick

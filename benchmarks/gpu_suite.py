@@ -1,6 +1,6 @@
 """The GPU benchmark suite: one prepared run (≤ 8 minutes on one H100-class GPU).
 
-Measures, on the trial's own training code (``training.loop._Trainer``), data resident on the
+Measures, on the trial's own training code (``training.trainer.Trainer``), data resident on the
 device:
 
 1. **single**: source images/s of one trial of every problem (every registered method ×
@@ -59,11 +59,11 @@ EXTRA_SETS: list[str] = []
 def make_trainer(problem: str, data_dir: str, device: str, sets: list[str]) -> Any:
     """A trial's trainer (data moved to ``device``) for ``problem`` with ``--set`` values."""
     from galaxies.datasets import load_benchmark
-    from training.loop import _Trainer
     from training.naming import problem_config
+    from training.trainer import Trainer
 
     config = problem_config(problem, [*sets, *EXTRA_SETS, f"device={device}"])
-    return _Trainer(config, load_benchmark(data_dir), torch.device(device))
+    return Trainer(config, load_benchmark(data_dir), torch.device(device))
 
 
 def synchronize(device: str) -> None:
@@ -105,7 +105,7 @@ def stage_single(data_dir: str, device: str, steps: int,
 
 def stage_syncs(data_dir: str, device: str, steps: int) -> dict[str, Any]:
     """Host synchronisations in ``steps`` training steps (CUDA's sync debug mode)."""
-    from training.loop import FINITE_CHECK_EVERY
+    from training.trainer import FINITE_CHECK_EVERY
 
     trainer = make_trainer("mmd_deepmerge", data_dir, device,
                            [f"max_batches_per_epoch={steps}"])

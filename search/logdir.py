@@ -421,7 +421,7 @@ def resumable_trials(log_dir: str | os.PathLike, state: LogDirState, problem: st
     Returns:
         ``{job id: {"parameters": {searched name: value}, "epoch": last completed epoch}}``.
     """
-    from training.loop import read_resume
+    from training.resume import read_resume
 
     found: dict[int, dict[str, Any]] = {}
     for job_id in state.interrupted_ids:

@@ -118,7 +118,7 @@ OBJECTIVES: dict[str, Callable[[dict[str, Any]], float]] = {
 
 
 #: The diagnostics each objective reads: a search's per-epoch interim record computes these
-#: alone (``training.loop.interim_record``); the validation metrics are always there.
+#: alone (``training.scoring.interim_record``); the validation metrics are always there.
 DIAGNOSTICS_READ: dict[str, tuple[str, ...]] = {
     "source_val_accuracy": (),
     "source_val_acc_minus_mmd": ("feature_mmd_val",),

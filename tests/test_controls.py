@@ -9,17 +9,18 @@ from torch import nn
 
 from galaxies.datasets import channel_stats, domain_stats, load_benchmark, split_tensors
 from galaxies.schema import SPLITS
-from training.loop import _Trainer, run_trial
+from training.loop import run_trial
 from training.methods.adabn import adapt_batchnorm
 from training.naming import problem_config
 from training.registry import get_method
+from training.trainer import Trainer
 
 CPU = torch.device("cpu")
 FEW = ["max_batches_per_epoch=2", "batch_size=4", "epochs=2", "patience=2"]
 
 
-def trainer_for(problem: str, data_dir, extra=()) -> _Trainer:
-    return _Trainer(problem_config(problem, [*FEW, *extra]), load_benchmark(data_dir), CPU)
+def trainer_for(problem: str, data_dir, extra=()) -> Trainer:
+    return Trainer(problem_config(problem, [*FEW, *extra]), load_benchmark(data_dir), CPU)
 
 
 def rows_of(batch: torch.Tensor, pool: torch.Tensor) -> set[int]:

@@ -9,14 +9,15 @@ import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode, _disable_current_modes
 
-import training.loop as loop
 import training.mmd as mmd
+import training.trainer as loop  # the trainer holds the step loop
 from galaxies.datasets import load_benchmark
 from search.run import main as search_main
 from search.runner import EpochReporter
 from search.stoppers import StopperError, build_stopper, check_stopper
-from training.loop import FINITE_CHECK_EVERY, _Trainer, run_trial
+from training.loop import run_trial
 from training.naming import problem_config
+from training.trainer import FINITE_CHECK_EVERY, Trainer
 
 TINY = ["epochs=2", "max_batches_per_epoch=3", "batch_size=16"]
 
@@ -38,7 +39,7 @@ def host_reads_per_epoch(problem: str, data_dir, steps: int, monkeypatch) -> tup
     """(host reads, steps) of one training epoch on the accelerator code path."""
     monkeypatch.setattr(mmd, "host_reads_are_free", lambda device: False)
     config = problem_config(problem, [f"max_batches_per_epoch={steps}", "batch_size=2"])
-    trainer = _Trainer(config, load_benchmark(data_dir), torch.device("cpu"))
+    trainer = Trainer(config, load_benchmark(data_dir), torch.device("cpu"))
     for name in ("optimizer", "scheduler"):  # Adam/OneCycle keep their step counts on the host
         step = getattr(trainer, name).step
 

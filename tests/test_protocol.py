@@ -17,8 +17,10 @@ from galaxies.datasets import load_benchmark
 from search.objectives import OBJECTIVES, get_objective
 from search.results import DIAGNOSTICS, METRIC_COLUMNS
 from search.selection import STRATEGIES, get_strategy
-from training.loop import VAL_SPLITS, _Trainer, fit
+from training.loop import fit
 from training.naming import problem_config
+from training.scoring import VAL_SPLITS
+from training.trainer import Trainer
 
 CPU = torch.device("cpu")
 
@@ -61,7 +63,7 @@ def test_no_selection_strategy_reads_a_test_column():
         pd.testing.assert_series_equal(strategy.score(frame), strategy.score(scrambled))
 
 
-def scramble_test_splits(trainer: _Trainer) -> None:
+def scramble_test_splits(trainer: Trainer) -> None:
     for domain in ("source", "target"):
         x, y = trainer.data[(domain, "test")]
         trainer.data[(domain, "test")] = (torch.randn_like(x) * 10, 1 - y)
@@ -72,7 +74,7 @@ def test_training_early_stopping_and_stoppers_never_read_a_test_split(tiny_domai
                                                 "max_batches_per_epoch=2", "patience=3"])
     results = []
     for scramble in (False, True):
-        trainer = _Trainer(config, load_benchmark(tiny_domain_pair), CPU)
+        trainer = Trainer(config, load_benchmark(tiny_domain_pair), CPU)
         if scramble:
             scramble_test_splits(trainer)
         history, interims = [], []

@@ -87,7 +87,7 @@ def _smoothed_cross_entropy(*args, **kwargs):
 def test_the_tolerance_catches_a_changed_default_draw_order_or_loss(
         problem, change, tiny_domain_pair, tmp_path, one_thread, monkeypatch):
     """The cross-path tolerance is loose enough for kernels, tight enough for real changes."""
-    import training.loop as loop
+    import training.trainer as loop  # where a trial seeds its generators
 
     extra = []
     if change == "default lr x1.05":  # as if the backbone's default lr had moved by 5 %

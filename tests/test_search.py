@@ -193,8 +193,9 @@ def test_nonfinite_loss_is_an_f_row(tiny_domain_pair, tmp_path):
 def test_laptop_trials_see_the_same_images_whatever_the_batch_size(tiny_domain_pair, tmp_path):
     """The laptop budget caps images per epoch, not batches: batch 256 and 32 cost the same."""
     from search.cli import BUDGETS, parse_overrides
-    from training.loop import run_trial, steps_cap
+    from training.loop import run_trial
     from training.naming import problem_config
+    from training.trainer import steps_cap
 
     seen = {}
     for batch in (32, 256):

@@ -28,9 +28,10 @@ import training.loop as loop
 from search.objectives import DEFAULT_OBJECTIVE, objective_value
 from search.runner import EpochReporter
 from training.config import TrainConfig
-from training.loop import RESUME, ResumeWarning, read_resume, run_trial
+from training.loop import run_trial
 from training.naming import problem_config
 from training.record import read_record
+from training.resume import RESUME, ResumeWarning, read_resume
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = ["epochs=4", "batch_size=8", "max_batches_per_epoch=2", "patience=4"]
@@ -173,20 +174,20 @@ def test_resume_pt_holds_the_whole_state(tiny_domain_pair, tmp_path):
 def test_killed_while_scoring_resumes_without_training(tiny_domain_pair, tmp_path, references,
                                                        monkeypatch):
     """After the last epoch's checkpoint (``done``), only the final evaluation is redone."""
-    real = loop._score_and_write
+    real = loop.score_and_write
 
     def killed(*args, **kwargs):
         raise Killed
 
     config = problem_config("mmd_deepmerge", TINY)
     reference = references("mmd_deepmerge")  # made before anything is patched
-    monkeypatch.setattr(loop, "_score_and_write", killed)
+    monkeypatch.setattr(loop, "score_and_write", killed)
     with pytest.raises(Killed):
         run_trial(config, tiny_domain_pair, tmp_path, problem="mmd_deepmerge", progress=False)
     assert read_resume(tmp_path)["fit"]["done"] and read_resume(tmp_path)["epoch"] == 4
-    monkeypatch.setattr(loop, "_score_and_write", real)
+    monkeypatch.setattr(loop, "score_and_write", real)
     trained = []
-    monkeypatch.setattr(loop._Trainer, "train_epoch",
+    monkeypatch.setattr(loop.Trainer, "train_epoch",
                         lambda self, epoch: trained.append(epoch) or {})
     record = run_trial(config, tiny_domain_pair, tmp_path, problem="mmd_deepmerge",
                        progress=False)

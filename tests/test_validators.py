@@ -26,8 +26,10 @@ from search.run import main as search_main
 from search.runner import VALIDATOR_METADATA
 from search.selection import STRATEGIES
 from training import validators as v
-from training.loop import _Trainer, interim_record, run_trial
+from training.loop import run_trial
 from training.naming import problem_config
+from training.scoring import interim_record
+from training.trainer import Trainer
 
 NEW_OBJECTIVES = {"neg_source_val_loss": "source_val_loss", "neg_feature_mmd": "feature_mmd_val",
                   "im": "target_val_im", "snd": "target_val_snd", "bnm": "target_val_bnm",
@@ -205,7 +207,7 @@ def test_flipping_target_labels_moves_no_validator(tiny_domain_pair, tmp_path, o
 
 
 def test_interim_record_carries_the_validators(tiny_domain_pair, one_thread):
-    trainer = _Trainer(problem_config("dann_deepmerge", TINY), load_benchmark(tiny_domain_pair),
+    trainer = Trainer(problem_config("dann_deepmerge", TINY), load_benchmark(tiny_domain_pair),
                        torch.device("cpu"))
     interim = interim_record(trainer)
     assert set(v.VALIDATOR_KEYS) <= set(interim["diagnostics"])
@@ -232,7 +234,7 @@ def test_search_with_a_validator_objective(tiny_domain_pair, tmp_path):
 
 def test_every_objective_declares_the_diagnostics_it_reads():
     from search.objectives import DIAGNOSTICS_READ
-    from training.loop import DIAGNOSTIC_KEYS
+    from training.scoring import DIAGNOSTIC_KEYS
 
     assert set(DIAGNOSTICS_READ) == set(OBJECTIVES)
     for name, keys in DIAGNOSTICS_READ.items():
@@ -260,7 +262,8 @@ def test_epochs_compute_only_the_search_objective(tiny_domain_pair, tmp_path, on
                                                   monkeypatch):
     """Per epoch: one pass over each validation split and the objective's diagnostic alone;
     every validator once, for the final record."""
-    import training.loop as loop
+    import training.scoring as scoring
+    import training.trainer as trainer
     from search.runner import EpochReporter
 
     calls = {name: 0 for name in ("predict", "feature_mmd", *v.VALIDATOR_KEYS)}
@@ -271,8 +274,8 @@ def test_epochs_compute_only_the_search_objective(tiny_domain_pair, tmp_path, on
             return function(*args, **kwargs)
         return wrapper
 
-    monkeypatch.setattr(loop, "predict", counted("predict", loop.predict))
-    monkeypatch.setattr(loop, "feature_mmd", counted("feature_mmd", loop.feature_mmd))
+    monkeypatch.setattr(trainer, "predict", counted("predict", trainer.predict))
+    monkeypatch.setattr(scoring, "feature_mmd", counted("feature_mmd", scoring.feature_mmd))
     for key, function in (("target_val_im", "information_maximization"),
                           ("target_val_snd", "soft_neighborhood_density"),
                           ("target_val_bnm", "batch_nuclear_norm"), ("dev_risk", "dev_risk")):
@@ -289,4 +292,4 @@ def test_epochs_compute_only_the_search_objective(tiny_domain_pair, tmp_path, on
         assert calls[key] == 1, key  # the final record only
     # Per epoch: source val (early stopping and objective) + target val; then 4 splits.
     assert calls["predict"] == 2 * epochs + 4
-    assert set(record["diagnostics"]) == set(loop.DIAGNOSTIC_KEYS)
+    assert set(record["diagnostics"]) == set(scoring.DIAGNOSTIC_KEYS)

@@ -61,8 +61,8 @@ def check_out(out: Path, force: bool) -> list[Path]:
     """
     from training.checkpoint import CHECKPOINT
     from training.cli import CliError
-    from training.loop import RESUME
     from training.record import CALIBRATION_FILE, PREDICTIONS, RECORD, ROC
+    from training.resume import RESUME
 
     # What a trial folder may hold (each name from the module that writes it).
     trial_files = {RECORD, ROC, PREDICTIONS, CHECKPOINT, CALIBRATION_FILE, RESUME}
@@ -104,7 +104,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.exit(2, f"error: {exc}\n")  # one line: the usage would hide it
     import torch
 
-    from training.loop import ReevaluationError, reevaluate_trial, run_trial
+    from training.loop import run_trial
+    from training.rescore import ReevaluationError, reevaluate_trial
 
     if args.threads:
         torch.set_num_threads(args.threads)

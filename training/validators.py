@@ -1,7 +1,7 @@
 """Label-free validators: model-selection scores computed without a single target label.
 
-Every trial record carries them in ``record["diagnostics"]`` (:func:`training.loop.evaluate`,
-also for a stopper's per-epoch :func:`training.loop.interim_record`); each one is a search
+Every trial record carries them in ``record["diagnostics"]`` (:func:`training.scoring.evaluate`,
+also for a stopper's per-epoch :func:`training.scoring.interim_record`); each one is a search
 objective of :mod:`search.objectives` and hence a selection strategy of
 :mod:`search.selection`. They read only the *validation* splits: the labelled source
 validation split, and the target validation split's features and predicted probabilities

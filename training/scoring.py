@@ -1,0 +1,147 @@
+"""Scoring a trained network: metrics, ROC curves, label-free diagnostics, the trial's files.
+
+:func:`evaluate` scores splits with the trainer's network (AdaBN's adapted one on the
+target); :func:`interim_record` scores the validation splits after an epoch (a search's
+stopper); :func:`score_and_write` fills a finished trial's record and writes its checkpoint,
+ROC curves and per-image predictions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from training.checkpoint import CHECKPOINT, write_checkpoint
+from training.evaluate import Predictions, feature_mmd, split_report
+from training.record import (
+    PREDICTIONS,
+    ROC,
+    write_json,
+    write_npz,
+)
+from training.trainer import Trainer
+from training.validators import VALIDATOR_KEYS, label_free_validators
+
+EVAL_SPLITS = (("source", "val"), ("target", "val"), ("source", "test"), ("target", "test"))
+#: Every label-free diagnostic of a record, in the record's order.
+DIAGNOSTIC_KEYS = ("source_val_loss", "target_val_entropy", "feature_mmd_val", *VALIDATOR_KEYS)
+
+
+#: Diagnostics that need the validation features of both domains.
+_FEATURE_DIAGNOSTICS = frozenset({"feature_mmd_val", "target_val_snd", "dev_risk"})
+
+
+def evaluate(trainer: Trainer, splits: tuple[tuple[str, str], ...] = EVAL_SPLITS,
+             target_model: torch.nn.Module | None = None,
+             diagnostics: Collection[str] | None = None,
+             source_val: Predictions | None = None,
+             ) -> tuple[dict, dict, dict, dict[str, np.ndarray]]:
+    """Metrics, ROC curves, label-free diagnostics and per-image predictions of ``splits``.
+
+    Predictions are keyed ``<domain>_<split>_{p_merger,label,galaxy_id}``. The diagnostics
+    need both validation splits. ``target_model`` is the network that scores the target
+    splits when the caller already made it (default: :meth:`Trainer.target_model`).
+    The label-free validators (:mod:`training.validators`) read the source validation
+    features and per-row losses, and the target validation features and probabilities only.
+
+    Args:
+        trainer: the trial.
+        splits: ``(domain, split)`` pairs to score.
+        target_model: see above.
+        diagnostics: compute only these diagnostics (``None``: every one of
+            :data:`DIAGNOSTIC_KEYS`).
+        source_val: the source validation split already scored by the current weights
+            (:meth:`Trainer.source_val`), reused instead of scoring it again.
+    """
+    wanted = set(DIAGNOSTIC_KEYS if diagnostics is None else diagnostics)
+    unknown = wanted - set(DIAGNOSTIC_KEYS)
+    if unknown:
+        raise ValueError(f"unknown diagnostics {sorted(unknown)}; valid: {DIAGNOSTIC_KEYS}")
+    metrics, roc, diagnostics_out, features, predictions = {}, {}, {}, {}, {}
+    source_val_losses, target_val_prob = None, None
+    models = {"source": trainer.model}
+    if any(domain == "target" for domain, _ in splits):
+        models["target"] = target_model if target_model is not None else trainer.target_model()
+    for domain, split in splits:
+        x, y = trainer.data[(domain, split)]
+        if (domain, split) == ("source", "val") and source_val is not None:
+            pred = source_val
+        else:
+            pred = trainer.predict(x, y, keep_features=split == "val" and bool(
+                wanted & _FEATURE_DIAGNOSTICS), model=models[domain])
+        report = split_report(y, pred)
+        key = f"{domain}_{split}"
+        metrics[key], roc[key] = report["metrics"], report["roc"]
+        predictions[f"{key}_p_merger"] = pred.prob_merger.astype(np.float64)
+        predictions[f"{key}_label"] = y.numpy().astype(np.uint8)
+        predictions[f"{key}_galaxy_id"] = trainer.galaxy_ids[(domain, split)]
+        if split == "val":
+            features[domain] = pred.features
+            if domain == "source":
+                diagnostics_out["source_val_loss"] = pred.loss
+                source_val_losses = pred.losses
+            else:
+                diagnostics_out["target_val_entropy"] = report["entropy"]
+                target_val_prob = pred.prob_merger  # never pred.loss(es): they read labels
+    if {"source", "target"} <= features.keys():
+        if "feature_mmd_val" in wanted:
+            diagnostics_out["feature_mmd_val"] = feature_mmd(features["source"],
+                                                             features["target"])
+        diagnostics_out.update(label_free_validators(
+            features["source"], source_val_losses, features["target"], target_val_prob,
+            keys=wanted & set(VALIDATOR_KEYS)))
+    order = {key: i for i, key in enumerate(DIAGNOSTIC_KEYS)}
+    diagnostics_out = dict(sorted(((k, v) for k, v in diagnostics_out.items() if k in wanted),
+                                  key=lambda item: order[item[0]]))
+    return metrics, roc, diagnostics_out, predictions
+
+
+VAL_SPLITS = (("source", "val"), ("target", "val"))
+
+
+def interim_record(trainer: Trainer, diagnostics: Collection[str] | None = None,
+                   source_val: Predictions | None = None, predictions: bool = False
+                   ) -> dict[str, Any]:
+    """The current weights scored as a finished trial would be, on the validation splits only.
+
+    ``{"status": "ok", "metrics": {source_val, target_val}, "diagnostics": {...}}``, enough
+    for every objective of :mod:`search.objectives` (test splits are not evaluated). Only the
+    named ``diagnostics`` are computed (``None``: all); a search's epoch reporter asks for its
+    objective's alone (the validators cost up to seconds a call). ``source_val``: the epoch's
+    source validation predictions, reused (see :func:`evaluate`). ``predictions``: add the
+    per-image predictions of both validation splits (``<domain>_val_{p_merger,label,
+    galaxy_id}``, as in ``predictions.npz``) under ``"predictions"``, for studies that compare
+    epochs image by image (``benchmarks/stopping_study.py``).
+    """
+    metrics, _, diagnostics_out, per_image = evaluate(
+        trainer, VAL_SPLITS, diagnostics=diagnostics, source_val=source_val)
+    out = {"status": "ok", "metrics": metrics, "diagnostics": diagnostics_out}
+    if predictions:
+        out["predictions"] = per_image
+    return out
+
+
+def score_and_write(trainer: Trainer, record: dict[str, Any], out_dir: Path,
+                     best_epoch: int) -> None:
+    """Evaluate the trainer's network; write checkpoint, ROC and predictions; fill ``record``."""
+    record["data"]["target_channel_stats"] = trainer.stats["target"].to_dict()
+    target_model = trainer.target_model()  # adapted once (AdaBN), used for scores and file
+    metrics, roc, diagnostics, predictions = evaluate(trainer, target_model=target_model)
+    checkpoint = {"model": trainer.model.state_dict(), "config": trainer.config.to_dict(),
+                  "channel_stats": trainer.stats["source"].to_dict(),
+                  "target_channel_stats": trainer.stats["target"].to_dict(),
+                  "best_epoch": best_epoch}
+    if trainer.adapt_for_target is not None:  # the network that scored the target
+        checkpoint["target_model"] = target_model.state_dict()
+    write_checkpoint(out_dir / CHECKPOINT, checkpoint)
+    write_json(out_dir / ROC, roc)
+    write_npz(out_dir / PREDICTIONS, predictions)
+    record.update(metrics=metrics, diagnostics=diagnostics)
+    record["files"] = {"roc": ROC, "predictions": PREDICTIONS,
+                       "checkpoint": CHECKPOINT}
+
+
