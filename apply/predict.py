@@ -1,6 +1,6 @@
 r"""Apply trained models to new cut-outs and write a merger catalogue.
 
-Example (files the project makes; see README "Apply a model to your own cut-outs")::
+Example (files the project makes; see docs/APPLY.md)::
 
     python apply/predict.py --trial runs/quick --images data/benchmark-v4-seed1/target.h5 \
         --out runs/catalogue
