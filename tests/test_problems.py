@@ -10,7 +10,7 @@ from training.config import TrainConfig, default_config
 
 EXPECTED = {f"{method}_{backbone}"
             for method in ("none", "jointbn", "adabn", "mmd", "dann", "coral", "mmdfe",
-                           "dannfe", "cdan", "sidda")
+                           "dannfe", "cdan", "sidda", "oracle")
             for backbone in ("deepmerge", "resnet")}
 # patience is not searched: every method gets the same stopping rule (issue 25).
 COMMON = {"lr", "weight_decay", "batch_size", "onecycle_pct_start",
@@ -30,6 +30,7 @@ BY_METHOD = {
     "sidda": COMMON,  # lambda_tl is learned, not searched
     "jointbn": COMMON,
     "adabn": COMMON,
+    "oracle": COMMON,
 }
 
 

@@ -42,7 +42,7 @@ class MeanGapLoss(TransferLoss):
 
 
 TOY = MethodSpec(
-    name="toy", label="Toy gap", color="#8172B3", order=50,
+    name="toy", label="Toy gap", color="#8172B3", order=999,
     build=lambda config, feature_dim: MeanGapLoss(config.toy_power),
     summary="toy: the distance between the feature means",
     hyperparameters=(

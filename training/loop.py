@@ -148,7 +148,7 @@ def fit(trainer: Trainer, history: list[dict[str, Any]], progress: bool,
         tick = time.perf_counter()
         row: dict[str, Any] = {"epoch": epoch, **trainer.train_epoch(epoch)}
         source_val = trainer.source_val(keep_features=on_epoch is not None)
-        labels = trainer.data[("source", "val")][1].numpy().astype(bool)
+        labels = trainer.data[(trainer.train_domain, "val")][1].numpy().astype(bool)
         row["source_val_loss"] = source_val.loss
         row["source_val_accuracy"] = float(((source_val.prob_merger >= 0.5) == labels).mean())
         row["lr"] = trainer.optimizer.param_groups[0]["lr"]

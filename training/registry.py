@@ -49,6 +49,10 @@ class MethodSpec:
             or ``None``: the network that scores the *target* splits, made from the trained one
             and the unlabelled target *training* images (AdaBN re-estimates BatchNorm
             statistics); the source splits are always scored by the trained network.
+        trains_on: the domain whose *labelled* training split the classifier learns from and
+            whose validation loss the stopping rule reads: ``"source"`` for every method; only
+            the target-trained oracle (``training/methods/oracle.py``), an upper bound that no
+            choice may read, says ``"target"``.
     """
 
     name: str
@@ -60,6 +64,7 @@ class MethodSpec:
     order: int = 100
     summary: str = ""
     adapt_for_target: Callable[[Any, Any, Any], Any] | None = None
+    trains_on: str = "source"
 
     @property
     def defaults(self) -> dict[str, Any]:
@@ -71,6 +76,9 @@ def _check_name(spec: MethodSpec) -> None:
     if "_" in spec.name or not spec.name:
         raise ValueError(f"method name {spec.name!r} must be non-empty without '_' (problem "
                          "names are <method>_<backbone>)")
+    if spec.trains_on not in ("source", "target"):
+        raise ValueError(f"method {spec.name!r}: trains_on must be 'source' or 'target', got "
+                         f"{spec.trains_on!r}")
 
 
 METHODS = Registry("method", "training.methods", check=_check_name)

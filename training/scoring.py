@@ -54,8 +54,9 @@ def evaluate(trainer: Trainer, splits: tuple[tuple[str, str], ...] = EVAL_SPLITS
         target_model: see above.
         diagnostics: compute only these diagnostics (``None``: every one of
             :data:`DIAGNOSTIC_KEYS`).
-        source_val: the source validation split already scored by the current weights
-            (:meth:`Trainer.source_val`), reused instead of scoring it again.
+        source_val: the training domain's validation split (the source's; the oracle's
+            target) already scored by the current weights (:meth:`Trainer.source_val`),
+            reused instead of scoring it again.
     """
     wanted = set(DIAGNOSTIC_KEYS if diagnostics is None else diagnostics)
     unknown = wanted - set(DIAGNOSTIC_KEYS)
@@ -68,7 +69,7 @@ def evaluate(trainer: Trainer, splits: tuple[tuple[str, str], ...] = EVAL_SPLITS
         models["target"] = target_model if target_model is not None else trainer.target_model()
     for domain, split in splits:
         x, y = trainer.data[(domain, split)]
-        if (domain, split) == ("source", "val") and source_val is not None:
+        if (domain, split) == (trainer.train_domain, "val") and source_val is not None:
             pred = source_val
         else:
             pred = trainer.predict(x, y, keep_features=split == "val" and bool(

@@ -128,6 +128,8 @@ class Trainer:
         spec = get_method(config.method)
         self.uses_target = spec.needs_target
         self.adapt_for_target = spec.adapt_for_target
+        #: The labelled domain the classifier learns from: the source, except for the oracle.
+        self.train_domain = spec.trains_on
 
         self.stats = domain_stats(bench, config.normalization)
         self.data = {
@@ -141,7 +143,7 @@ class Trainer:
             for domain in ("source", "target")
             for split in ("val", "test")
         }
-        xs, ys = self.data[("source", "train")]
+        xs, ys = self.data[(self.train_domain, "train")]  # target only for the oracle
         xt, _target_labels_unused = self.data[("target", "train")]
         xt = xt if self.uses_target else None  # no-DA trains on the source alone
         if device.type == "cuda":
@@ -330,13 +332,14 @@ class Trainer:
         return self.adapt_for_target(self.model, images, self.device)
 
     def source_val(self, keep_features: bool = False) -> Predictions:
-        """The source validation split scored by the current weights.
+        """The validation split of the training domain scored by the current weights.
 
-        Its loss is the early-stopping signal; :func:`fit` passes the same predictions (with
-        their features when an epoch callback may read them) to the epoch's interim record,
-        so the split is evaluated once per epoch.
+        The source's for every method (the target's for the oracle, which learns from target
+        labels). Its loss is the stopping signal; :func:`training.loop.fit` passes the same
+        predictions (with their features when an epoch callback may read them) to the epoch's
+        interim record, so the split is evaluated once per epoch.
         """
-        x, y = self.data[("source", "val")]
+        x, y = self.data[(self.train_domain, "val")]
         return self.predict(x, y, keep_features=keep_features)
 
 
