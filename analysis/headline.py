@@ -41,7 +41,9 @@ from training.record import PREDICTIONS, RECORD, read_json, write_json, write_te
 from training.registry import get_method, method_names
 
 DEVELOPMENT_DATA_SEEDS = (1, 2)  #: data seeds any choice may read (validation splits only)
-HELD_OUT_DATA_SEEDS = (3,)  #: data seeds of headline figures, never read by a choice
+#: Data seeds of headline figures, never read by a choice (3: the 2026-12-01 headline; 11 and
+#: 12: the paper-scale study of issue 25, analysis/paper_study.py).
+HELD_OUT_DATA_SEEDS = (3, 11, 12)
 MIN_TRAINING_SEEDS = 3
 DOMAINS = ("source", "target")
 #: Table order of the arms (folders under ``records/``); others follow, alphabetically.

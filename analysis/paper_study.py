@@ -19,6 +19,13 @@ Stages (each one the documented CLI, run as a subprocess; rerunning skips what i
    and every trial's ``record.json`` (JSON only, no checkpoint), plus ``selection.json``: the
    label-free pick against the oracle pick (highest *target validation* accuracy, read for
    reporting only, never for a choice) and their gap.
+4. **Held-out data at the paper's size** (8120 mergers = 1624 systems x 5, 7306 non-mergers,
+   70/10/20): data seeds :data:`HELD_OUT` (never read by a choice), simulated when missing.
+5. **Table 1's DeepMerge rows**: each DeepMerge search's label-free pick trained with
+   training seeds 1..N on each held-out data seed (10 on the first, 3 on the second), seed
+   by seed across the three problems so that a stopped run leaves balanced rows; each
+   finished record is copied to ``--reports/seeds/data<seed>/<problem>/seed_<S>.json``.
+6. The ResNet18 searches (after the DeepMerge rows: they cost the most).
 
 Training folders (checkpoints included) go to ``--runs`` (default ``runs/paper``, ignored by
 git); the command commits nothing. Exit status: 0 every stage done; 1 a stage failed; 2 bad
@@ -43,6 +50,11 @@ DEV_SIMULATION = ("--n-mergers", "3000", "--n-nonmergers", "2700", "--seed", "2"
 #: Trials per search (DeepMerge as the issue asks, ResNet18 at the CPU's least).
 SEARCHES = {"none_deepmerge": 30, "mmd_deepmerge": 30, "dann_deepmerge": 30,
             "mmd_resnet": 10, "dann_resnet": 10}
+#: Held-out data seed -> training seeds of the DeepMerge rows on it (analysis.headline's
+#: HELD_OUT_DATA_SEEDS lists them, so no search or study may run on them).
+HELD_OUT = {11: 10, 12: 3}
+PAPER_SIZE = ("--n-mergers", "8120", "--n-nonmergers", "7306")
+DEEPMERGE = ("none_deepmerge", "mmd_deepmerge", "dann_deepmerge")
 SEARCH_ARGS = ("--budget", "paper", "--stopper", "sha", "--search", "cbo", "--seed", "42",
                "--evaluator", "process")
 
@@ -52,6 +64,55 @@ def search_command(problem: str, runs: Path, data: str, workers: int) -> list[st
     return [sys.executable, "search/run.py", "--problem", problem, "--data", data,
             "--log-dir", str(runs / "search" / problem), "--max-evals", str(SEARCHES[problem]),
             *SEARCH_ARGS, "--workers", str(workers), "--resume", "--quiet"]
+
+
+def held_out_dir(seed: int) -> str:
+    """The folder of a held-out data seed at the paper's size."""
+    return f"data/benchmark-v4-seed{seed}-heldout-paper"
+
+
+def seed_jobs(runs: Path, workers: int) -> list[tuple[str, int, int, list[str]]]:
+    """``(problem, data seed, training seed, command)`` of Table 1's DeepMerge rows, seed-major."""
+    jobs = []
+    for data_seed, n_seeds in HELD_OUT.items():
+        for seed in range(1, n_seeds + 1):
+            for problem in DEEPMERGE:
+                jobs.append((problem, data_seed, seed, [
+                    sys.executable, "search/seeds.py", "--problem", problem, "--from-search",
+                    str(runs / "search" / problem), "--seeds", str(n_seeds), "--only-seed",
+                    str(seed), "--data", held_out_dir(data_seed), "--out",
+                    str(runs / "seeds" / f"data{data_seed}" / problem), "--workers", "1",
+                    "--evaluator", "serial", "--quiet"]))
+    return jobs
+
+
+def run_seed_jobs(jobs: list, runs: Path, reports: Path, workers: int) -> int:
+    """Run the jobs ``workers`` at a time (one torch thread each); copy each finished record."""
+    import os
+    from concurrent.futures import ThreadPoolExecutor
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1"} if workers > 1 else None
+
+    def one(job) -> int:
+        problem, data_seed, seed, command = job
+        study = REPO / runs / "seeds" / f"data{data_seed}" / problem
+        copy = reports / "seeds" / f"data{data_seed}" / problem / f"seed_{seed}.json"
+        record = study / f"seed_{seed}" / "record.json"
+        if not record.is_file():
+            log = REPO / runs / "logs" / f"seeds_data{data_seed}_{problem}_{seed}.log"
+            log.parent.mkdir(parents=True, exist_ok=True)
+            with log.open("a") as handle:
+                code = subprocess.call(command, cwd=REPO, stdout=handle,
+                                       stderr=subprocess.STDOUT, env=env)
+            print(f"{problem} data seed {data_seed} seed {seed}: exit {code}", flush=True)
+            if code != 0 or not record.is_file():
+                return 1
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(record, copy)
+        return 0
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return max([0, *pool.map(one, jobs)])
 
 
 def selection_gap(log_dir: Path) -> dict[str, Any]:
@@ -123,14 +184,28 @@ def main(argv: list[str] | None = None) -> int:
     simulate = [sys.executable, "galaxies/simulate.py", "--out", DEV_DATA, *DEV_SIMULATION,
                 "--workers", str(args.workers), "--quiet"]
     searches = {p: search_command(p, args.runs, DEV_DATA, args.workers) for p in problems}
+    held_out = {seed: [sys.executable, "galaxies/simulate.py", "--out", held_out_dir(seed),
+                       *PAPER_SIZE, "--seed", str(seed), "--workers", str(args.workers),
+                       "--quiet"] for seed in HELD_OUT}
+    jobs = [job for job in seed_jobs(args.runs, args.workers) if job[0] in problems]
     if args.dry_run:
-        for command in (simulate, *searches.values()):
+        first = [searches[p] for p in problems if p in DEEPMERGE]
+        last = [searches[p] for p in problems if p not in DEEPMERGE]
+        for command in (simulate, *first, *held_out.values(), *(j[3] for j in jobs), *last):
             print(shlex.join(c if c != sys.executable else "python" for c in command))
         return 0
     status = 0
     if not (REPO / DEV_DATA / "target.h5").is_file() and run(simulate) != 0:
         return 1
-    for problem, command in searches.items():
+    order = [p for p in problems if p in DEEPMERGE] + [p for p in problems if p not in DEEPMERGE]
+    for problem in order:
+        if problem not in DEEPMERGE and jobs:  # Table 1's DeepMerge rows before ResNet18
+            for seed, command in held_out.items():
+                if not (REPO / held_out_dir(seed) / "target.h5").is_file() and run(command):
+                    return 1
+            status = max(status, run_seed_jobs(jobs, args.runs, reports, args.workers))
+            jobs = []
+        command = searches[problem]
         tick = time.monotonic()
         code = run(command, runs / f"search_{problem}.log")
         print(f"search {problem}: exit {code} after {(time.monotonic() - tick) / 60:.1f} min",
@@ -139,6 +214,11 @@ def main(argv: list[str] | None = None) -> int:
             status = 1
             continue
         copy_search(runs / "search" / problem, reports / "searches" / problem)
+    if jobs:  # --only without a ResNet18 search: the DeepMerge rows now
+        for seed, command in held_out.items():
+            if not (REPO / held_out_dir(seed) / "target.h5").is_file() and run(command):
+                return 1
+        status = max(status, run_seed_jobs(jobs, args.runs, reports, args.workers))
     return status
 
 

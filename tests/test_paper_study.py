@@ -27,7 +27,20 @@ def test_dry_run_lists_every_search_with_the_paper_protocol():
         assert f"--max-evals {trials} " in line and "--resume" in line
         for flag in ("--budget paper", "--stopper sha", "--data data/benchmark-v4-seed2-dev"):
             assert flag in line
-    assert not (REPO / "runs" / "paper" / "dry").exists()
+    seeds = [line for line in lines if line.startswith("python search/seeds.py")]
+    assert len(seeds) == 3 * sum(paper_study.HELD_OUT.values())
+    for data_seed in paper_study.HELD_OUT:
+        assert any(line.startswith("python galaxies/simulate.py") and f"--seed {data_seed} "
+                   in line and "--n-mergers 8120 --n-nonmergers 7306" in line for line in lines)
+    # Table 1's DeepMerge rows come before the ResNet18 searches, seed-major.
+    first_resnet = min(i for i, line in enumerate(lines) if "_resnet" in line)
+    assert max(i for i, line in enumerate(lines) if line in seeds) < first_resnet
+    assert [("--only-seed 1 " in line) for line in seeds[:3]] == [True] * 3
+
+    from analysis.headline import DEVELOPMENT_DATA_SEEDS, HELD_OUT_DATA_SEEDS
+
+    assert set(paper_study.HELD_OUT) <= set(HELD_OUT_DATA_SEEDS)
+    assert "--seed 2 " in lines[0] and 2 in DEVELOPMENT_DATA_SEEDS
 
 
 def test_bad_arguments_exit_2():
