@@ -29,7 +29,7 @@ Stages (each one the documented CLI, run as a subprocess; rerunning skips what i
 
 Training folders (checkpoints included) go to ``--runs`` (default ``runs/paper``, ignored by
 git); the command commits nothing. Exit status: 0 every stage done; 1 a stage failed; 2 bad
-arguments.
+arguments; 130 interrupted (Ctrl-C: one line; rerunning resumes).
 """
 
 from __future__ import annotations
@@ -222,5 +222,15 @@ def main(argv: list[str] | None = None) -> int:
     return status
 
 
+def _main_interruptible(argv: list[str] | None = None) -> int:
+    """:func:`main`, with Ctrl-C as one line and exit status 130 (the stages resume)."""
+    try:
+        return main(argv)
+    except KeyboardInterrupt:
+        print("interrupted: finished work is kept; run the same command to resume",
+              file=sys.stderr)
+        return 130
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(_main_interruptible())
