@@ -22,10 +22,10 @@ from training.cli import (
 #: Named trial budgets (``--budget``): the fixed values each puts before the user's ``--set``.
 #: ``laptop`` (the default, sized so that ``python search/run.py --problem mmd_resnet`` ends in
 #: about 10 minutes on two cores, benchmarks/RESULTS.md "The first hour"): 2 epochs of at most
-#: 2,048 source images each, whatever the batch size, so that every trial of a laptop search costs
+#: 1,024 source images each, whatever the batch size, so that every trial of a laptop search costs
 #: about the same; ``paper``: the paper's full-length trials (30 epochs, full passes).
 BUDGETS: dict[str, dict[str, Any]] = {
-    "laptop": {"epochs": 2, "max_images_per_epoch": 2048, "max_batches_per_epoch": 0},
+    "laptop": {"epochs": 2, "max_images_per_epoch": 1024, "max_batches_per_epoch": 0},
     "paper": {"epochs": 30, "max_images_per_epoch": 0, "max_batches_per_epoch": 0},
 }
 DEFAULT_BUDGET = "laptop"
