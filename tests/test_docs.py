@@ -203,3 +203,25 @@ def test_results_stopping_study_is_rebuilt_from_its_records(tmp_path):
         study = json.loads(path.read_text())
         assert study["compute_path"] and study["machine"], path
         assert len(study["trace"]) == study["config"]["epochs"] == 30, path
+
+
+def test_results_first_hour_table_equals_its_record():
+    """Issue 27: the wall times quoted in RESULTS are those of the committed record, and the
+    budget they were measured with is today's laptop budget."""
+    import json
+
+    from search.cli import BUDGETS
+
+    record = json.loads((REPO / "benchmarks/records/first_hour_zen4.json").read_text())
+    results = (REPO / "benchmarks/RESULTS.md").read_text()
+    for run in record["runs"]:
+        minutes, seconds = divmod(round(run["wall_s"]), 60)
+        assert f"{minutes} min {seconds:02d} s" in results, run
+        assert f"| {round(run['search_s'])} s |" in results, run
+    current = [r for r in record["runs"] if r["budget"]["max_images_per_epoch"]
+               == BUDGETS["laptop"]["max_images_per_epoch"]]
+    assert {r["command"] for r in current} == {"make search",
+                                                "python search/run.py --problem mmd_resnet"}
+    assert all(r["budget"]["epochs"] == BUDGETS["laptop"]["epochs"] for r in current)
+    assert max(r["wall_s"] for r in current if r["command"] == "make search") <= 8 * 60
+    assert max(r["wall_s"] for r in current if "mmd_resnet" in r["command"]) <= 10 * 60
