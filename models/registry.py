@@ -190,12 +190,20 @@ class Registry:
             load_plugins()
 
     def register(self, spec: Any) -> Any:
-        """Add ``spec``; its names must be new."""
+        """Add ``spec``; its names, and its label and colour where it has them, must be new."""
         self.check(spec)
         taken = {alias for other in self._specs.values() for alias in self.aliases(other)}
         clash = sorted(set(self.aliases(spec)) & taken)
         if clash:
             raise ValueError(f"{self.kind} {', '.join(map(repr, clash))} is already registered")
+        for attribute in ("label", "color"):  # what tells arms apart in tables and figures
+            value = str(getattr(spec, attribute, "") or "").strip().lower()
+            owner = next((other.name for other in self._specs.values() if value and value ==
+                          str(getattr(other, attribute, "") or "").strip().lower()), None)
+            if owner is not None:
+                raise ValueError(f"{self.kind} {spec.name!r}: {attribute} "
+                                 f"{getattr(spec, attribute)!r} is already {owner!r}'s; tables "
+                                 f"and figures tell {self.kind}s apart by it. Fix: choose another")
         self._specs[spec.name] = spec
         return spec
 

@@ -42,7 +42,7 @@ class MeanGapLoss(TransferLoss):
 
 
 TOY = MethodSpec(
-    name="toy", label="Toy gap", color="#8172B3", order=999,
+    name="toy", label="Toy gap", color="#17BECF", order=999,
     build=lambda config, feature_dim: MeanGapLoss(config.toy_power),
     summary="toy: the distance between the feature means",
     hyperparameters=(
@@ -71,6 +71,16 @@ def test_toy_method_joins_config_and_problems(toy_method):
     problem = get_problem("toy_resnet")
     assert {"lambda_tl", "toy_power", "lr", "batch_size"} <= set(problem.hyperparameter_names)
     assert problem.hp_problem.default_configuration["toy_power"] == 2.0
+
+
+def test_a_label_or_colour_already_taken_is_refused():
+    """Issue 23: two arms with one label or one colour could not be told apart."""
+    from dataclasses import replace
+
+    for clash in ({"label": "MMD"}, {"color": "#dd8452"}):
+        with pytest.raises(ValueError, match="is already 'mmd'"):
+            register_method(replace(TOY, **clash))
+    assert "toy" not in method_names()
 
 
 def test_unregistered_method_is_gone(toy_method):
@@ -108,7 +118,7 @@ def test_toy_method_in_list_search_table1_and_figure1(toy_method, tiny_domain_pa
     assert set(containers) == {"toy source", "toy target"}
     heights = [p.get_height() for p in containers["toy target"]]
     assert heights[0] == pytest.approx(best["target_test_accuracy"])
-    assert all(p.get_facecolor()[:3] == pytest.approx((0x81 / 255, 0x72 / 255, 0xB3 / 255))
+    assert all(p.get_facecolor()[:3] == pytest.approx((0x17 / 255, 0xBE / 255, 0xCF / 255))
                for p in containers["toy target"])
     legend = [t.get_text() for t in bars.get_legend().get_texts()]
     assert "Toy gap" in legend
