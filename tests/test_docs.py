@@ -225,3 +225,27 @@ def test_results_first_hour_table_equals_its_record():
     assert all(r["budget"]["epochs"] == BUDGETS["laptop"]["epochs"] for r in current)
     assert max(r["wall_s"] for r in current if r["command"] == "make search") <= 8 * 60
     assert max(r["wall_s"] for r in current if "mmd_resnet" in r["command"]) <= 10 * 60
+
+
+def test_results_step_rates_and_end_to_end_trial_equal_their_records():
+    """Issue 22: the step-rate table and the end-to-end figures in RESULTS are the records'."""
+    import json
+    import re
+
+    results = (REPO / "benchmarks/RESULTS.md").read_text()
+    text = (REPO / "benchmarks/records/step_auto_zen4.txt").read_text()
+    blocks = re.findall(r"^(\w+) \(batch (\d+)[^)]*\)\n\s+fp32\s+([\d.]+) ms/step.*\n"
+                        r"\s+auto\s+([\d.]+) ms/step.*x([\d.]+)", text, flags=re.MULTILINE)
+    assert len(blocks) == 5
+    section = results[results.index("### Step rates and a full trial end to end"):]
+    section = section[:section.index("\n### ", 1)]
+    for problem, _batch, fp32, auto, speedup in blocks:
+        row = next(line for line in section.splitlines() if line.startswith(f"| `{problem}` ("))
+        assert f"| {fp32} ms | {auto} ms | **x{speedup}** |" in row, row
+    trials = json.loads((REPO / "benchmarks/records/trial_e2e_zen4.json").read_text())["trials"]
+    two_threads, seed1, seed2 = trials
+    assert f"**{two_threads['wall_s']:.0f} s ({two_threads['wall_s'] / 60:.1f} min)**" in results
+    assert f"{seed1['wall_s']:.0f} s (seed 1" in results and f"{seed2['wall_s']:.0f} s (seed 2" \
+        in results
+    assert (f"{100 * two_threads['source_val_accuracy']:.1f} / "
+            f"{100 * two_threads['target_val_accuracy']:.1f} %") in results
