@@ -248,6 +248,12 @@ def main(argv: list[str] | None = None) -> int:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", diagnostics_module.DiagnosticsWarning)
         try:
+            out = Path(args.out)
+            if out.is_dir() and any(out.iterdir()) and not (out / "report.md").is_file():
+                shown = ", ".join(sorted(p.name for p in out.iterdir())[:3])
+                parser.exit(2, f"error: {out} holds files that are not a report ({shown}). "
+                            "Fix: choose an empty or new --out (a report folder is rewritten "
+                            "in place)\n")
             check_writable(args.out)
             report = build_report(args.runs, args.out, args.select, args.diagnostics)
         except OSError as exc:  # a read-only or full --out: one line, no traceback

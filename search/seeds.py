@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import shlex
 import sys
 from pathlib import Path
@@ -58,6 +59,7 @@ from training.record import (
 
 SEED_DIR = "seed_{seed}"
 SEEDS_JSON = "seeds.json"
+SEED_DIR_RE = re.compile(r"seed_\d+")  #: the folders of a study's seeds
 NOT_SETTABLE = ("method", "backbone", "seed")
 
 
@@ -179,13 +181,27 @@ def study_document(args: argparse.Namespace, config: dict[str, Any], origin: dic
 
 
 def write_study(out: Path, document: dict[str, Any]) -> None:
-    """Write ``seeds.json``; refuse a folder that holds a study of another configuration.
+    """Write ``seeds.json``; refuse a folder that is not this study's.
+
+    A folder is this study's when it is new, empty (or holds only ``seed_<S>`` folders of a
+    study whose ``seeds.json`` was not written yet), or holds this study's ``seeds.json``.
 
     Raises:
-        CliError: ``out`` holds another problem, configuration or data folder.
+        CliError: ``out`` is a file, holds other files, or holds a study of another problem,
+            configuration or data folder.
     """
-    out.mkdir(parents=True, exist_ok=True)
+    if out.exists() and not out.is_dir():
+        raise CliError(f"--out {out} is a file. Fix: pass a folder path")
     path = out / SEEDS_JSON
+    if out.is_dir() and not path.is_file():
+        foreign = sorted(p.name for p in out.iterdir()  # a concurrent seed's temporary files
+                         if not (p.is_dir() and SEED_DIR_RE.fullmatch(p.name))
+                         and not p.name.startswith("."))
+        if foreign:
+            raise CliError(f"{out} holds files that are not a seed study ({', '.join(foreign[:3])}"
+                           f"{', ...' if len(foreign) > 3 else ''}). Fix: choose an empty or "
+                           "new --out")
+    out.mkdir(parents=True, exist_ok=True)
     before = read_json(path) or {}
     keys = ("problem", "config", "data_dir")
     if before and any(before.get(k) != json.loads(json.dumps(document[k])) for k in keys):

@@ -1,4 +1,5 @@
-"""Issue 24: a sweep of bad inputs over predict, calibrate, import, train and search.
+"""Issue 24: a sweep of bad inputs over predict, calibrate, import, train, search, seeds and
+report.
 
 Each case runs the real command line in its own folder and must end with a non-zero exit, an
 ``error:`` line naming the problem (one line; argparse's usage line may precede its own), no
@@ -80,6 +81,13 @@ def _fits_truncated(folder: Path, images: np.ndarray) -> Path:
 def _labels(folder: Path, n: int) -> Path:
     np.save(folder / "y.npy", np.arange(n) % 2)
     return folder / "y.npy"
+
+
+def _foreign(folder: Path) -> Path:
+    """A folder holding a file no command of the project wrote."""
+    (folder / "mine").mkdir()
+    (folder / "mine" / "notes.txt").write_text("precious\n")
+    return folder / "mine"
 
 
 def _fifo(folder: Path) -> Path:
@@ -197,6 +205,13 @@ CASES: dict[str, tuple[Callable[..., list], str]] = {
         lambda f, t, d, im: ["search/run.py", "--problem", "none_deepmerge", "--data",
                              _pair_with_target_scale(d, f, 0.04), "--log-dir", f / "s",
                              "--max-evals", "1"], "pixel scale"),
+    "seeds: --out holds other files": (
+        lambda f, t, d, im: ["search/seeds.py", "--problem", "none_deepmerge", "--seeds", "1",
+                             "--data", d, "--set", "epochs=1", "--out", _foreign(f)],
+        "not a seed study"),
+    "report: --out holds other files": (
+        lambda f, t, d, im: ["analysis/report.py", "--runs", t, "--out", _foreign(f)],
+        "not a report"),
 }
 
 
