@@ -21,6 +21,7 @@ import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -209,6 +210,17 @@ class PairedBatches:
         self.max_batches = max_batches or None
         self._target_order = torch.empty(0, dtype=torch.long)
         self._target_pos = 0
+
+    def state_dict(self) -> dict[str, Any]:
+        """Where the target permutation stands (kept between epochs), for ``resume.pt``."""
+        return {"target_order": self._target_order.cpu(), "target_pos": self._target_pos}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from :meth:`state_dict`."""
+        order = state["target_order"]
+        if self.target_x is not None:
+            order = order.to(self.target_x.device)
+        self._target_order, self._target_pos = order, int(state["target_pos"])
 
     def __len__(self) -> int:
         n = math.ceil(len(self.source_x) / self.batch_size)

@@ -106,3 +106,29 @@ def _only_package_reexports(component: list[str], edges: dict[str, set[str]]) ->
     packages = {m for m in component if (REPO / m.replace(".", "/") / "__init__.py").exists()}
     rest = set(component) - packages
     return all(not (edges[m] & set(component)) for m in rest) or not rest
+
+
+def test_no_module_uses_another_modules_private_names():
+    """Issue 23: ``from x import _name`` and ``module._name`` across first-party modules."""
+    known = modules()
+    found = []
+    for name, path in known.items():
+        tree = ast.parse(path.read_text())
+        aliases = {}
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module in known:
+                for alias in node.names:
+                    if alias.name.startswith("_") and node.module != name:
+                        found.append(f"{name}: from {node.module} import {alias.name}")
+                    if f"{node.module}.{alias.name}" in known:
+                        aliases[alias.asname or alias.name] = f"{node.module}.{alias.name}"
+            elif isinstance(node, ast.Import):
+                for alias in node.names:
+                    if alias.name in known and alias.asname:
+                        aliases[alias.asname] = alias.name
+        for node in ast.walk(tree):
+            if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
+                    and node.value.id in aliases and node.attr.startswith("_")
+                    and not node.attr.startswith("__") and aliases[node.value.id] != name):
+                found.append(f"{name}: {aliases[node.value.id]}.{node.attr}")
+    assert not found, "private names used across modules:\n" + "\n".join(sorted(found))

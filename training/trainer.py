@@ -196,9 +196,8 @@ class Trainer:
             "scheduler": self.scheduler.state_dict(),
             "step_count": self.step_count,
             "generator": self.generator.get_state(),
-            # PairedBatches keeps its target permutation between epochs (private attributes).
-            "target_order": self.batches._target_order.cpu(),
-            "target_pos": self.batches._target_pos,
+            # PairedBatches keeps its target permutation between epochs.
+            **self.batches.state_dict(),
             "rng": _rng_state(self.device),
         }
 
@@ -211,10 +210,7 @@ class Trainer:
         self.step_count = int(state["step_count"])
         self._step_t.fill_(self.step_count)
         self.generator.set_state(state["generator"])
-        order = state["target_order"]
-        if self.batches.target_x is not None:
-            order = order.to(self.batches.target_x.device)
-        self.batches._target_order, self.batches._target_pos = order, int(state["target_pos"])
+        self.batches.load_state_dict(state)
         _set_rng_state(state["rng"], self.device)
 
     def autocast(self) -> torch.autocast:
