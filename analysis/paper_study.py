@@ -154,6 +154,29 @@ def copy_search(log_dir: Path, out: Path) -> None:
     (out / "selection.json").write_text(json.dumps(selection_gap(log_dir), indent=1) + "\n")
 
 
+def searches_table(reports: Path) -> str:
+    """Markdown: each committed search's label-free pick, its oracle pick and the gap."""
+    lines = ["| search (development data seed 2) | trials (ran to the end) | label-free pick: "
+             "job, lr, batch, λ_TL | its source / target validation accuracy (%) | oracle pick: "
+             "job, target validation (%) | selection gap (points) |",
+             "| --- | --- | --- | --- | --- | --- |"]
+    for problem in SEARCHES:
+        folder = reports / "searches" / problem
+        if not (folder / "selection.json").is_file():
+            continue
+        gap = json.loads((folder / "selection.json").read_text())
+        pick = gap["label_free"]
+        config = json.loads((folder / "trials" / str(pick["job_id"]) / "record.json"
+                             ).read_text())["config"]
+        lines.append(
+            f"| `{problem}` | {gap['trials']} ({gap['status_counts'].get('ok', 0)}) | "
+            f"{pick['job_id']}, {config['lr']:.2g}, {config['batch_size']}, "
+            f"{config['lambda_tl']:.2g} | {pick['source_val_accuracy']:.1f} / "
+            f"{pick['target_val_accuracy']:.1f} | {gap['oracle']['job_id']}, "
+            f"{gap['oracle']['target_val_accuracy']:.1f} | {gap['gap_target_val_points']:.1f} |")
+    return "\n".join(lines) + "\n"
+
+
 def run(command: list[str], log: Path | None = None) -> int:
     """Run one stage's command from the repository root; its output to ``log`` if given."""
     print("$ " + shlex.join(c if c != sys.executable else "python" for c in command), flush=True)
