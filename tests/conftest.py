@@ -159,3 +159,18 @@ def tiny_domain_pair(tmp_path_factory: pytest.TempPathFactory):
     for domain, data in make_tiny_pair().items():
         write_domain(paths[domain], data)
     return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_trial(tiny_domain_pair, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A finished ``none_deepmerge`` trial on the tiny pair (1 epoch of 2 batches of 8; treat
+    as read-only: copy it to change it)."""
+    from training.loop import run_trial
+    from training.naming import problem_config
+
+    out = tmp_path_factory.mktemp("tiny_trial") / "none"
+    record = run_trial(problem_config("none_deepmerge", ["epochs=1", "batch_size=8",
+                                                         "max_batches_per_epoch=2"]),
+                       tiny_domain_pair, out, progress=False)
+    assert record["status"] == "ok"
+    return out

@@ -23,21 +23,14 @@ import pytest
 
 from galaxies.schema import domain_paths, load_domain_arrays
 from training.checkpoint import CHECKPOINT
-from training.loop import run_trial
-from training.naming import problem_config
 
 REPO = Path(__file__).resolve().parents[1]
 PY = sys.executable
 
 
 @pytest.fixture(scope="module")
-def trial(tiny_domain_pair, tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("sweep_trial") / "none"
-    record = run_trial(problem_config("none_deepmerge", ["epochs=1", "batch_size=8",
-                                                         "max_batches_per_epoch=2"]),
-                       tiny_domain_pair, out, progress=False)
-    assert record["status"] == "ok"
-    return out
+def trial(tiny_trial) -> Path:
+    return tiny_trial
 
 
 def _images(tiny_domain_pair: Path) -> np.ndarray:
