@@ -107,8 +107,7 @@ def run_seed_jobs(jobs: list, runs: Path, reports: Path, workers: int) -> int:
             print(f"{problem} data seed {data_seed} seed {seed}: exit {code}", flush=True)
             if code != 0 or not record.is_file():
                 return 1
-        copy.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(record, copy)
+        portable_copy(record, copy)
         return 0
 
     with ThreadPoolExecutor(max_workers=workers) as pool:
@@ -142,15 +141,38 @@ def selection_gap(log_dir: Path) -> dict[str, Any]:
             - picks["label_free"]["target_val_accuracy"]}
 
 
+def data_names() -> dict[str, str]:
+    """Each data folder of the study, resolved, -> the name the committed records use.
+
+    A linked ``data/`` (a worktree sharing another checkout's data) resolves outside the
+    repository; the records name the folder as the repository does.
+    """
+    names = [DEV_DATA, *(held_out_dir(seed) for seed in HELD_OUT)]
+    return {str((REPO / name).resolve()): name for name in names}
+
+
+def portable_copy(source: Path, target: Path) -> None:
+    """Copy a JSON record, writing the study's data folders by their repository names."""
+    names = data_names()
+
+    def portable(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: portable(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [portable(v) for v in value]
+        return names.get(value, value) if isinstance(value, str) else value
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(json.dumps(portable(json.loads(source.read_text())), indent=1) + "\n")
+
+
 def copy_search(log_dir: Path, out: Path) -> None:
     """``results.csv``, ``search.json`` and each trial's ``record.json`` (no checkpoints)."""
     out.mkdir(parents=True, exist_ok=True)
-    for name in ("results.csv", "search.json"):
-        shutil.copy2(log_dir / name, out / name)
+    shutil.copy2(log_dir / "results.csv", out / "results.csv")
+    portable_copy(log_dir / "search.json", out / "search.json")
     for record in sorted((log_dir / "trials").glob("*/record.json")):
-        target = out / "trials" / record.parent.name / "record.json"
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(record, target)
+        portable_copy(record, out / "trials" / record.parent.name / "record.json")
     (out / "selection.json").write_text(json.dumps(selection_gap(log_dir), indent=1) + "\n")
 
 

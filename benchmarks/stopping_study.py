@@ -132,7 +132,7 @@ def run(problem: str, seed: int, data: str, runs: Path, records: Path, epochs: i
                                           "compute_path", "machine", "host", "versions")}
     attrs = record["data"]["source_attrs"]
     study.update(default_patience=default.patience, data={
-        "dir": record["data"]["dir"], **{k: attrs.get(k) for k in (
+        "dir": data, **{k: attrs.get(k) for k in (  # as given: a linked data/ resolves outside
             "seed", "pair_id", "generator_version", "n_mergers", "n_nonmergers")}},
         galaxy_ids=tracer.galaxy_ids, trace=trace, wall_time_s=record["wall_time_s"])
     out.parent.mkdir(parents=True, exist_ok=True)
