@@ -249,3 +249,22 @@ def test_results_step_rates_and_end_to_end_trial_equal_their_records():
         in results
     assert (f"{100 * two_threads['source_val_accuracy']:.1f} / "
             f"{100 * two_threads['target_val_accuracy']:.1f} %") in results
+
+
+def test_results_searches_table_equals_the_committed_searches():
+    """Issue 25: the table of the searches on development data is what their records give;
+    every search ran on a development data seed, with the paper budget and the default rule."""
+    import json
+
+    from analysis.headline import DEVELOPMENT_DATA_SEEDS
+    from analysis.paper_study import searches_table
+
+    table = searches_table(REPO / "reports/paper")
+    assert table.strip() in (REPO / "benchmarks/RESULTS.md").read_text()
+    for search in (REPO / "reports/paper/searches").glob("*/search.json"):
+        meta = json.loads(search.read_text())
+        assert meta["budget"]["name"] == "paper" and meta["stopper"] == "sha", search
+        assert meta["data"]["source"]["attrs"]["seed"] in DEVELOPMENT_DATA_SEEDS, search
+        for record in (search.parent / "trials").glob("*/record.json"):
+            config = json.loads(record.read_text())["config"]
+            assert config["stopping"] == "best" and config["epochs"] == 30, record
