@@ -71,7 +71,7 @@ def held_out_dir(seed: int) -> str:
     return f"data/benchmark-v4-seed{seed}-heldout-paper"
 
 
-def seed_jobs(runs: Path, workers: int) -> list[tuple[str, int, int, list[str]]]:
+def seed_jobs(runs: Path) -> list[tuple[str, int, int, list[str]]]:
     """``(problem, data seed, training seed, command)`` of Table 1's DeepMerge rows, seed-major."""
     jobs = []
     for data_seed, n_seeds in HELD_OUT.items():
@@ -232,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
     held_out = {seed: [sys.executable, "galaxies/simulate.py", "--out", held_out_dir(seed),
                        *PAPER_SIZE, "--seed", str(seed), "--workers", str(args.workers),
                        "--quiet"] for seed in HELD_OUT}
-    jobs = [job for job in seed_jobs(args.runs, args.workers) if job[0] in problems]
+    jobs = [job for job in seed_jobs(args.runs) if job[0] in problems]
     if args.dry_run:
         first = [searches[p] for p in problems if p in DEEPMERGE]
         last = [searches[p] for p in problems if p not in DEEPMERGE]
@@ -242,14 +242,22 @@ def main(argv: list[str] | None = None) -> int:
     status = 0
     if not (REPO / DEV_DATA / "target.h5").is_file() and run(simulate) != 0:
         return 1
+
+    def deepmerge_rows() -> int | None:
+        """Held-out data (simulated when missing), then Table 1's DeepMerge rows."""
+        for command in held_out.values():
+            if not (REPO / command[command.index("--out") + 1] / "target.h5").is_file() \
+                    and run(command):
+                return None
+        return run_seed_jobs(jobs, args.runs, reports, args.workers)
+
     order = [p for p in problems if p in DEEPMERGE] + [p for p in problems if p not in DEEPMERGE]
     for problem in order:
         if problem not in DEEPMERGE and jobs:  # Table 1's DeepMerge rows before ResNet18
-            for seed, command in held_out.items():
-                if not (REPO / held_out_dir(seed) / "target.h5").is_file() and run(command):
-                    return 1
-            status = max(status, run_seed_jobs(jobs, args.runs, reports, args.workers))
-            jobs = []
+            code = deepmerge_rows()
+            if code is None:
+                return 1
+            status, jobs = max(status, code), []
         command = searches[problem]
         tick = time.monotonic()
         code = run(command, runs / f"search_{problem}.log")
@@ -260,10 +268,10 @@ def main(argv: list[str] | None = None) -> int:
             continue
         copy_search(runs / "search" / problem, reports / "searches" / problem)
     if jobs:  # --only without a ResNet18 search: the DeepMerge rows now
-        for seed, command in held_out.items():
-            if not (REPO / held_out_dir(seed) / "target.h5").is_file() and run(command):
-                return 1
-        status = max(status, run_seed_jobs(jobs, args.runs, reports, args.workers))
+        code = deepmerge_rows()
+        if code is None:
+            return 1
+        status = max(status, code)
     return status
 
 
