@@ -23,7 +23,8 @@ Stages (each one the documented CLI, run as a subprocess; rerunning skips what i
    70/10/20): data seeds :data:`HELD_OUT` (never read by a choice), simulated when missing.
 5. **Table 1's DeepMerge rows**: each DeepMerge search's label-free pick trained with
    training seeds 1..N on each held-out data seed (10 on the first, 3 on the second), seed
-   by seed across the three problems so that a stopped run leaves balanced rows; each
+   by seed across the three problems and both data seeds so that a stopped run leaves
+   balanced rows; each
    finished record is copied to ``--reports/seeds/data<seed>/<problem>/seed_<S>.json``.
 6. The ResNet18 searches (after the DeepMerge rows: they cost the most).
 
@@ -72,10 +73,17 @@ def held_out_dir(seed: int) -> str:
 
 
 def seed_jobs(runs: Path) -> list[tuple[str, int, int, list[str]]]:
-    """``(problem, data seed, training seed, command)`` of Table 1's DeepMerge rows, seed-major."""
+    """``(problem, data seed, training seed, command)`` of Table 1's DeepMerge rows.
+
+    Seed-major across the held-out data seeds: training seed 1 of every problem on every data
+    seed, then seed 2, ...; so the first rounds give both data seeds their three seeds before
+    the first data seed goes on to ten.
+    """
     jobs = []
-    for data_seed, n_seeds in HELD_OUT.items():
-        for seed in range(1, n_seeds + 1):
+    for seed in range(1, max(HELD_OUT.values()) + 1):
+        for data_seed, n_seeds in HELD_OUT.items():
+            if seed > n_seeds:
+                continue
             for problem in DEEPMERGE:
                 jobs.append((problem, data_seed, seed, [
                     sys.executable, "search/seeds.py", "--problem", problem, "--from-search",

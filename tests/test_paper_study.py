@@ -36,6 +36,9 @@ def test_dry_run_lists_every_search_with_the_paper_protocol():
     first_resnet = min(i for i, line in enumerate(lines) if "_resnet" in line)
     assert max(i for i, line in enumerate(lines) if line in seeds) < first_resnet
     assert [("--only-seed 1 " in line) for line in seeds[:3]] == [True] * 3
+    # ... and across the held-out data seeds: each has seeds 1-3 before any has seed 4.
+    first_four = min(i for i, line in enumerate(seeds) if "--only-seed 4 " in line)
+    assert first_four == 3 * 3 * len(paper_study.HELD_OUT)
 
     from analysis.headline import DEVELOPMENT_DATA_SEEDS, HELD_OUT_DATA_SEEDS
 
