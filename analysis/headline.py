@@ -141,12 +141,17 @@ def collect(runs: str | Path, out: str | Path) -> list[Path]:
 
 
 def load_arms(records: str | Path) -> list[Arm]:
-    """Every arm under ``records/records/``, in :data:`ARM_ORDER`.
+    """Every arm under ``records/records/``, in :data:`ARM_ORDER` (:func:`load_arm_folders`)."""
+    return load_arm_folders(Path(records) / "records")
+
+
+def load_arm_folders(root: str | Path) -> list[Arm]:
+    """Every arm under ``root`` (``root/<arm>/seed_<S>/``), in :data:`ARM_ORDER`.
 
     Raises:
         HeadlineError: no arm, a seed without predictions, or test images that differ.
     """
-    root = Path(records) / "records"
+    root = Path(root)
     names = sorted((p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else [],
                    key=lambda n: (ARM_ORDER.index(n) if n in ARM_ORDER else len(ARM_ORDER), n))
     if not names:

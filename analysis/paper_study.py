@@ -25,8 +25,11 @@ Stages (each one the documented CLI, run as a subprocess; rerunning skips what i
    training seeds 1..N on each held-out data seed (10 on the first, 3 on the second), seed
    by seed across the three problems and both data seeds so that a stopped run leaves
    balanced rows; each
-   finished record is copied to ``--reports/seeds/data<seed>/<problem>/seed_<S>.json``.
+   finished seed's record, per-image test predictions and thinned ROC curves are copied to
+   ``--reports/seeds/data<D>/<backbone>/<arm>/seed_<S>/`` (:func:`collect_seed`).
 6. The ResNet18 searches (after the DeepMerge rows: they cost the most).
+7. Table 1, the extended table and Figure 1 from the committed copies
+   (``analysis/paper_tables.py``; a run stopped before its schedule ended is refused).
 
 Training folders (checkpoints included) go to ``--runs`` (default ``runs/paper``, ignored by
 git); the command commits nothing. Exit status: 0 every stage done; 1 a stage failed; 2 bad
@@ -45,6 +48,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 REPO = Path(__file__).resolve().parents[1]
 DEV_DATA = "data/benchmark-v4-seed2-dev"
 DEV_SIMULATION = ("--n-mergers", "3000", "--n-nonmergers", "2700", "--seed", "2")
@@ -56,6 +61,7 @@ SEARCHES = {"none_deepmerge": 30, "mmd_deepmerge": 30, "dann_deepmerge": 30,
 HELD_OUT = {11: 10, 12: 3}
 PAPER_SIZE = ("--n-mergers", "8120", "--n-nonmergers", "7306")
 DEEPMERGE = ("none_deepmerge", "mmd_deepmerge", "dann_deepmerge")
+ROC_POINTS = 200  #: points kept of each committed ROC curve (:func:`thin_roc`)
 SEARCH_ARGS = ("--budget", "paper", "--stopper", "sha", "--search", "cbo", "--seed", "42",
                "--evaluator", "process")
 
@@ -104,7 +110,6 @@ def run_seed_jobs(jobs: list, runs: Path, reports: Path, workers: int) -> int:
     def one(job) -> int:
         problem, data_seed, seed, command = job
         study = REPO / runs / "seeds" / f"data{data_seed}" / problem
-        copy = reports / "seeds" / f"data{data_seed}" / problem / f"seed_{seed}.json"
         record = study / f"seed_{seed}" / "record.json"
         if not record.is_file():
             log = REPO / runs / "logs" / f"seeds_data{data_seed}_{problem}_{seed}.log"
@@ -115,7 +120,7 @@ def run_seed_jobs(jobs: list, runs: Path, reports: Path, workers: int) -> int:
             print(f"{problem} data seed {data_seed} seed {seed}: exit {code}", flush=True)
             if code != 0 or not record.is_file():
                 return 1
-        portable_copy(record, copy)
+        collect_seed(record.parent, reports)
         return 0
 
     with ThreadPoolExecutor(max_workers=workers) as pool:
@@ -172,6 +177,69 @@ def portable_copy(source: Path, target: Path) -> None:
 
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(json.dumps(portable(json.loads(source.read_text())), indent=1) + "\n")
+
+
+def seed_folder(reports: Path, record: dict[str, Any]) -> Path:
+    """``reports/seeds/data<D>/<backbone>/<arm>/seed_<S>``: where a seed's copies go.
+
+    ``<arm>`` is :func:`analysis.headline.arm_name` (the method, ``-perdomain`` for per-domain
+    normalisation), so that :func:`analysis.headline.load_arm_folders` reads the folder.
+    """
+    from analysis.headline import arm_name
+
+    data_seed = record["data"]["source_attrs"]["seed"]
+    return (reports / "seeds" / f"data{data_seed}" / record["backbone"] / arm_name(record)
+            / f"seed_{record['seed']}")
+
+
+def thin_roc(curves: dict[str, Any], max_points: int = ROC_POINTS) -> dict[str, Any]:
+    """The test-split ROC curves, each cut to at most ``max_points`` points for plotting.
+
+    Points are kept at evenly spaced indices of the threshold-ordered curve (both ends kept);
+    the AUC of a table always comes from the record's metrics, never from this curve.
+    """
+    out = {}
+    for name, curve in curves.items():
+        if not name.endswith("_test"):
+            continue
+        n = len(curve["fpr"])
+        keep = sorted({int(round(i)) for i in np.linspace(0, n - 1, min(n, max_points))})
+        out[name] = {key: [round(float(curve[key][i]), 6) for i in keep]
+                     for key in ("fpr", "tpr")}
+    return out
+
+
+def collect_seed(trial: Path, reports: Path) -> Path:
+    """Copy one finished seed's ``record.json``, ``predictions.npz`` and thinned ``roc.json``.
+
+    Never a checkpoint. The record's data folders are written by their repository names
+    (:func:`portable_copy`). Returns the folder written.
+
+    Raises:
+        ValueError: the trial has no ``ok`` record.
+    """
+    from training.record import PREDICTIONS, RECORD, ROC
+
+    record = json.loads((trial / RECORD).read_text())
+    if record.get("status") != "ok":
+        raise ValueError(f"{trial}: record status {record.get('status')!r}, not ok")
+    out = seed_folder(reports, record)
+    out.mkdir(parents=True, exist_ok=True)
+    portable_copy(trial / RECORD, out / RECORD)
+    shutil.copyfile(trial / PREDICTIONS, out / PREDICTIONS)
+    (out / ROC).write_text(json.dumps(thin_roc(json.loads((trial / ROC).read_text()))) + "\n")
+    return out
+
+
+def collect_seeds(runs: Path, reports: Path) -> list[Path]:
+    """:func:`collect_seed` for every finished seed under ``runs/seeds/data*/*/seed_*``."""
+    from training.record import RECORD
+
+    written = []
+    for record in sorted((runs / "seeds").glob(f"data*/*/seed_*/{RECORD}")):
+        if json.loads(record.read_text()).get("status") == "ok":
+            written.append(collect_seed(record.parent, reports))
+    return written
 
 
 def copy_search(log_dir: Path, out: Path) -> None:
@@ -280,7 +348,10 @@ def main(argv: list[str] | None = None) -> int:
         if code is None:
             return 1
         status = max(status, code)
-    return status
+    from analysis import paper_tables  # every table and figure from the records so far
+
+    print("$ python analysis/paper_tables.py --reports " + str(args.reports), flush=True)
+    return max(status, paper_tables.main(["--reports", str(reports)]))
 
 
 def _main_interruptible(argv: list[str] | None = None) -> int:

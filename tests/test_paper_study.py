@@ -67,3 +67,21 @@ def test_a_search_is_copied_without_checkpoints_with_its_selection_gap(tiny_doma
     assert gap["oracle"]["target_val_accuracy"] >= gap["label_free"]["target_val_accuracy"]
     assert gap["gap_target_val_points"] == pytest.approx(
         gap["oracle"]["target_val_accuracy"] - gap["label_free"]["target_val_accuracy"])
+
+
+def test_a_seed_is_collected_with_predictions_and_a_thinned_roc(tiny_domain_pair,
+                                                                 tmp_path_factory):
+    runs = make_runs(tmp_path_factory.getbasetemp() / "analysis", tiny_domain_pair)
+    trial = next((runs / "search" / "mmd_deepmerge" / "trials").glob("*/record.json")).parent
+    out = paper_study.collect_seed(trial, tmp_path_factory.mktemp("reports"))
+    record = json.loads((out / "record.json").read_text())
+    assert out.parts[-4:] == (f"data{record['data']['source_attrs']['seed']}", "deepmerge",
+                              "mmd", f"seed_{record['seed']}")
+    assert sorted(p.name for p in out.iterdir()) == ["predictions.npz", "record.json", "roc.json"]
+    roc = json.loads((out / "roc.json").read_text())
+    assert set(roc) == {"source_test", "target_test"}
+    many = {"target_test": {"fpr": list(range(1000)), "tpr": list(range(1000))},
+            "target_val": {"fpr": [0], "tpr": [0]}}
+    thin = paper_study.thin_roc(many, max_points=50)
+    assert list(thin) == ["target_test"] and len(thin["target_test"]["fpr"]) == 50
+    assert thin["target_test"]["fpr"][0] == 0 and thin["target_test"]["fpr"][-1] == 999

@@ -1,0 +1,411 @@
+r"""Table 1, Figure 1 and the extended table of the paper-scale study, from committed records.
+
+Usage::
+
+    python analysis/paper_tables.py                      # reads and writes reports/paper
+    python analysis/paper_tables.py --reports DIR --readme README.md
+
+Reads only the copies :func:`analysis.paper_study.collect_seed` commits,
+``<reports>/seeds/data<D>/<backbone>/<arm>/seed_<S>/`` (``record.json``, ``predictions.npz``,
+thinned ``roc.json``), and writes beside them:
+
+* ``table1.md``: the paper's Table 1 layout (Ciprijanovic et al. 2020) —
+  DeepMerge and ResNet18 × no-DA / MMD / DANN, source and target test accuracy, the training
+  seed 1 value and mean ± sample std over the training seeds, on each held-out data seed
+  (the first with 10 seeds, the second with 3), with the paper's own numbers in columns
+  beside ours (:data:`PAPER_TABLE1`, :data:`PAPER_SEEDS`).
+* ``extended.md``: per backbone, on the first held-out data seed, every arm
+  (controls, classical baseline, newer methods, the target-trained oracle) with its share of
+  the no-DA → oracle gap,
+
+  .. math:: s = \frac{\bar a_T(\mathrm{arm}) - \bar a_T(\mathrm{none})}
+                     {\bar a_T(\mathrm{oracle}) - \bar a_T(\mathrm{none})},
+
+  :math:`\bar a_T` the target test accuracy averaged over the training seeds the three share,
+  and paired differences against no-DA and joint-BN with their 95 % cluster-bootstrap
+  intervals over test galaxies (:func:`analysis.compare.paired_difference_over_seeds`, over
+  the seeds both arms have).
+* ``figure1.{png,pdf}``: Figure 1 of the paper for both backbones — test accuracy, precision,
+  recall, F1, Brier score and AUC (mean ± std over seeds, source hatched, target solid) and
+  the target-test ROC curves of every seed.
+* ``paper_tables.json``: every number of both tables (per-seed values, paired intervals).
+
+Every record must have run its whole one-cycle schedule (:func:`schedule_violations`, the fair
+stopping rule of ``benchmarks/RESULTS.md``, "A fair stopping rule"): a run stopped before its
+learning rate annealed is refused (exit status 2).
+
+Rows without records yet are shown as missing, never filled in. With ``--readme``, the block
+between :data:`README_START` and :data:`README_END` is rewritten with Table 1
+(``tests/test_paper_tables.py`` checks it against the records). Nothing is rerun.
+
+Exit status: 0 done; 2 bad records (a failed or truncated run, mixed data, unreadable file).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from analysis.compare import CompareError, paired_difference_over_seeds
+from analysis.headline import (
+    DOMAINS,
+    HELD_OUT_DATA_SEEDS,
+    Arm,
+    HeadlineError,
+    arm_color,
+    load_arm_folders,
+)
+from training.metrics import METRIC_NAMES
+from training.record import read_json
+
+BACKBONES = ("deepmerge", "resnet18")
+BACKBONE_LABELS = {"deepmerge": "DeepMerge", "resnet18": "ResNet18"}
+PAPER_ARMS = ("none", "mmd", "dann")
+ARM_LABELS = {"none": "no-DA", "mmd": "MMD", "dann": "DANN"}
+#: Table 1 of Ciprijanovic et al. (2020): training seed 1, test accuracy (%) source, target.
+PAPER_TABLE1 = {("deepmerge", "none"): (84.8, 52.0), ("deepmerge", "mmd"): (86.9, 76.6),
+                ("deepmerge", "dann"): (87.4, 78.6), ("resnet18", "none"): (81.1, 60.5),
+                ("resnet18", "mmd"): (90.4, 73.8), ("resnet18", "dann"): (92.3, 71.6)}
+#: The paper's 10 training seeds of DeepMerge: (mean, std) source, (mean, std) target (%).
+PAPER_SEEDS = {("deepmerge", "none"): ((83.6, 0.7), (57.0, 5.2)),
+               ("deepmerge", "mmd"): ((86.6, 1.3), (77.3, 0.6)),
+               ("deepmerge", "dann"): ((86.5, 0.9), (78.9, 0.5))}
+#: Rows of the extended table, in order (arms not run yet are listed as missing).
+EXTENDED_ARMS = ("classical", "none", "none-perdomain", "adabn", "jointbn", "mmd", "dann",
+                 "coral", "mmdfe", "dannfe", "cdan", "sidda", "oracle")
+REFERENCES = ("none", "jointbn")
+README_START = "<!-- paper-table1:start (written by analysis/paper_tables.py; checked by tests) -->"
+README_END = "<!-- paper-table1:end -->"
+N_BOOT = 2000
+BOOT_SEED = 0
+
+
+def data_seeds(reports: Path) -> list[int]:
+    """The held-out data seeds with records under ``reports/seeds/``, ascending."""
+    folders = (reports / "seeds").glob("data*") if (reports / "seeds").is_dir() else []
+    return sorted(int(p.name[4:]) for p in folders if p.name[4:].isdigit())
+
+
+def load_backbone(reports: Path, data_seed: int, backbone: str) -> dict[str, Arm]:
+    """The arms of one backbone on one held-out data seed (empty when none ran yet).
+
+    Raises:
+        HeadlineError: a record that is not ``ok``, unreadable predictions, arms scored on
+            different test images, or a data seed that is not held out.
+    """
+    root = reports / "seeds" / f"data{data_seed}" / backbone
+    if not root.is_dir():
+        return {}
+    if data_seed not in HELD_OUT_DATA_SEEDS:
+        raise HeadlineError(f"{root}: data seed {data_seed} is not held out "
+                            f"{HELD_OUT_DATA_SEEDS}; a table may not read it")
+    arms = {arm.name: arm for arm in load_arm_folders(root)}
+    for arm in arms.values():
+        for record in arm.records:
+            seed = record["data"]["source_attrs"].get("seed")
+            if seed != data_seed or record.get("backbone") != backbone:
+                raise HeadlineError(f"{root}/{arm.name}: a record of data seed {seed}, "
+                                    f"backbone {record.get('backbone')} in the wrong folder")
+    return arms
+
+
+def schedule_violations(reports: Path) -> list[str]:
+    """Every committed record that stopped before its one-cycle schedule ended.
+
+    A record passes when it ran all ``config.epochs`` epochs (``epochs_run``) and its stopping
+    rule is not the paper's patience rule (which may end a run during the high-learning-rate
+    phase); the classical baseline has no schedule and passes.
+    """
+    bad = []
+    for path in sorted((reports / "seeds").glob("data*/*/*/seed_*/record.json")):
+        record = read_json(path)
+        if record is None:
+            bad.append(f"{path}: unreadable")
+            continue
+        if record.get("method") == "classical":
+            continue
+        config = record.get("config") or {}
+        epochs, ran = config.get("epochs"), record.get("epochs_run")
+        rule = config.get("stopping")
+        if rule not in ("best", "last", "best_after_peak") or ran != epochs:
+            bad.append(f"{path}: stopping {rule!r}, ran {ran} of {epochs} epochs")
+    return bad
+
+
+def _stats(values: np.ndarray) -> dict[str, Any]:
+    return {"per_seed": [float(v) for v in values], "mean": float(values.mean()),
+            "std": float(values.std(ddof=1)) if len(values) > 1 else math.nan}
+
+
+def arm_summary(arm: Arm) -> dict[str, Any]:
+    """Seeds, seed-1 accuracy and mean ± std of both domains, and every test metric's mean."""
+    row: dict[str, Any] = {"seeds": arm.seeds, "label": arm.label}
+    for domain in DOMAINS:
+        acc = arm.accuracy(domain)
+        row[domain] = _stats(acc)
+        row[domain]["seed1"] = float(acc[arm.seeds.index(1)]) if 1 in arm.seeds else None
+        row[f"{domain}_metrics"] = {
+            name: _stats(np.array([r["metrics"][f"{domain}_test"][name]
+                                   for r in arm.records], dtype=float))
+            for name in METRIC_NAMES if all(name in r["metrics"].get(f"{domain}_test", {})
+                                            for r in arm.records)}
+    row["machines"] = sorted({str(r.get("machine")) for r in arm.records})
+    row["precision"] = sorted({str((r.get("compute_path") or {}).get("precision"))
+                               for r in arm.records})
+    return row
+
+
+def paired(base: Arm, arm: Arm, domain: str) -> dict[str, Any] | None:
+    """Paired Δ (arm − base) over the seeds both have, or None when they share none."""
+    common = [s for s in arm.seeds if s in base.seeds]
+    if not common or base is arm:
+        return None
+    a = base.correct[domain][[base.seeds.index(s) for s in common]]
+    b = arm.correct[domain][[arm.seeds.index(s) for s in common]]
+    try:
+        out = paired_difference_over_seeds(a, b, arm.groups[domain], N_BOOT, BOOT_SEED)
+    except CompareError as exc:
+        raise HeadlineError(str(exc)) from exc
+    return {**out, "seeds": common}
+
+
+def gap_share(arms: dict[str, Arm], name: str) -> dict[str, Any] | None:
+    """The arm's share of the no-DA → oracle target gap, over the seeds the three share."""
+    if name in ("none", "oracle") or not {"none", "oracle", name} <= set(arms):
+        return None
+    common = [s for s in arms[name].seeds
+              if s in arms["none"].seeds and s in arms["oracle"].seeds]
+    if not common:
+        return None
+
+    def mean(arm: Arm) -> float:
+        return float(arm.correct["target"][[arm.seeds.index(s) for s in common]].mean())
+
+    floor, ceiling = mean(arms["none"]), mean(arms["oracle"])
+    if ceiling <= floor:
+        return {"seeds": common, "share": None, "gap": ceiling - floor}
+    return {"seeds": common, "gap": ceiling - floor,
+            "share": (mean(arms[name]) - floor) / (ceiling - floor)}
+
+
+def build(reports: Path) -> dict[str, Any]:
+    """Every number of the three tables (``table1``, ``extended``) from the records."""
+    seeds = data_seeds(reports)
+    table1: list[dict[str, Any]] = []
+    extended: dict[str, Any] = {}
+    for backbone in BACKBONES:
+        per_data = {d: load_backbone(reports, d, backbone) for d in seeds}
+        for name in PAPER_ARMS:
+            row = {"backbone": backbone, "arm": name, "paper_seed1": PAPER_TABLE1[(backbone, name)],
+                   "paper_seeds": PAPER_SEEDS.get((backbone, name)), "ours": {}}
+            for data_seed, arms in per_data.items():
+                if name in arms:
+                    row["ours"][str(data_seed)] = arm_summary(arms[name])
+            table1.append(row)
+        if seeds and per_data[seeds[0]]:
+            arms = per_data[seeds[0]]
+            rows = []
+            for name in [*EXTENDED_ARMS, *sorted(set(arms) - set(EXTENDED_ARMS))]:
+                if name not in arms:
+                    rows.append({"arm": name, "missing": True})
+                    continue
+                row = {"arm": name, **arm_summary(arms[name]),
+                       "vs": {ref: {d: paired(arms[ref], arms[name], d) for d in DOMAINS}
+                              for ref in REFERENCES if ref in arms and ref != name},
+                       "oracle_gap": gap_share(arms, name)}
+                rows.append(row)
+            extended[backbone] = {"data_seed": seeds[0], "arms": rows}
+    return {"data_seeds": seeds, "table1": table1, "extended": extended,
+            "bootstrap": {"n": N_BOOT, "seed": BOOT_SEED},
+            "schedule_violations": schedule_violations(reports)}
+
+
+def _pct(value: float | None) -> str:
+    return "—" if value is None or not math.isfinite(value) else f"{100 * value:.1f}"
+
+
+def _mean_std(stats: dict[str, Any]) -> str:
+    if len(stats["per_seed"]) < 2:
+        return f"{_pct(stats['mean'])} (1 seed)"
+    return f"{_pct(stats['mean'])} ± {_pct(stats['std'])}"
+
+
+def _delta(comparison: dict[str, Any] | None) -> str:
+    if not comparison:
+        return ""
+    return (f"{100 * comparison['delta']:+.1f} [{100 * comparison['ci_low']:+.1f}, "
+            f"{100 * comparison['ci_high']:+.1f}]")
+
+
+def table1_markdown(result: dict[str, Any]) -> str:
+    """Table 1 in the paper's layout, the paper's numbers beside ours (what README shows)."""
+    seeds = result["data_seeds"]
+    head = ["backbone", "method", "paper: seed 1 (src / tgt)", "paper: 10 seeds (src / tgt)"]
+    for data_seed in seeds:
+        head += [f"ours, data seed {data_seed}: seed 1 (src / tgt)",
+                 f"ours, data seed {data_seed}: mean ± std (src / tgt)", "seeds"]
+    lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+    for row in result["table1"]:
+        paper_seeds = row["paper_seeds"]
+        cells = [BACKBONE_LABELS[row["backbone"]], ARM_LABELS[row["arm"]],
+                 "{} / {}".format(*row["paper_seed1"]),
+                 ("{} ± {} / {} ± {}".format(*paper_seeds[0], *paper_seeds[1])
+                  if paper_seeds else "—")]
+        for data_seed in seeds:
+            ours = row["ours"].get(str(data_seed))
+            if ours is None:
+                cells += ["not run yet", "not run yet", "0"]
+                continue
+            cells += [f"{_pct(ours['source']['seed1'])} / {_pct(ours['target']['seed1'])}",
+                      f"{_mean_std(ours['source'])} / {_mean_std(ours['target'])}",
+                      str(len(ours["seeds"]))]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines.append("")
+    lines.append("Test accuracy (%), source / target; mean ± sample std over the training seeds "
+                 "(`seeds` column); generator v4 at the paper's size (8120 mergers, 7306 "
+                 "non-mergers, 70/10/20); each configuration is its DeepHyper search's "
+                 "label-free pick on development data; every run trained its whole one-cycle "
+                 "schedule (`stopping=best`). Built by `python analysis/paper_tables.py`.")
+    return "\n".join(lines) + "\n"
+
+
+def extended_markdown(result: dict[str, Any]) -> str:
+    """The extended table of every backbone with records."""
+    out = []
+    for backbone, table in result["extended"].items():
+        out.append(f"### {BACKBONE_LABELS[backbone]}, held-out data seed {table['data_seed']}\n")
+        out.append("| arm | seeds | source (%) | target (%) | target Δ vs no-DA | "
+                   "target Δ vs joint-BN | share of the no-DA → oracle gap |")
+        out.append("| --- | --- | --- | --- | --- | --- | --- |")
+        for row in table["arms"]:
+            if row.get("missing"):
+                out.append(f"| `{row['arm']}` | not run yet | | | | | |")
+                continue
+            share = row["oracle_gap"]
+            share_text = ("" if share is None or share["share"] is None
+                          else f"{100 * share['share']:.0f} % (seeds "
+                          f"{', '.join(map(str, share['seeds']))})")
+            out.append(
+                f"| {row['label']} | {', '.join(map(str, row['seeds']))} | "
+                f"{_mean_std(row['source'])} | {_mean_std(row['target'])} | "
+                f"{_delta((row['vs'].get('none') or {}).get('target'))} | "
+                f"{_delta((row['vs'].get('jointbn') or {}).get('target'))} | {share_text} |")
+        out.append("")
+    out.append("Δ: paired difference (points) over the training seeds both arms have, with its "
+               "95 % cluster-bootstrap interval over test galaxies. Share of the gap: "
+               "(target accuracy − no-DA's) / (the oracle's − no-DA's), seed means over the "
+               "seeds the three share; the oracle is trained on target labels (a ceiling, "
+               "never used for a choice).")
+    return "\n".join(out) + "\n"
+
+
+def figure1(reports: Path, result: dict[str, Any]):
+    """Figure 1 of the paper for both backbones on the first held-out data seed.
+
+    Each row: metric bars (mean ± std over seeds; source hatched, target solid; bar containers
+    labelled ``"<backbone> <arm> <domain>"``) and the target-test ROC of every seed.
+    """
+    from matplotlib.patches import Patch
+
+    from analysis.figures import finish_roc_axes, new_figure
+    from analysis.tables import METRIC_LABELS
+
+    figure = new_figure(15, 10)
+    axes = figure.subplots(2, 2, width_ratios=[2.3, 1])
+    data_seed = result["data_seeds"][0] if result["data_seeds"] else None
+    for row_axes, backbone in zip(axes, BACKBONES, strict=True):
+        bars, roc = row_axes
+        arms = load_backbone(reports, data_seed, backbone) if data_seed is not None else {}
+        present = [a for a in PAPER_ARMS if a in arms]
+        width = 0.8 / (2 * max(len(present), 1))
+        x = np.arange(len(METRIC_NAMES))
+        for j, name in enumerate(present):
+            summary, color = arm_summary(arms[name]), arm_color(arms[name])
+            left = x - 0.4 + 2 * j * width + width / 2
+            for domain, offset, style in (("source", 0, {"facecolor": "white",
+                                                         "edgecolor": color, "hatch": "///"}),
+                                          ("target", width, {"color": color})):
+                stats = [summary[f"{domain}_metrics"].get(m) for m in METRIC_NAMES]
+                means = [s["mean"] if s else np.nan for s in stats]
+                errs = [s["std"] if s and math.isfinite(s["std"]) else 0.0 for s in stats]
+                bars.bar(left + offset, means, width, yerr=errs, capsize=2,
+                         label=f"{backbone} {name} {domain}", **style)
+        bars.set_xticks(x, [METRIC_LABELS[m] for m in METRIC_NAMES])
+        handles = [Patch(color=arm_color(arms[a]), label=ARM_LABELS[a]) for a in present]
+        handles += [Patch(facecolor="white", edgecolor="0.3", hatch="///", label="source"),
+                    Patch(color="0.3", label="target")]
+        bars.legend(handles=handles, loc="upper center", ncol=len(handles), fontsize=8,
+                    frameon=False)
+        bars.set_ylim(0, 1.15)
+        bars.grid(axis="y", alpha=0.3)
+        title = f"{BACKBONE_LABELS[backbone]}: test metrics (source hatched, target solid)"
+        if not present:
+            bars.text(0.5, 0.5, "no records yet", transform=bars.transAxes, ha="center",
+                      fontsize=14, color="0.5")
+        bars.set_title(title, fontsize=10)
+        roc.plot([0, 1], [0, 1], color="0.6", linestyle=":", linewidth=1)
+        for name in present:
+            arm = arms[name]
+            for k, seed in enumerate(arm.seeds):
+                curve = (read_json(reports / "seeds" / f"data{data_seed}" / backbone / name
+                                   / f"seed_{seed}" / "roc.json") or {}).get("target_test")
+                if curve:
+                    roc.plot(curve["fpr"], curve["tpr"], color=arm_color(arm), linewidth=0.8,
+                             alpha=0.7, label=ARM_LABELS[name] if k == 0 else None)
+        finish_roc_axes(roc, f"{BACKBONE_LABELS[backbone]}: target test ROC, every seed")
+    return figure
+
+
+def update_readme(readme: Path, markdown: str) -> None:
+    """Replace the block between :data:`README_START` and :data:`README_END`."""
+    text = readme.read_text()
+    if README_START not in text or README_END not in text:
+        raise HeadlineError(f"{readme}: no {README_START!r} ... {README_END!r} block")
+    head, rest = text.split(README_START, 1)
+    _, tail = rest.split(README_END, 1)
+    readme.write_text(head + README_START + "\n" + markdown + README_END + tail)
+
+
+def readme_block(readme: Path) -> str:
+    """The text between the markers (what ``--readme`` wrote)."""
+    text = readme.read_text()
+    return text.split(README_START, 1)[1].split(README_END, 1)[0].lstrip("\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``analysis/paper_tables.py``; returns the exit status."""
+    parser = argparse.ArgumentParser(prog="analysis/paper_tables.py",
+                                     description=__doc__.split("\n")[0])
+    parser.add_argument("--reports", type=Path, default=Path("reports/paper"),
+                        help="the study's committed records (default reports/paper)")
+    parser.add_argument("--readme", type=Path, help="rewrite Table 1's block in this file")
+    args = parser.parse_args(argv)
+    try:
+        result = build(args.reports)
+        if result["schedule_violations"]:
+            raise HeadlineError("runs stopped before their schedule ended:\n  "
+                                + "\n  ".join(result["schedule_violations"]))
+        table1 = table1_markdown(result)
+        (args.reports / "table1.md").write_text(table1)
+        (args.reports / "extended.md").write_text(extended_markdown(result))
+        (args.reports / "paper_tables.json").write_text(json.dumps(result, indent=1) + "\n")
+        from analysis.figures import save_figure
+
+        save_figure(figure1(args.reports, result), args.reports / "figure1")
+        if args.readme:
+            update_readme(args.readme, table1)
+    except HeadlineError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(table1, end="")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,141 @@
+"""analysis/paper_tables.py (issue 25): Table 1 in the paper's layout, the extended table with
+the share of the oracle gap, the whole-schedule check, and the committed tables = records."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from analysis import paper_tables
+from analysis.headline import HeadlineError
+
+REPO = Path(__file__).resolve().parents[1]
+REPORTS = REPO / "reports" / "paper"
+
+
+def fake_seed(reports: Path, arm: str, seed: int, rate: dict[str, float], data_seed: int = 11,
+              backbone: str = "deepmerge", epochs_run: int = 30, stopping: str = "best",
+              n: int = 200) -> None:
+    """A committed-looking seed: record (metrics from the predictions) and predictions."""
+    rng = np.random.default_rng(1000 * seed + len(arm))
+    labels = (np.arange(n) % 2).astype(np.uint8)
+    folder = reports / "seeds" / f"data{data_seed}" / backbone / arm / f"seed_{seed}"
+    folder.mkdir(parents=True)
+    arrays, metrics = {}, {}
+    for domain in ("source", "target"):
+        right = rng.random(n) < rate[domain]
+        p = np.where(right == labels.astype(bool), 0.9, 0.1)
+        arrays[f"{domain}_test_p_merger"] = p
+        arrays[f"{domain}_test_label"] = labels
+        arrays[f"{domain}_test_galaxy_id"] = np.arange(n) // 2
+        metrics[f"{domain}_test"] = {"accuracy": float(right.mean()), "precision": 0.8,
+                                     "recall": 0.7, "f1": 0.75, "brier": 0.1, "auc": 0.9}
+    np.savez(folder / "predictions.npz", **arrays)
+    method = arm.split("-")[0]
+    record = {"status": "ok", "method": method, "backbone": backbone, "seed": seed,
+              "config": {"method": method, "epochs": 30, "stopping": stopping,
+                         "normalization": "per_domain" if "perdomain" in arm else "source"},
+              "epochs_run": epochs_run, "metrics": metrics, "machine": "test CPU",
+              "compute_path": {"precision": "fp32"},
+              "data": {"dir": "data/x", "source_attrs": {"seed": data_seed,
+                                                         "generator_version": 4}}}
+    (folder / "record.json").write_text(json.dumps(record))
+    (folder / "roc.json").write_text(json.dumps(
+        {"target_test": {"fpr": [0, 0.5, 1], "tpr": [0, 0.8, 1]}}))
+
+
+def test_table1_and_extended_from_fake_records(tmp_path):
+    rates = {"none": (0.9, 0.6), "mmd": (0.88, 0.8), "dann": (0.89, 0.78),
+             "jointbn": (0.9, 0.7), "oracle": (0.7, 0.9)}
+    for arm, (src, tgt) in rates.items():
+        for seed in (1, 2, 3):
+            fake_seed(tmp_path, arm, seed, {"source": src, "target": tgt})
+    for arm in ("none", "mmd", "dann"):
+        fake_seed(tmp_path, arm, 1, {"source": 0.9, "target": 0.7}, data_seed=12)
+    result = paper_tables.build(tmp_path)
+    assert result["data_seeds"] == [11, 12] and result["schedule_violations"] == []
+    mmd = next(r for r in result["table1"] if (r["backbone"], r["arm"]) == ("deepmerge", "mmd"))
+    assert mmd["paper_seed1"] == (86.9, 76.6) and mmd["paper_seeds"][1] == (77.3, 0.6)
+    ours = mmd["ours"]["11"]
+    per_seed = []
+    for seed in (1, 2, 3):
+        with np.load(tmp_path / f"seeds/data11/deepmerge/mmd/seed_{seed}/predictions.npz") as a:
+            per_seed.append(np.mean((a["target_test_p_merger"] >= 0.5)
+                                    == a["target_test_label"].astype(bool)))
+    assert ours["target"]["per_seed"] == pytest.approx(per_seed)
+    assert ours["target"]["mean"] == pytest.approx(np.mean(per_seed))
+    assert ours["target"]["std"] == pytest.approx(np.std(per_seed, ddof=1))
+    assert ours["target"]["seed1"] == pytest.approx(per_seed[0])
+    markdown = paper_tables.table1_markdown(result)
+    assert "| DeepMerge | MMD | 86.9 / 76.6 | 86.6 ± 1.3 / 77.3 ± 0.6 |" in markdown
+    assert "| ResNet18 | DANN | 92.3 / 71.6 | — | not run yet |" in markdown
+    assert f"{100 * np.mean(per_seed):.1f} ± {100 * np.std(per_seed, ddof=1):.1f}" in markdown
+    # The extended table: the share of the no-DA -> oracle gap, by hand.
+    rows = {r["arm"]: r for r in result["extended"]["deepmerge"]["arms"]}
+    assert rows["sidda"] == {"arm": "sidda", "missing": True}
+    floor = np.mean(rows["none"]["target"]["per_seed"])
+    ceiling = np.mean(rows["oracle"]["target"]["per_seed"])
+    share = (np.mean(rows["mmd"]["target"]["per_seed"]) - floor) / (ceiling - floor)
+    assert rows["mmd"]["oracle_gap"]["share"] == pytest.approx(share)
+    delta = rows["mmd"]["vs"]["jointbn"]["target"]
+    assert delta["delta"] == pytest.approx(np.mean(rows["mmd"]["target"]["per_seed"])
+                                           - np.mean(rows["jointbn"]["target"]["per_seed"]))
+    assert delta["ci_low"] <= delta["delta"] <= delta["ci_high"]
+    assert "| `sidda` | not run yet |" in paper_tables.extended_markdown(result)
+
+
+def test_pairs_use_only_the_seeds_both_arms_have(tmp_path):
+    for seed in range(1, 6):
+        fake_seed(tmp_path, "none", seed, {"source": 0.9, "target": 0.6})
+    for seed in (1, 2, 3):
+        fake_seed(tmp_path, "coral", seed, {"source": 0.9, "target": 0.8})
+    result = paper_tables.build(tmp_path)
+    coral = next(r for r in result["extended"]["deepmerge"]["arms"] if r["arm"] == "coral")
+    assert coral["vs"]["none"]["target"]["seeds"] == [1, 2, 3]
+    assert coral["oracle_gap"] is None  # no oracle yet
+
+
+def test_a_run_stopped_early_is_refused(tmp_path, capsys):
+    fake_seed(tmp_path, "none", 1, {"source": 0.9, "target": 0.6}, epochs_run=12,
+              stopping="patience")
+    assert paper_tables.schedule_violations(tmp_path)
+    assert paper_tables.main(["--reports", str(tmp_path)]) == 2
+    assert "stopped before their schedule ended" in capsys.readouterr().err
+    assert not (tmp_path / "table1.md").exists()
+
+
+def test_a_development_data_seed_is_refused(tmp_path):
+    fake_seed(tmp_path, "none", 1, {"source": 0.9, "target": 0.6}, data_seed=2)
+    with pytest.raises(HeadlineError, match="not held out"):
+        paper_tables.build(tmp_path)
+
+
+def test_the_command_writes_tables_figure_and_readme_block(tmp_path):
+    for arm in ("none", "mmd", "dann"):
+        fake_seed(tmp_path, arm, 1, {"source": 0.9, "target": 0.7})
+    readme = tmp_path / "README.md"
+    readme.write_text(f"a\n{paper_tables.README_START}\nold\n{paper_tables.README_END}\nb\n")
+    assert paper_tables.main(["--reports", str(tmp_path), "--readme", str(readme)]) == 0
+    for name in ("table1.md", "extended.md", "paper_tables.json", "figure1.png", "figure1.pdf"):
+        assert (tmp_path / name).is_file(), name
+    assert paper_tables.readme_block(readme) == (tmp_path / "table1.md").read_text()
+    assert readme.read_text().startswith("a\n") and readme.read_text().endswith("b\n")
+
+
+def test_every_committed_run_trained_its_whole_schedule():
+    """No record behind the paper-scale tables stopped before its learning rate annealed."""
+    records = list((REPORTS / "seeds").glob("data*/*/*/seed_*/record.json"))
+    assert records
+    assert paper_tables.schedule_violations(REPORTS) == []
+
+
+def test_committed_tables_equal_the_records():
+    result = paper_tables.build(REPORTS)
+    assert (REPORTS / "table1.md").read_text() == paper_tables.table1_markdown(result)
+    assert (REPORTS / "extended.md").read_text() == paper_tables.extended_markdown(result)
+    readme = REPO / "README.md"
+    if paper_tables.README_START in readme.read_text():
+        assert paper_tables.readme_block(readme) == paper_tables.table1_markdown(result)
