@@ -76,6 +76,11 @@ def build_parser() -> argparse.ArgumentParser:
                  runner_parent(), quiet_parent()])
     p.add_argument("--from-search", metavar="LOGDIR",
                    help="search log folder: use its best configuration")
+    p.add_argument("--shared-config", action="store_true",
+                   help="--from-search may be a search of another problem of the same "
+                   "backbone (a control or the oracle trained with the no-DA search's pick): "
+                   "the hyperparameters both problems share come from the pick, the ones "
+                   "whose defaults differ from --problem's defaults")
     p.add_argument("--select", default="search", metavar="STRATEGY",
                    help="model-selection strategy for --from-search (default: search = the "
                    "search's own objective)")
@@ -101,6 +106,33 @@ def check_args(args: argparse.Namespace) -> Resources:
     return resources(args)
 
 
+def shared_configuration(picked: dict[str, Any], searched: str, problem: str
+                         ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A search pick of problem ``searched`` moved to ``problem`` (same backbone).
+
+    Every field whose default is the same in both problems keeps the pick's value (the
+    searched, shared hyperparameters: lr, batch size, weight decay, schedule...); a field whose
+    defaults differ (the method, its own weights such as ``lambda_tl``) takes ``problem``'s
+    default. Returns the configuration and those own-default fields.
+
+    Raises:
+        CliError: unknown problem, or another backbone.
+    """
+    from models.registry import UnknownNameError
+    from problems import get_problem
+
+    try:
+        source, target = (get_problem(searched).defaults.to_dict(),
+                          get_problem(problem).defaults.to_dict())
+    except UnknownNameError as exc:  # a search of a problem no longer registered
+        raise CliError(f"the search's problem {searched!r}: {exc}") from None
+    if source["backbone"] != target["backbone"]:
+        raise CliError(f"--shared-config: the search is of the {source['backbone']} backbone, "
+                       f"--problem {problem} of {target['backbone']}")
+    own = {key: value for key, value in target.items() if source.get(key) != value}
+    return {**picked, **own}, own
+
+
 def choose_configuration(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]:
     """The configuration (every ``TrainConfig`` field) and a description of where it came from.
 
@@ -124,20 +156,28 @@ def choose_configuration(args: argparse.Namespace) -> tuple[dict[str, Any], dict
             raise CliError(f"--from-search {args.from_search}: not a search log folder "
                            "(no results.csv)")
         meta = read_json(log_dir / "search.json") or {}
-        if meta.get("problem") not in (None, problem.name):
+        searched = meta.get("problem")
+        shared = searched not in (None, problem.name)
+        if shared and not getattr(args, "shared_config", False):
             raise CliError(f"--from-search {args.from_search} is a search of "
-                           f"{meta['problem']!r}, not of --problem {problem.name!r}")
+                           f"{searched!r}, not of --problem {problem.name!r}. Fix: search "
+                           f"{problem.name}, or add --shared-config for a control or oracle "
+                           "trained with that search's configuration")
         try:
             strategy = get_strategy(args.select)
             base, row = best_configuration(log_dir, strategy)
         except SelectionError as exc:
             raise CliError(str(exc)) from None
+        if shared:
+            base, own = shared_configuration(base, searched, problem.name)
         origin = {"kind": "search", "log_dir": portable_path(log_dir),
                   "job_id": int(row["job_id"]),
                   "trial_dir": portable_path(row["trial_dir"]), "strategy": strategy.name,
                   "oracle": strategy.oracle, "objective_name": row["objective_name"],
                   "objective": float(row["objective"]), "score": float(row["score"]),
                   "search_fixed": meta.get("fixed"), "overrides": list(args.overrides)}
+        if shared:
+            origin.update(search_problem=searched, own_defaults=own)
     try:
         merged = TrainConfig.from_dict({**base, **overrides})
     except ConfigError as exc:

@@ -107,6 +107,8 @@ def test_bad_input_is_one_clear_error(runs, tmp_path, capsys):
                                     tmp_path / "nope", *out], capsys)
     assert "no successful trial" in bad(["--problem", "mmd_resnet", "--from-search",
                                          runs / "search/mmd_resnet", *out], capsys)
+    assert "--shared-config" in bad(["--problem", "dann_deepmerge", "--from-search", search, *out],
+                                    capsys)
     assert "not of --problem 'dann_deepmerge'" in bad(["--problem", "dann_deepmerge",
                                                        "--from-search", search, *out], capsys)
     assert "--from-search LOGDIR or" in bad(["--problem", "mmd_deepmerge", *out], capsys)
@@ -117,6 +119,32 @@ def test_bad_input_is_one_clear_error(runs, tmp_path, capsys):
                                            "--set", "lr=0.5", "--out",
                                            runs / "seeds/mmd_deepmerge"], capsys)
     assert not (tmp_path / "x").exists()  # nothing was started
+
+
+def test_a_control_trained_with_another_problems_search(runs, tmp_path, capsys):
+    """--shared-config: joint-BN / CORAL with the no-DA / MMD search's pick (issue 25)."""
+    none_search = runs / "search/none_deepmerge"
+    best = record(runs / "search/none_deepmerge/trials" / str(best_row(runs, "none_deepmerge")
+                                                                ["job_id"]))
+    out = tmp_path / "jointbn"
+    assert main(["--problem", "jointbn_deepmerge", "--from-search", str(none_search),
+                 "--shared-config", "--seeds", "1", "--out", str(out), "--quiet"]) == 0
+    document = json.loads((out / "seeds.json").read_text())
+    assert document["origin"]["search_problem"] == "none_deepmerge"
+    assert document["origin"]["own_defaults"] == {"method": "jointbn"}
+    assert document["config"] == {**{k: v for k, v in best["config"].items() if k != "seed"},
+                                  "method": "jointbn"}
+    # CORAL from the MMD search: the shared hyperparameters from the pick, its own λ_TL.
+    from search.seeds import shared_configuration
+
+    mmd = record(runs / "search/mmd_deepmerge/trials" / str(best_row(runs, "mmd_deepmerge")
+                                                            ["job_id"]))["config"]
+    coral, own = shared_configuration(mmd, "mmd_deepmerge", "coral_deepmerge")
+    assert own["method"] == "coral" and coral["lr"] == mmd["lr"]
+    assert coral["batch_size"] == mmd["batch_size"]
+    err = bad(["--problem", "none_resnet", "--from-search", none_search, "--shared-config",
+               "--out", tmp_path / "r"], capsys)
+    assert "deepmerge backbone" in err and not (tmp_path / "r").exists()
 
 
 def test_script_runs_as_documented(runs):
