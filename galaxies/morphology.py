@@ -2,8 +2,9 @@
 
 A *scene* is a list of ``Component``: a GalSim profile of unit flux, placed and distorted on
 the sky, and its flux in each filter of ``galaxies.schema.FILTERS`` in nanomaggies
-(AB zeropoint 22.5). ``render`` convolves the scene with each filter's PSF and draws it on
-the 75 x 75 pixel grid, so one scene gives one [3, 75, 75] image.
+(AB zeropoint 22.5). ``render`` convolves the scene with each filter's PSF (``PSF_MODELS``,
+or one widened by ``psf_scale`` for a target with worse seeing) and draws it on the 75 x 75
+pixel grid, so one scene gives one [3, 75, 75] image.
 
 Physics, deliberately simple and stated here so that the knobs below make sense:
 
@@ -125,25 +126,45 @@ def filter_fluxes(rng: np.random.Generator, f160: float, colours) -> np.ndarray:
     return f160 * 10.0 ** (-0.4 * np.array([c814, c356, 0.0]))
 
 
-_PSFS: list[galsim.GSObject] = []
+_PSFS: dict[tuple[float, ...], list[galsim.GSObject]] = {}
 
 
-def psfs() -> list[galsim.GSObject]:
-    """The PSF of each filter, built once per process and reused."""
-    if not _PSFS:
-        for kind, fwhm, beta in PSF_MODELS:
+def psf_fwhms(scale: tuple[float, ...] = (1.0, 1.0, 1.0)) -> list[float]:
+    """FWHM (arcsec) of each filter's PSF widened by ``scale`` (one factor per filter).
+
+    A factor of exactly 1 keeps the value of ``PSF_MODELS`` itself; others are rounded to 12
+    decimals so that the attribute reads as the number meant (0.135, not 0.13499999999999998).
+    """
+    return [fwhm if factor == 1.0 else round(fwhm * factor, 12)
+            for (_, fwhm, _), factor in zip(PSF_MODELS, scale, strict=True)]
+
+
+def psfs(scale: tuple[float, ...] = (1.0, 1.0, 1.0)) -> list[galsim.GSObject]:
+    """The PSF of each filter, its FWHM times ``scale``, built once per process and reused.
+
+    Widening keeps the profile: a Moffat keeps its beta, an Airy its shape (a larger
+    lambda/D), so the whole profile is stretched by the factor at unit flux.
+    """
+    key = tuple(float(factor) for factor in scale)
+    if key not in _PSFS:
+        built = []
+        for (kind, _, beta), fwhm in zip(PSF_MODELS, psf_fwhms(key), strict=True):
             if kind == "airy":
                 psf = galsim.Airy(lam_over_diam=fwhm / 1.028993969962188, gsparams=GSPARAMS)
             else:
                 psf = galsim.Moffat(beta=beta, fwhm=fwhm, gsparams=GSPARAMS)
-            _PSFS.append(psf)
-    return _PSFS
+            built.append(psf)
+        _PSFS[key] = built
+    return _PSFS[key]
 
 
-def render(scene: list[Component]) -> np.ndarray:
-    """Draw a scene, PSF-convolved and pixel-integrated, as float32 [3, 75, 75] nanomaggies."""
+def render(scene: list[Component], psf_scale: tuple[float, ...] = (1.0, 1.0, 1.0)) -> np.ndarray:
+    """Draw a scene, PSF-convolved and pixel-integrated, as float32 [3, 75, 75] nanomaggies.
+
+    ``psf_scale`` widens each filter's PSF (see :func:`psfs`); the default is the source PSF.
+    """
     out = np.empty((len(FILTERS), IMAGE_SIZE, IMAGE_SIZE), dtype=np.float32)
-    for band, psf in enumerate(psfs()):
+    for band, psf in enumerate(psfs(psf_scale)):
         parts = [c.profile.withScaledFlux(float(c.flux[band])) for c in scene if c.flux[band] > 0]
         galaxy = galsim.Add(parts, gsparams=GSPARAMS)
         image = galsim.Convolve(galaxy, psf, gsparams=GSPARAMS).drawImage(

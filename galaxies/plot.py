@@ -70,8 +70,12 @@ def plot_examples(data_dir: str | os.PathLike, out_png: str | os.PathLike,
             if c == 0:
                 ax.set_ylabel(title, fontsize=8)
     attrs = domains["target"].attrs
+    widening = attrs.get("target_psf_scale")  # simulate.py --target-psf-scale, when not 1
+    psf_note = ("; target PSF FWHM x " + ", ".join(f"{x:g}" for x in widening)
+                if widening is not None else "")
     fig.suptitle(f"RGB = F160W/F356W/F814W, asinh; target noise: SB_lim = "
-                 f"{attrs.get('limiting_sb_mag_arcsec2', '?')} mag/arcsec$^2$", fontsize=8)
+                 f"{attrs.get('limiting_sb_mag_arcsec2', '?')} mag/arcsec$^2${psf_note}",
+                 fontsize=8)
     fig.tight_layout()
     out_png = Path(out_png)
     out_png.parent.mkdir(parents=True, exist_ok=True)

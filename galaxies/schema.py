@@ -13,10 +13,11 @@ dataset        dtype      shape            meaning
 
 File attributes (``REQUIRED_ATTRS``): ``domain``, ``filters``, ``pixel_scale_arcsec``,
 ``psf_fwhm_arcsec``, ``noise``, ``generator``, ``generator_version``, ``seed``. Writers may
-add more (e.g. ``provenance``, ``limiting_sb_mag_arcsec2``). ``pair_id`` (``PAIR_ID_ATTR``,
-optional): the same string in both files of a pair written together by
-``galaxies.pairs.pair_transaction`` (the simulator and the importer); validation and loading
-refuse a pair whose ids differ (files written before it existed have none and pass).
+add more (e.g. ``provenance``, ``limiting_sb_mag_arcsec2``, ``target_psf_scale``).
+``pair_id`` (``PAIR_ID_ATTR``, optional): the same string in both files of a pair written
+together by ``galaxies.pairs.pair_transaction`` (the simulator and the importer); validation
+and loading refuse a pair whose ids differ (files written before it existed have none and
+pass).
 
 Files are written atomically: the data go to a temporary file in the same folder, which is
 flushed to disk and renamed over the destination only once it is complete, so an interrupted

@@ -23,6 +23,17 @@ Conventions:
   cores of the galaxies stay visible while tidal tails, bridges and faint companions sink
   into the noise, which is what makes a classifier trained on pristine images fail. Galaxy
   shot noise is neglected. Each image row gets its own realisation.
+* Target PSF (``--target-psf-scale``, default 1 = the source's PSF): a second shift, a
+  survey with worse seeing than the training simulation (or a simulation made with the wrong
+  PSF). The target's PSF FWHM is the source's times a factor (one for every filter, or one
+  per filter in the order of ``morphology.PSF_MODELS``), the profile kept (a Moffat keeps its
+  beta, an Airy its shape); the target galaxies are rendered again through the wider PSF.
+  The flux is conserved, so the light spreads over more pixels: the peak surface brightness
+  of compact parts (nuclei, clumps) falls by up to the factor squared, small structure
+  blurs, and the sky noise stays the limiting-SB noise above, so less of each galaxy stands
+  above it. The source is unchanged. With a factor of 1 nothing changes (the same pixels,
+  attributes and pair id as without the option); otherwise the target file records
+  ``target_psf_scale`` (per filter) and its own ``psf_fwhm_arcsec``/``psf_models``.
 * Mergers: ``n_mergers`` images = ceil(n_mergers / 5) systems, each augmented x5 (identity,
   flip up-down, flip left-right, rot90, rot180; the last system may keep fewer copies).
   Copies share ``galaxy_id`` and split. Splits 70/10/20 by galaxy, per class, from the seed.
@@ -37,7 +48,8 @@ Conventions:
 Usage::
 
     python galaxies/simulate.py --out DIR [--n-mergers 8120] [--n-nonmergers 7306] [--seed 1]
-        [--workers N] [--limiting-sb 25] [--independent-target]
+        [--workers N] [--limiting-sb 25] [--target-psf-scale 1 | S_F814W S_F356W S_F160W]
+        [--independent-target]
 """
 
 from __future__ import annotations
@@ -47,6 +59,7 @@ import math
 import multiprocessing
 import os
 import sys
+from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -66,6 +79,8 @@ DEFAULT_N_NONMERGERS = 7306
 DEFAULT_LIMITING_SB = 25.0
 NOISE_REFERENCE_AREA_ARCSEC2 = 1.0  # SB_lim = 1 sigma over this area
 LIMITING_SB_RANGE = (15.0, 40.0)
+DEFAULT_TARGET_PSF_SCALE = 1.0
+TARGET_PSF_SCALE_RANGE = (1.0, 3.0)  # target FWHM / source FWHM: same seeing to 3x worse
 SPLIT_FRACTIONS = {"train": 0.7, "val": 0.1, "test": 0.2}
 AUGMENTATIONS = ("identity", "flipud", "fliplr", "rot90", "rot180")
 # Independent random streams of one seed.
@@ -102,7 +117,34 @@ def augment(image: np.ndarray, copy: int) -> np.ndarray:
     return np.ascontiguousarray(image)
 
 
-def check_arguments(n_mergers: int, n_nonmergers: int, limiting_sb: float, workers) -> None:
+def psf_scales(target_psf_scale: float | Sequence[float]) -> tuple[float, ...]:
+    """One factor per filter from one factor (every filter) or one per filter.
+
+    Raises:
+        ValueError: not one or ``len(FILTERS)`` finite factors in ``TARGET_PSF_SCALE_RANGE``
+            ("problem. Fix: ..."), as ``check_arguments`` reports it.
+    """
+    values = ([target_psf_scale] if isinstance(target_psf_scale, int | float)
+              else list(target_psf_scale))
+    low, high = TARGET_PSF_SCALE_RANGE
+    given = " ".join(f"{value:g}" for value in values)
+    if len(values) not in (1, len(FILTERS)):
+        raise ValueError(
+            f"--target-psf-scale got {len(values)} values ({given}), expected 1 (every filter) "
+            f"or {len(FILTERS)} (one per filter: {', '.join(FILTERS)}). Fix: pass e.g. "
+            "--target-psf-scale 1.5 or --target-psf-scale 1.2 1.5 1.5"
+        )
+    if not all(math.isfinite(value) and low <= value <= high for value in values):
+        raise ValueError(
+            f"--target-psf-scale {given} is not a plausible PSF widening (target FWHM / "
+            f"source FWHM). Fix: give factors between {low:g} (the source's PSF) and {high:g}, "
+            "e.g. 1.5"
+        )
+    return tuple(float(value) for value in values) * (len(FILTERS) // len(values))
+
+
+def check_arguments(n_mergers: int, n_nonmergers: int, limiting_sb: float, workers,
+                    target_psf_scale: float | Sequence[float] = DEFAULT_TARGET_PSF_SCALE) -> None:
     """Raise ``ValueError`` ("problem. Fix: ...") for arguments that cannot give a benchmark."""
     n_systems = math.ceil(n_mergers / len(AUGMENTATIONS)) if n_mergers > 0 else 0
     if n_mergers < 0 or n_nonmergers < 0:
@@ -125,6 +167,7 @@ def check_arguments(n_mergers: int, n_nonmergers: int, limiting_sb: float, worke
             f"--limiting-sb {limiting_sb} is not a plausible limiting surface brightness. "
             f"Fix: give a value in mag/arcsec^2 between {low:g} and {high:g} (e.g. 25)"
         )
+    psf_scales(target_psf_scale)
     if workers is not None and workers < 1:
         raise ValueError(f"--workers {workers} must be at least 1. Fix: pass --workers 1 or more")
 
@@ -141,14 +184,14 @@ def split_codes(seed: int, n_galaxies: int, class_index: int) -> np.ndarray:
     return rng_for(seed, STREAM_SPLIT, class_index).permutation(codes)
 
 
-def _render_chunk(job: tuple[int, int, int, list[int]]) -> np.ndarray:
+def _render_chunk(job: tuple[int, int, int, list[int], tuple[float, ...]]) -> np.ndarray:
     """Render galaxies ``indices`` (index < n_systems: merger system, else non-merger)."""
-    seed, stream, n_systems, indices = job
+    seed, stream, n_systems, indices, psf_scale = job
     out = np.empty((len(indices), *IMAGE_SHAPE), dtype=np.float32)
     for k, index in enumerate(indices):
         rng = rng_for(seed, stream, index)
         scene = morphology.merger(rng) if index < n_systems else morphology.nonmerger(rng)
-        out[k] = morphology.render(scene)
+        out[k] = morphology.render(scene, psf_scale)
     return out
 
 
@@ -172,12 +215,16 @@ class _Layout:
         self.split = np.repeat(gal_split, self.copies)
 
 
-def _render_into(images, layout, seed, stream, executor, progress, desc) -> None:
-    """Render every galaxy of a stream and write its augmented copies into ``images``."""
+def _render_into(images, layout, seed, stream, executor, progress, desc,
+                 psf_scale: tuple[float, ...] = (1.0, 1.0, 1.0)) -> None:
+    """Render every galaxy of a stream and write its augmented copies into ``images``.
+
+    ``psf_scale`` widens each filter's PSF (``morphology.psfs``); 1 = the source's PSF.
+    """
     n = layout.n_galaxies
     workers = getattr(executor, "_max_workers", 1)
     size = max(1, min(64, math.ceil(n / (8 * workers))))
-    jobs = [(seed, stream, layout.n_systems, list(range(i, min(i + size, n))))
+    jobs = [(seed, stream, layout.n_systems, list(range(i, min(i + size, n))), psf_scale)
             for i in range(0, n, size)]
     results = executor.map(_render_chunk, jobs) if executor else map(_render_chunk, jobs)
     with tqdm(total=n, desc=desc, unit="gal", disable=not progress) as bar:
@@ -190,8 +237,10 @@ def _render_into(images, layout, seed, stream, executor, progress, desc) -> None
 
 
 def _attrs(domain: str, seed: int, layout: _Layout, sigma: float, limiting_sb: float,
-           independent_target: bool) -> dict:
+           independent_target: bool, psf_scale: tuple[float, ...] = (1.0, 1.0, 1.0)) -> dict:
+    """A domain file's attributes; ``psf_scale`` is the target's PSF widening (source: 1)."""
     noisy = domain == "target"
+    fwhms = morphology.psf_fwhms(psf_scale)
     noise = (
         f"sky shot noise (Gaussian, zero mean, sky-subtracted): SB_lim = {limiting_sb:g} "
         f"mag/arcsec^2 (AB) at 1 sigma over {NOISE_REFERENCE_AREA_ARCSEC2:g} arcsec^2, "
@@ -202,9 +251,10 @@ def _attrs(domain: str, seed: int, layout: _Layout, sigma: float, limiting_sb: f
         "domain": domain,
         "filters": list(FILTERS),
         "pixel_scale_arcsec": morphology.PIXEL_SCALE_ARCSEC,
-        "psf_fwhm_arcsec": [fwhm for _, fwhm, _ in morphology.PSF_MODELS],
+        "psf_fwhm_arcsec": fwhms,
         "psf_models": [f"{kind} fwhm={fwhm}\"" + (f" beta={beta}" if beta else "")
-                       for kind, fwhm, beta in morphology.PSF_MODELS],
+                       for (kind, _, beta), fwhm in zip(morphology.PSF_MODELS, fwhms,
+                                                        strict=True)],
         "noise": noise,
         "noise_sigma": [sigma if noisy else 0.0] * len(FILTERS),
         "noise_convention": "sigma_pixel = 10**(-0.4*(SB_lim - zeropoint)) * sqrt(area) "
@@ -223,6 +273,8 @@ def _attrs(domain: str, seed: int, layout: _Layout, sigma: float, limiting_sb: f
     }
     if noisy:
         attrs["limiting_sb_mag_arcsec2"] = float(limiting_sb)
+    if any(factor != 1.0 for factor in psf_scale):  # absent at 1: files as before the option
+        attrs["target_psf_scale"] = list(psf_scale)
     return attrs
 
 
@@ -235,6 +287,7 @@ def simulate(
     limiting_sb: float = DEFAULT_LIMITING_SB,
     independent_target: bool = False,
     progress: bool = True,
+    target_psf_scale: float | Sequence[float] = DEFAULT_TARGET_PSF_SCALE,
 ) -> dict[str, Path]:
     """Simulate and write ``out_dir/source.h5`` and ``out_dir/target.h5``.
 
@@ -248,6 +301,9 @@ def simulate(
         independent_target: draw the target galaxies from another random stream (new ids)
             instead of reusing the source galaxies.
         progress: show tqdm progress bars.
+        target_psf_scale: target PSF FWHM / source PSF FWHM, one factor for every filter or
+            one per filter (``morphology.PSF_MODELS`` order), in ``TARGET_PSF_SCALE_RANGE``;
+            1 = the source's PSF.
 
     Returns:
         ``{"source": path, "target": path}``.
@@ -257,13 +313,16 @@ def simulate(
         OSError: ``out_dir`` cannot be written (disk full, permissions); an existing pair
             there is left as it was (see ``galaxies.pairs``).
     """
-    check_arguments(n_mergers, n_nonmergers, limiting_sb, workers)
+    check_arguments(n_mergers, n_nonmergers, limiting_sb, workers, target_psf_scale)
     workers = workers or os.cpu_count() or 1
     layout = _Layout(n_mergers, n_nonmergers, seed)
     sigma = noise_sigma(limiting_sb)
+    target_psf = psf_scales(target_psf_scale)
+    source_psf = (1.0,) * len(FILTERS)
     target_ids = layout.galaxy_id + (INDEPENDENT_ID_OFFSET if independent_target else 0)
-    attrs = {domain: _attrs(domain, seed, layout, sigma if domain == "target" else 0.0,
-                            limiting_sb, independent_target) for domain in ("source", "target")}
+    attrs = {"source": _attrs("source", seed, layout, 0.0, limiting_sb, independent_target),
+             "target": _attrs("target", seed, layout, sigma, limiting_sb, independent_target,
+                              target_psf)}
     images = np.empty((layout.n_rows, *IMAGE_SHAPE), dtype=np.float32)
     domains = {
         "source": DomainData(images, layout.labels, layout.galaxy_id, layout.split,
@@ -276,11 +335,13 @@ def simulate(
             executor = ProcessPoolExecutor(workers,
                                            mp_context=multiprocessing.get_context("fork"))
         try:
-            _render_into(images, layout, seed, STREAM_GALAXIES, executor, progress, "source")
+            _render_into(images, layout, seed, STREAM_GALAXIES, executor, progress, "source",
+                         source_psf)
             pair.write("source", domains["source"])
-            if independent_target:
-                _render_into(images, layout, seed, STREAM_TARGET_GALAXIES, executor, progress,
-                             "target")
+            if independent_target or target_psf != source_psf:
+                stream = STREAM_TARGET_GALAXIES if independent_target else STREAM_GALAXIES
+                _render_into(images, layout, seed, stream, executor, progress, "target",
+                             target_psf)
         finally:
             if executor is not None:
                 executor.shutdown()
@@ -313,6 +374,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=None, help="processes (default: all CPUs)")
     parser.add_argument("--limiting-sb", type=float, default=DEFAULT_LIMITING_SB,
                         help="target SB_lim in mag/arcsec^2, 1 sigma over 1 arcsec^2 (default 25)")
+    parser.add_argument("--target-psf-scale", type=float, nargs="+",
+                        default=[DEFAULT_TARGET_PSF_SCALE], metavar="S",
+                        help="target PSF FWHM / source PSF FWHM: one factor for every filter or "
+                        "one per filter (F814W F356W F160W), 1-3 (default 1: the same PSF)")
     parser.add_argument("--independent-target", action="store_true",
                         help="target galaxies drawn independently of the source ones")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -320,7 +385,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="replace a pair that --out already holds")
     args = parser.parse_args(argv)
     try:
-        check_arguments(args.n_mergers, args.n_nonmergers, args.limiting_sb, args.workers)
+        check_arguments(args.n_mergers, args.n_nonmergers, args.limiting_sb, args.workers,
+                        args.target_psf_scale)
     except ValueError as error:
         parser.error(str(error))
     refusal = refuse_existing_pair(args.out, args.force)
@@ -331,7 +397,8 @@ def main(argv: list[str] | None = None) -> int:
                      "write to (it is created if missing)")
     try:
         paths = simulate(args.out, args.n_mergers, args.n_nonmergers, args.seed, args.workers,
-                         args.limiting_sb, args.independent_target, progress=not args.quiet)
+                         args.limiting_sb, args.independent_target, progress=not args.quiet,
+                         target_psf_scale=args.target_psf_scale)
     except (OSError, InvalidDatasetError) as error:
         message = write_error_message(error, args.out)
         if message is None and not isinstance(error, InvalidDatasetError):

@@ -12,6 +12,9 @@ the *source* (the labelled domain training learns from) must hold both classes.
 filters, pixel scale and image shape (compared from the attributes, not trusted from the pair
 id), and the same ``pair_id`` when the files have one (written by
 ``galaxies.pairs.pair_transaction``; older files have none and pass on the other checks).
+PSF sizes may differ between the domains (a wider target PSF is a shift, see
+``galaxies/simulate.py --target-psf-scale``), but a target that states its PSF widening
+(``target_psf_scale``) must have the source's FWHMs times that factor.
 
 Command line (exit status 0 only if every file, and every pair, is valid)::
 
@@ -172,6 +175,11 @@ def _positive_numbers(value: object) -> np.ndarray | None:
         return None
     ok = numbers.ndim == 1 and numbers.size and np.isfinite(numbers).all() and (numbers > 0).all()
     return numbers if ok else None
+
+
+def _numbers_text(numbers: np.ndarray | None) -> str:
+    """``"0.09, 0.12, 0.18"`` (``"?"`` for ``None``), for messages and summaries."""
+    return "?" if numbers is None else ", ".join(f"{x:g}" for x in numbers)
 
 
 def _check_pixels(path: Path, images: np.ndarray) -> None:
@@ -335,7 +343,9 @@ def check_pair(paths: Mapping[str, Path], attrs: Mapping[str, Mapping],
             differ, the pixel scales differ (compared from the attributes themselves, whatever
             the pair ids say), or the ``pair_id`` attributes differ (or only one file has
             one). PSF sizes may differ: a broader target PSF is a domain shift, not an error
-            (:func:`summarize` prints each file's).
+            (:func:`summarize` prints each file's); but a target with a ``target_psf_scale``
+            attribute must hold one or one-per-filter finite factors > 0 and the source's
+            ``psf_fwhm_arcsec`` times them (:func:`_check_psf_scale`).
     """
     for domain, path in paths.items():
         if attrs[domain]["domain"] != domain:
@@ -369,6 +379,7 @@ def check_pair(paths: Mapping[str, Path], attrs: Mapping[str, Mapping],
             f"{tuple(image_shapes['source'])}",
             "create both domains with the same image shape",
         )
+    _check_psf_scale(paths["target"], source, target)
     ids = {domain: attrs[domain].get(PAIR_ID_ATTR) for domain in ("source", "target")}
     if ids["source"] == ids["target"]:
         return  # the same transaction, or two files older than pair ids (not checkable)
@@ -385,6 +396,36 @@ def check_pair(paths: Mapping[str, Path], attrs: Mapping[str, Mapping],
         f"{problem} (source: {_describe(source)}; target: {_describe(target)})",
         PAIR_FIX,
     )
+
+
+def _check_psf_scale(path: Path, source: Mapping, target: Mapping) -> None:
+    """A target's stated PSF widening agrees with the two files' PSF FWHMs (if it states one).
+
+    Files without ``target_psf_scale`` (imports, the simulator at the default scale) pass:
+    their PSFs may differ for any reason.
+    """
+    if "target_psf_scale" not in target:
+        return
+    fail = partial(InvalidDatasetError, path)
+    n = len(FILTERS)
+    scale = _positive_numbers(target["target_psf_scale"])
+    if scale is None or len(scale) not in (1, n):
+        raise fail(
+            f"attribute target_psf_scale is {target['target_psf_scale']!r}, expected one finite "
+            f"factor > 0, or one per filter ({n})",
+            "re-simulate the pair with `python galaxies/simulate.py --target-psf-scale S ...`",
+        )
+    fwhm = {d: _positive_numbers(a["psf_fwhm_arcsec"]) for d, a in (("source", source),
+                                                                     ("target", target))}
+    expected = np.broadcast_to(fwhm["source"], n) * np.broadcast_to(scale, n)
+    if not np.allclose(np.broadcast_to(fwhm["target"], n), expected, rtol=1e-6, atol=0.0):
+        raise fail(
+            f"PSF FWHM {_numbers_text(fwhm['target'])} arcsec is not the source's "
+            f"{_numbers_text(fwhm['source'])} arcsec times the file's target_psf_scale "
+            f"{_numbers_text(scale)}, so the file misstates its PSF",
+            "re-simulate the pair with `python galaxies/simulate.py --target-psf-scale S ...` "
+            "(which writes both consistently), or correct psf_fwhm_arcsec/target_psf_scale",
+        )
 
 
 def validate_pair(data_dir: str | os.PathLike) -> dict[str, DomainData]:
@@ -432,11 +473,11 @@ def summarize(data: DomainData) -> str:
     filters = [filters] if isinstance(filters, str) else filters
     lines.append(f"  filters: {', '.join(filters)}")
     lines.append(f"  noise: {attrs.get('noise', '?')}")
-    scale, psf = (_positive_numbers(attrs.get(name))
-                  for name in ("pixel_scale_arcsec", "psf_fwhm_arcsec"))
-    lines.append("  pixel scale: " + (", ".join(f"{x:g}" for x in scale) if scale is not None
-                                      else "?") + " arcsec, PSF FWHM: "
-                 + (", ".join(f"{x:g}" for x in psf) if psf is not None else "?") + " arcsec")
+    scale, psf, widening = (_positive_numbers(attrs.get(name)) for name in
+                            ("pixel_scale_arcsec", "psf_fwhm_arcsec", "target_psf_scale"))
+    lines.append(f"  pixel scale: {_numbers_text(scale)} arcsec, PSF FWHM: "
+                 f"{_numbers_text(psf)} arcsec"
+                 + (f" (the source's x {_numbers_text(widening)})" if widening is not None else ""))
     lines.append(
         f"  generator: {attrs.get('generator', '?')} {attrs.get('generator_version', '')} "
         f"(seed {attrs.get('seed', '?')})"

@@ -2,19 +2,28 @@
 
 from __future__ import annotations
 
+import math
 import subprocess
 import sys
 from pathlib import Path
 
+import galsim
 import numpy as np
 import pytest
 
 from galaxies import morphology
+from galaxies.pairs import data_identity
 from galaxies.schema import DATASET_DTYPES, IMAGE_SHAPE, SPLITS, load_domain_arrays
 from galaxies.simulate import AUGMENTATIONS, noise_sigma, simulate
+from galaxies.validate import validate_pair
 
 REPO = Path(__file__).resolve().parents[1]
 N_MERGERS, N_NONMERGERS = 20, 15
+#: The pair id of ``tiny`` as the simulator wrote it before ``--target-psf-scale`` existed
+#: (commit e2a92b5): the default must keep it, so existing folders keep their data identity.
+#: A deliberate change of the generator's attributes or layout changes it.
+TINY_PAIR_ID = "efdbc224391ec97fb899cdaa340b9b3f"
+PSF_SCALE = (1.2, 1.5, 2.0)  # target FWHM / source FWHM per filter in the tests below
 
 
 @pytest.fixture(scope="module")
@@ -155,6 +164,9 @@ def test_cli_end_to_end(tmp_path):
         (["--limiting-sb", "nan"], "--limiting-sb"),
         (["--limiting-sb", "-3"], "--limiting-sb"),
         (["--workers", "0"], "--workers"),
+        (["--target-psf-scale", "nan"], "--target-psf-scale"),
+        (["--target-psf-scale", "0.5"], "--target-psf-scale"),
+        (["--target-psf-scale", "1.2", "1.5"], "--target-psf-scale"),
     ],
 )
 def test_cli_bad_input(tmp_path, args, words):
@@ -224,3 +236,103 @@ def test_minor_interactions_add_a_companion_to_some_non_mergers(monkeypatch):
     base = [len(morphology.nonmerger(np.random.default_rng(k))) for k in range(200)]
     share = np.mean(np.array(counts) > np.array(base))
     assert 0.38 < share < 0.62
+
+
+def test_target_psf_width_scales_as_asked():
+    """The target's PSFs are the source's widened by the factor of each filter, profile kept.
+
+    Measured twice with GalSim: the FWHM of the PSF profiles the simulator convolves with
+    (finely sampled, no pixel), and the width of a point source as ``morphology.render``
+    draws it on the 0.04" pixels (adaptive-moment sigma, the pixel's variance of 1/12 px^2
+    taken out). At fixed flux the peak falls as 1 / factor^2.
+    """
+    pairs = zip(morphology.psfs(), morphology.psfs(PSF_SCALE), strict=True)
+    for band, (source, target) in enumerate(pairs):
+        fwhm = [psf.drawImage(nx=401, ny=401, scale=0.002, method="no_pixel").calculateFWHM()
+                for psf in (source, target)]
+        assert fwhm[0] == pytest.approx(morphology.PSF_MODELS[band][1], rel=0.01)
+        assert fwhm[1] / fwhm[0] == pytest.approx(PSF_SCALE[band], rel=0.01)
+        assert type(target) is type(source)
+        if isinstance(source, galsim.Moffat):
+            assert target.beta == source.beta
+    point = [morphology.Component(galsim.DeltaFunction(), np.ones(3))]
+    drawn = {"source": morphology.render(point), "target": morphology.render(point, PSF_SCALE)}
+    for band, factor in enumerate(PSF_SCALE):
+        images = {d: galsim.Image(image[band].astype(np.float64)) for d, image in drawn.items()}
+        width = {d: math.sqrt(galsim.hsm.FindAdaptiveMom(image).moments_sigma ** 2 - 1 / 12)
+                 for d, image in images.items()}
+        assert width["target"] / width["source"] == pytest.approx(factor, rel=0.03)
+        flux = {d: image.array.sum() for d, image in images.items()}
+        assert flux["target"] == pytest.approx(flux["source"], rel=0.03)
+        peak = {d: image.array.max() for d, image in images.items()}
+        assert peak["target"] / peak["source"] == pytest.approx(factor**-2, rel=0.05)
+
+
+def test_default_target_psf_scale_changes_nothing(tmp_path, tiny):
+    """Scale 1 (one value or three) writes what the simulator wrote before the option."""
+    assert tiny["source"].attrs["pair_id"] == tiny["target"].attrs["pair_id"] == TINY_PAIR_ID
+    folders = {}
+    for name, value in (("one", 1.0), ("three", (1.0, 1.0, 1.0))):
+        folders[name] = tmp_path / name
+        paths = simulate(folders[name], N_MERGERS, N_NONMERGERS, seed=5, workers=1,
+                         progress=False, target_psf_scale=value)
+        for domain, path in paths.items():
+            data = load_domain_arrays(path)
+            assert np.array_equal(data.images, tiny[domain].images)
+            assert data.attrs == tiny[domain].attrs
+            assert "target_psf_scale" not in data.attrs
+    for name in ("source.h5", "target.h5"):
+        assert (folders["one"] / name).read_bytes() == (folders["three"] / name).read_bytes()
+    assert data_identity(folders["one"]) == data_identity(folders["three"])
+
+
+def test_psf_mismatched_pair(tmp_path, tiny):
+    """Source unchanged; target = the same galaxies through the wider PSFs + the same noise."""
+    paths = simulate(tmp_path, N_MERGERS, N_NONMERGERS, seed=5, workers=1, progress=False,
+                     target_psf_scale=PSF_SCALE)
+    source, target = (load_domain_arrays(paths[d]) for d in ("source", "target"))
+    assert np.array_equal(source.images, tiny["source"].images)
+    assert ({k: v for k, v in source.attrs.items() if k != "pair_id"}
+            == {k: v for k, v in tiny["source"].attrs.items() if k != "pair_id"})
+    assert target.attrs["target_psf_scale"] == list(PSF_SCALE)
+    expected = [fwhm * s for (_, fwhm, _), s in zip(morphology.PSF_MODELS, PSF_SCALE, strict=True)]
+    assert target.attrs["psf_fwhm_arcsec"] == pytest.approx(expected, rel=1e-9)
+    assert target.attrs["psf_models"] == ['moffat fwhm=0.108" beta=3.0', 'airy fwhm=0.18"',
+                                          'moffat fwhm=0.36" beta=2.5']
+    assert target.attrs["noise_sigma"] == tiny["target"].attrs["noise_sigma"]
+    # data identity: another pair id, and the target's attributes say why
+    identity = data_identity(tmp_path)
+    assert identity["target"]["attrs"]["pair_id"] != TINY_PAIR_ID
+    assert identity["target"]["attrs"]["target_psf_scale"] == list(PSF_SCALE)
+    # the noise realisation is the default target's, so taking it out leaves the wide render
+    noise = tiny["target"].images.astype(np.float64) - tiny["source"].images
+    wide = target.images - noise
+    flux_ratio = wide.sum(axis=(2, 3)) / source.images.sum(axis=(2, 3))
+    assert flux_ratio == pytest.approx(1.0, abs=0.02)  # flux conserved (bar the stamp edge)
+    peak_ratio = wide.max(axis=(2, 3)) / source.images.max(axis=(2, 3))
+    assert (peak_ratio < 1.0).all()  # a wider PSF at fixed flux lowers the peak
+    assert (np.median(peak_ratio, axis=0) < [0.95, 0.8, 0.6]).all()
+    validate_pair(tmp_path)
+
+
+@pytest.mark.parametrize("scale", [["1.5"], ["1.2", "1.5", "2"]], ids=["one", "three"])
+def test_cli_target_psf_scale(tmp_path, scale):
+    out = tmp_path / "x"
+    result = _cli("--out", str(out), "--n-mergers", "11", "--n-nonmergers", "3", "--seed", "5",
+                  "--workers", "1", "--quiet", "--target-psf-scale", *scale)
+    assert result.returncode == 0, result.stderr
+    data = validate_pair(out)
+    factors = [float(s) for s in scale] * (3 // len(scale))
+    assert data["target"].attrs["target_psf_scale"] == factors
+    assert "target_psf_scale" not in data["source"].attrs
+
+
+def test_cli_bad_target_psf_scale_is_one_line_exit_2(tmp_path):
+    out = tmp_path / "never"
+    result = _cli("--out", str(out), "--target-psf-scale", "4")
+    assert result.returncode == 2
+    errors = [line for line in result.stderr.splitlines() if "error" in line]
+    assert errors == [result.stderr.strip().splitlines()[-1]]
+    assert "--target-psf-scale 4 is not a plausible PSF widening" in errors[0]
+    assert "Fix: give factors between 1" in errors[0]
+    assert not out.exists()

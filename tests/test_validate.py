@@ -199,3 +199,30 @@ def test_a_broader_target_psf_is_a_shift_not_an_error(tmp_path: Path, tiny_domai
     data = validate_pair(folder)
     assert "PSF FWHM: 0.2, 0.3, 0.4 arcsec" in summarize(data["target"])
     assert "pixel scale: 0.06 arcsec, PSF FWHM: 0.15 arcsec" in summarize(data["source"])
+
+
+def test_a_stated_target_psf_scale_must_match_the_psfs(tmp_path: Path, tiny_domain_arrays):
+    """A target that says its PSF is the source's x s (``simulate.py --target-psf-scale``)
+    passes when its FWHMs are; a file whose FWHMs or factors contradict that is refused."""
+    from galaxies.validate import validate_pair
+
+    arrays = tiny_domain_arrays  # source PSF FWHM 0.15"
+    good = _pair_with(tmp_path / "good", arrays, psf_fwhm_arcsec=[0.18, 0.225, 0.3],
+                      target_psf_scale=[1.2, 1.5, 2.0])
+    data = validate_pair(good)
+    assert "PSF FWHM: 0.18, 0.225, 0.3 arcsec (the source's x 1.2, 1.5, 2)" in summarize(
+        data["target"])
+    assert main([str(good)]) == 0
+    for name, attrs, expected in (
+        ("fwhm", {"psf_fwhm_arcsec": 0.15, "target_psf_scale": 1.5},
+         "PSF FWHM 0.15 arcsec is not the source's 0.15 arcsec times the file's "
+         "target_psf_scale 1.5"),
+        ("count", {"psf_fwhm_arcsec": 0.15, "target_psf_scale": [1.0, 1.0]},
+         "attribute target_psf_scale is"),
+        ("factor", {"psf_fwhm_arcsec": 0.15, "target_psf_scale": [1.0, np.nan, 1.0]},
+         "attribute target_psf_scale is"),
+    ):
+        folder = _pair_with(tmp_path / name, arrays, **attrs)
+        with pytest.raises(InvalidDatasetError) as info:
+            validate_pair(folder)
+        _assert_one_line(info.value, domain_paths(folder)["target"], expected)
