@@ -4,7 +4,9 @@ Usage::
 
     python analysis/paper_study.py                  # every stage below, resuming finished work
     python analysis/paper_study.py --dry-run        # the commands, nothing run
-    python analysis/paper_study.py --only mmd_deepmerge dann_deepmerge
+    python analysis/paper_study.py --only none_deepmerge mmd_deepmerge dann_deepmerge
+    python analysis/paper_study.py --profile gpu --runs $OUT/runs --reports $OUT/reports \
+        --deadline-min 9                            # one H100-class GPU, trials packed
 
 Stages (each one the documented CLI, run as a subprocess; rerunning skips what is finished):
 
@@ -13,26 +15,44 @@ Stages (each one the documented CLI, run as a subprocess; rerunning skips what i
    the study (search, selection) reads its *validation* splits only.
 2. **Searches**, as the paper did: DeepHyper CBO with successive halving (``--stopper sha``),
    the default label-free objective, the paper budget (30 full epochs; the stopping rule of
-   ``training.config``'s default), two trials at a time: :data:`SEARCHES` trials per problem
-   (DeepMerge no-DA, MMD, DANN: 30; ResNet18 MMD, DANN: 10 on a CPU).
-3. **Search records** under ``--reports/searches/<problem>/``: ``results.csv``, ``search.json``
-   and every trial's ``record.json`` (JSON only, no checkpoint), plus ``selection.json``: the
-   label-free pick against the oracle pick (highest *target validation* accuracy, read for
-   reporting only, never for a choice) and their gap.
-4. **Held-out data at the paper's size** (8120 mergers = 1624 systems x 5, 7306 non-mergers,
+   ``training.config``'s default): :data:`SEARCHES` trials per problem (DeepMerge no-DA, MMD,
+   DANN: 30; the five newer DeepMerge methods and ResNet18 no-DA, MMD, DANN: 10 on a CPU).
+   Each search's records go to ``--reports/searches/<problem>/`` (``results.csv``,
+   ``search.json``, every trial's ``record.json``, no checkpoint) with ``selection.json``:
+   the label-free pick against the oracle pick (highest *target validation* accuracy, read
+   for reporting only, never for a choice) and their gap.
+3. **Held-out data at the paper's size** (8120 mergers = 1624 systems x 5, 7306 non-mergers,
    70/10/20): data seeds :data:`HELD_OUT` (never read by a choice), simulated when missing.
-5. **Table 1's DeepMerge rows**: each DeepMerge search's label-free pick trained with
+4. **Table 1's DeepMerge rows**: each DeepMerge search's label-free pick trained with
    training seeds 1..N on each held-out data seed (10 on the first, 3 on the second), seed
    by seed across the three problems and both data seeds so that a stopped run leaves
-   balanced rows; each
-   finished seed's record, per-image test predictions and thinned ROC curves are copied to
-   ``--reports/seeds/data<D>/<backbone>/<arm>/seed_<S>/`` (:func:`collect_seed`).
-6. The ResNet18 searches (after the DeepMerge rows: they cost the most).
+   balanced rows.
+5. **The extended DeepMerge table** on the first held-out data seed, seeds 1-3
+   (:data:`EXTENDED_SEEDS`): the controls and the oracle with the no-DA search's pick
+   (``search/seeds.py --shared-config``: a control differs from no-DA in the one thing it
+   controls) — joint-BN, per-domain normalisation, the target-trained oracle — AdaBN
+   (re-scores the no-DA seeds' networks), the classical baseline, and CORAL, MMD+FE, DANN+FE,
+   CDAN and SIDDA with their own searches' picks.
+6. **ResNet18**: no-DA, MMD and DANN with their searches' picks (:data:`RESNET_SEEDS` seeds),
+   joint-BN and the oracle with the no-DA search's pick.
 7. Table 1, the extended table and Figure 1 from the committed copies
    (``analysis/paper_tables.py``; a run stopped before its schedule ended is refused).
 
-Training folders (checkpoints included) go to ``--runs`` (default ``runs/paper``, ignored by
-git); the command commits nothing. Exit status: 0 every stage done; 1 a stage failed; 2 bad
+Every finished seed's record, per-image test predictions and thinned ROC curves are copied to
+``--reports/seeds/data<D>/<backbone>/<arm>/seed_<S>/`` (:func:`collect_seed`). Training
+folders (checkpoints included) go to ``--runs`` (default ``runs/paper``, ignored by git); the
+command commits nothing.
+
+Profiles (:data:`PROFILES`): ``cpu`` runs two trials at a time with one torch thread each, in
+the order above (the DeepMerge rows first: ResNet18 costs the most); ``gpu`` packs
+:data:`GPU_PACK` trials on one GPU as that many processes on the device (the searches' process
+evaluator and the seed pool: Ray's wheel alone is larger than what the device tool carries,
+so the Ray evaluator's ``--gpus-per-trial 1/K`` packing is for a cluster, ``jobs/``), ResNet18
+first (what a CPU cannot do), and ten ResNet18 seeds.
+``--deadline-min M`` starts nothing after M minutes (a search gets the time left as its
+``--timeout``) and then still builds the tables from what finished.
+
+Exit status: 0 every stage done; 1 a stage failed or the deadline left work undone; 2 bad
 arguments; 130 interrupted (Ctrl-C: one line; rerunning resumes).
 """
 
@@ -45,6 +65,7 @@ import shutil
 import subprocess
 import sys
 import time
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -53,24 +74,106 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 DEV_DATA = "data/benchmark-v4-seed2-dev"
 DEV_SIMULATION = ("--n-mergers", "3000", "--n-nonmergers", "2700", "--seed", "2")
-#: Trials per search (DeepMerge as the issue asks, ResNet18 at the CPU's least).
-SEARCHES = {"none_deepmerge": 30, "mmd_deepmerge": 30, "dann_deepmerge": 30,
-            "mmd_resnet": 10, "dann_resnet": 10}
+DEEPMERGE = ("none_deepmerge", "mmd_deepmerge", "dann_deepmerge")
+#: The newer DeepMerge methods of the extended table, each with its own search.
+NEWER = ("coral_deepmerge", "mmdfe_deepmerge", "dannfe_deepmerge", "cdan_deepmerge",
+         "sidda_deepmerge")
+RESNET = ("none_resnet", "mmd_resnet", "dann_resnet")
+#: Trials per search (DeepMerge's paper methods as the issue asks, the rest at the CPU's least).
+SEARCHES = {**{p: 30 for p in DEEPMERGE}, **{p: 10 for p in NEWER}, **{p: 10 for p in RESNET}}
 #: Held-out data seed -> training seeds of the DeepMerge rows on it (analysis.headline's
 #: HELD_OUT_DATA_SEEDS lists them, so no search or study may run on them).
 HELD_OUT = {11: 10, 12: 3}
+EXTENDED_SEEDS = 3  #: training seeds of the extended table (first held-out data seed)
+#: Controls and the oracle: trained with the no-DA search's pick (``--shared-config``).
+CONTROLS = {"deepmerge": ("jointbn_deepmerge", "oracle_deepmerge"),
+            "resnet18": ("jointbn_resnet", "oracle_resnet")}
 PAPER_SIZE = ("--n-mergers", "8120", "--n-nonmergers", "7306")
-DEEPMERGE = ("none_deepmerge", "mmd_deepmerge", "dann_deepmerge")
 ROC_POINTS = 200  #: points kept of each committed ROC curve (:func:`thin_roc`)
-SEARCH_ARGS = ("--budget", "paper", "--stopper", "sha", "--search", "cbo", "--seed", "42",
-               "--evaluator", "process")
+SEARCH_ARGS = ("--budget", "paper", "--stopper", "sha", "--search", "cbo", "--seed", "42")
+GPU_PACK = 8  #: trials at once on one GPU in the ``gpu`` profile
 
 
-def search_command(problem: str, runs: Path, data: str, workers: int) -> list[str]:
+@dataclass(frozen=True)
+class Profile:
+    """How the study uses the machine.
+
+    Attributes:
+        name: ``cpu`` or ``gpu``.
+        workers: trials at once.
+        search_runner: ``search/run.py`` flags that place the trials.
+        seed_sets: ``--set`` items of every seed trial (the device).
+        resnet_seeds: training seeds of ResNet18's rows (and of its controls).
+        resnet_first: ResNet18 before the DeepMerge stages.
+    """
+
+    name: str
+    workers: int
+    search_runner: tuple[str, ...]
+    seed_sets: tuple[str, ...]
+    resnet_seeds: int
+    resnet_first: bool
+
+
+PROFILES = {
+    "cpu": Profile("cpu", 2, ("--evaluator", "process", "--workers", "2"), (), 3, False),
+    "gpu": Profile("gpu", GPU_PACK, ("--evaluator", "process", "--workers", str(GPU_PACK),
+                                     "--set", "device=cuda"), ("device=cuda",), 10, True),
+}
+
+
+@dataclass
+class Job:
+    """One seed trial (or the classical baseline's seeds) of a seed stage.
+
+    Attributes:
+        label: what the log and progress lines call it.
+        command: the subprocess; ``None`` until :attr:`prepare` builds it (AdaBN needs the
+            finished no-DA seed's configuration).
+        records: the ``record.json`` files that exist once the job is done.
+        log: its output file.
+        prepare: builds the command when the job starts (else ``None``).
+    """
+
+    label: str
+    command: list[str] | None
+    records: list[Path]
+    log: Path
+    prepare: Any = None
+
+    def done(self) -> bool:
+        """Every record of the job exists (a rerun skips it)."""
+        return all(record.is_file() for record in self.records)
+
+
+@dataclass
+class Stage:
+    """A step of the study: simulate data, one search, or a pool of seed jobs.
+
+    Attributes:
+        kind: ``simulate``, ``search`` or ``seeds``.
+        name: what the log calls it.
+        commands: the commands of a ``simulate`` or ``search`` stage.
+        jobs: the jobs of a ``seeds`` stage.
+        done_when: a file whose existence means a ``simulate`` stage is done.
+        problem: a search stage's problem (its records are copied to the reports).
+    """
+
+    kind: str
+    name: str
+    commands: list[list[str]] = field(default_factory=list)
+    jobs: list[Job] = field(default_factory=list)
+    done_when: Path | None = None
+    problem: str | None = None
+
+
+def search_command(problem: str, runs: Path, data: str, profile: Profile,
+                   timeout: float | None = None) -> list[str]:
     """The ``search/run.py`` command of one problem's search (``--resume``: skips done work)."""
     return [sys.executable, "search/run.py", "--problem", problem, "--data", data,
             "--log-dir", str(runs / "search" / problem), "--max-evals", str(SEARCHES[problem]),
-            *SEARCH_ARGS, "--workers", str(workers), "--resume", "--quiet"]
+            *SEARCH_ARGS, *profile.search_runner, "--resume", "--quiet",
+            *(["--timeout", str(int(timeout))] if timeout is not None else [])]
 
 
 def held_out_dir(seed: int) -> str:
@@ -78,8 +181,30 @@ def held_out_dir(seed: int) -> str:
     return f"data/benchmark-v4-seed{seed}-heldout-paper"
 
 
-def seed_jobs(runs: Path) -> list[tuple[str, int, int, list[str]]]:
-    """``(problem, data seed, training seed, command)`` of Table 1's DeepMerge rows.
+def seed_job(problem: str, data_seed: int, seed: int, n_seeds: int, runs: Path,
+             profile: Profile, search: str | None = None, study: str | None = None,
+             sets: tuple[str, ...] = ()) -> Job:
+    """Training seed ``seed`` (of ``n_seeds``) of ``problem`` on a held-out data seed.
+
+    ``search`` is the search whose pick is trained (default: ``problem``'s own; another
+    problem's means ``--shared-config``); ``study`` names the seed folder (default the
+    problem), ``sets`` are extra ``--set`` items (per-domain normalisation).
+    """
+    search = search or problem
+    study = study or problem
+    out = runs / "seeds" / f"data{data_seed}" / study
+    command = [sys.executable, "search/seeds.py", "--problem", problem, "--from-search",
+               str(runs / "search" / search), *(["--shared-config"] if search != problem else []),
+               "--seeds", str(n_seeds), "--only-seed", str(seed), "--data", held_out_dir(data_seed),
+               "--out", str(out), "--workers", "1", "--evaluator", "serial", "--quiet",
+               *(x for item in (*profile.seed_sets, *sets) for x in ("--set", item))]
+    return Job(f"{study} data seed {data_seed} seed {seed}", command,
+               [out / f"seed_{seed}" / "record.json"],
+               runs / "logs" / f"seeds_data{data_seed}_{study}_{seed}.log")
+
+
+def seed_jobs(runs: Path, profile: Profile = PROFILES["cpu"]) -> list[Job]:
+    """Table 1's DeepMerge rows.
 
     Seed-major across the held-out data seeds: training seed 1 of every problem on every data
     seed, then seed 2, ...; so the first rounds give both data seeds their three seeds before
@@ -91,36 +216,147 @@ def seed_jobs(runs: Path) -> list[tuple[str, int, int, list[str]]]:
             if seed > n_seeds:
                 continue
             for problem in DEEPMERGE:
-                jobs.append((problem, data_seed, seed, [
-                    sys.executable, "search/seeds.py", "--problem", problem, "--from-search",
-                    str(runs / "search" / problem), "--seeds", str(n_seeds), "--only-seed",
-                    str(seed), "--data", held_out_dir(data_seed), "--out",
-                    str(runs / "seeds" / f"data{data_seed}" / problem), "--workers", "1",
-                    "--evaluator", "serial", "--quiet"]))
+                jobs.append(seed_job(problem, data_seed, seed, n_seeds, runs, profile))
     return jobs
 
 
-def run_seed_jobs(jobs: list, runs: Path, reports: Path, workers: int) -> int:
-    """Run the jobs ``workers`` at a time (one torch thread each); copy each finished record."""
+def adabn_job(data_seed: int, seed: int, runs: Path, profile: Profile) -> Job:
+    """AdaBN: the no-DA seed's network re-scored with target BatchNorm statistics.
+
+    AdaBN trains exactly as no-DA does (``tests/test_controls.py``), so it re-scores the
+    finished no-DA seed (``training/train.py --from-trial``) with that seed's configuration.
+    """
+    source = runs / "seeds" / f"data{data_seed}" / "none_deepmerge" / f"seed_{seed}"
+    out = runs / "seeds" / f"data{data_seed}" / "adabn_deepmerge" / f"seed_{seed}"
+
+    def prepare() -> list[str]:
+        config = json.loads((source / "record.json").read_text())["config"]
+        sets = [f"{k}={v}" for k, v in config.items()
+                if k not in ("method", "backbone", "seed") and v is not None]
+        return [sys.executable, "training/train.py", "--problem", "adabn_deepmerge",
+                "--data", held_out_dir(data_seed), "--seed", str(seed), "--from-trial",
+                str(source), "--out", str(out), "--quiet",
+                *(x for item in sets for x in ("--set", item))]
+
+    return Job(f"adabn_deepmerge data seed {data_seed} seed {seed}", None,
+               [out / "record.json"], runs / "logs" / f"seeds_data{data_seed}_adabn_{seed}.log",
+               prepare)
+
+
+def extended_jobs(runs: Path, profile: Profile) -> list[Job]:
+    """The extended DeepMerge table's seeds on the first held-out data seed (seed-major)."""
+    data_seed = next(iter(HELD_OUT))
+    jobs = []
+    for seed in range(1, EXTENDED_SEEDS + 1):
+        jobs += [seed_job(p, data_seed, seed, EXTENDED_SEEDS, runs, profile,
+                          search="none_deepmerge") for p in CONTROLS["deepmerge"]]
+        jobs.append(seed_job("none_deepmerge", data_seed, seed, EXTENDED_SEEDS, runs, profile,
+                             study="none_deepmerge-perdomain",
+                             sets=("normalization=per_domain",)))
+        jobs.append(adabn_job(data_seed, seed, runs, profile))
+    out = runs / "seeds" / f"data{data_seed}" / "classical"
+    jobs.append(Job(f"classical data seed {data_seed}", [
+        sys.executable, "training/classical.py", "--data", held_out_dir(data_seed), "--out",
+        str(out), "--seeds", str(EXTENDED_SEEDS), "--workers", "1", "--quiet"],
+        [out / f"seed_{s}" / "record.json" for s in range(1, EXTENDED_SEEDS + 1)],
+        runs / "logs" / f"classical_data{data_seed}.log"))
+    return jobs
+
+
+def newer_jobs(runs: Path, profile: Profile) -> list[Job]:
+    """The five newer methods' seeds with their own searches' picks (seed-major)."""
+    data_seed = next(iter(HELD_OUT))
+    return [seed_job(p, data_seed, seed, EXTENDED_SEEDS, runs, profile)
+            for seed in range(1, EXTENDED_SEEDS + 1) for p in NEWER]
+
+
+def resnet_jobs(runs: Path, profile: Profile) -> list[Job]:
+    """ResNet18's Table 1 rows, then its joint-BN and oracle rows (seed-major)."""
+    data_seed = next(iter(HELD_OUT))
+    n_seeds = profile.resnet_seeds
+    jobs = [seed_job(p, data_seed, seed, n_seeds, runs, profile)
+            for seed in range(1, n_seeds + 1) for p in RESNET]
+    n_controls = n_seeds if profile.name == "gpu" else 1
+    jobs += [seed_job(p, data_seed, seed, n_controls, runs, profile, search="none_resnet")
+             for seed in range(1, n_controls + 1) for p in CONTROLS["resnet18"]]
+    return jobs
+
+
+def plan(runs: Path, profile: Profile, problems: list[str]) -> list[Stage]:
+    """Every stage of the study in the profile's order (``problems`` filters searches/seeds)."""
+    simulate = Stage("simulate", "development data", [[
+        sys.executable, "galaxies/simulate.py", "--out", DEV_DATA, *DEV_SIMULATION,
+        "--workers", str(max(profile.workers, 2)), "--quiet"]],
+        done_when=REPO / DEV_DATA / "target.h5")
+    held_out = [Stage("simulate", f"held-out data seed {seed}", [[
+        sys.executable, "galaxies/simulate.py", "--out", held_out_dir(seed), *PAPER_SIZE,
+        "--seed", str(seed), "--workers", str(max(profile.workers, 2)), "--quiet"]],
+        done_when=REPO / held_out_dir(seed) / "target.h5") for seed in HELD_OUT]
+
+    def searches(group: tuple[str, ...]) -> list[Stage]:
+        return [Stage("search", f"search {p}", [search_command(p, runs, DEV_DATA, profile)],
+                      problem=p) for p in group if p in problems]
+
+    def seeds(name: str, jobs: list[Job]) -> list[Stage]:
+        kept = [j for j in jobs if _job_problem(j) in problems]
+        return [Stage("seeds", name, jobs=kept)] if kept else []
+
+    deepmerge = [*searches(DEEPMERGE), *held_out,
+                 *seeds("Table 1: DeepMerge rows", seed_jobs(runs, profile)),
+                 *seeds("extended table: controls, AdaBN, classical, oracle",
+                        extended_jobs(runs, profile)),
+                 *searches(NEWER), *seeds("extended table: newer methods",
+                                          newer_jobs(runs, profile))]
+    resnet = [*searches(RESNET)]
+    resnet += seeds("Table 1: ResNet18 rows, joint-BN, oracle", resnet_jobs(runs, profile))
+    if profile.resnet_first:
+        return [simulate, *held_out, *resnet, *deepmerge]
+    return [simulate, *deepmerge, *resnet]
+
+
+def _job_problem(job: Job) -> str:
+    """The problem (or ``classical``) a job trains: the name ``--only`` filters on.
+
+    Controls and the oracle belong to the search whose pick they train, AdaBN and per-domain
+    normalisation to ``none_deepmerge``, the classical baseline to ``none_deepmerge``.
+    """
+    command = job.command or []
+    if "--from-search" in command:
+        return Path(command[command.index("--from-search") + 1]).name
+    return "none_deepmerge"
+
+
+def run_jobs(jobs: list[Job], runs: Path, reports: Path, workers: int,
+             deadline: float | None) -> int:
+    """Run the jobs ``workers`` at a time; copy each finished seed to ``reports``.
+
+    Each job gets ``cores // workers`` torch threads (``OMP_NUM_THREADS``, at least one).
+
+    A job already done is only copied. After ``deadline`` (``time.monotonic()``) no job
+    starts; the undone ones count as a failure (exit 1: rerun to resume).
+    """
     import os
+    import threading
     from concurrent.futures import ThreadPoolExecutor
 
-    env = {**os.environ, "OMP_NUM_THREADS": "1"} if workers > 1 else None
+    env = {**os.environ, "OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // workers))}
+    lock = threading.Lock()
 
-    def one(job) -> int:
-        problem, data_seed, seed, command = job
-        study = REPO / runs / "seeds" / f"data{data_seed}" / problem
-        record = study / f"seed_{seed}" / "record.json"
-        if not record.is_file():
-            log = REPO / runs / "logs" / f"seeds_data{data_seed}_{problem}_{seed}.log"
-            log.parent.mkdir(parents=True, exist_ok=True)
-            with log.open("a") as handle:
+    def one(job: Job) -> int:
+        if not job.done():
+            if deadline is not None and time.monotonic() > deadline:
+                return 1
+            command = job.command or job.prepare()
+            job.log.parent.mkdir(parents=True, exist_ok=True)
+            with job.log.open("a") as handle:
                 code = subprocess.call(command, cwd=REPO, stdout=handle,
                                        stderr=subprocess.STDOUT, env=env)
-            print(f"{problem} data seed {data_seed} seed {seed}: exit {code}", flush=True)
-            if code != 0 or not record.is_file():
+            with lock:
+                print(f"{job.label}: exit {code}", flush=True)
+            if code != 0 or not job.done():
                 return 1
-        collect_seed(record.parent, reports)
+        for record in job.records:
+            collect_seed(record.parent, reports)
         return 0
 
     with ThreadPoolExecutor(max_workers=workers) as pool:
@@ -183,13 +419,19 @@ def seed_folder(reports: Path, record: dict[str, Any]) -> Path:
     """``reports/seeds/data<D>/<backbone>/<arm>/seed_<S>``: where a seed's copies go.
 
     ``<arm>`` is :func:`analysis.headline.arm_name` (the method, ``-perdomain`` for per-domain
-    normalisation), so that :func:`analysis.headline.load_arm_folders` reads the folder.
+    normalisation), so that :func:`analysis.headline.load_arm_folders` reads the folder; the
+    classical baseline (no network) sits with the DeepMerge arms (:func:`table_backbone`).
     """
     from analysis.headline import arm_name
 
     data_seed = record["data"]["source_attrs"]["seed"]
-    return (reports / "seeds" / f"data{data_seed}" / record["backbone"] / arm_name(record)
+    return (reports / "seeds" / f"data{data_seed}" / table_backbone(record) / arm_name(record)
             / f"seed_{record['seed']}")
+
+
+def table_backbone(record: dict[str, Any]) -> str:
+    """The backbone whose tables list the record (the classical baseline: DeepMerge's)."""
+    return "deepmerge" if record.get("method") == "classical" else record["backbone"]
 
 
 def thin_roc(curves: dict[str, Any], max_points: int = ROC_POINTS) -> dict[str, Any]:
@@ -294,64 +536,72 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reports", type=Path, default=Path("reports/paper"),
                         help="committed records and tables (default reports/paper)")
     parser.add_argument("--only", nargs="+", choices=list(SEARCHES), metavar="PROBLEM",
-                        help="these problems only")
-    parser.add_argument("--workers", type=int, default=2, help="trials at once (default 2)")
+                        help="these searches and the seeds trained with their picks only")
+    parser.add_argument("--profile", choices=list(PROFILES), default="cpu",
+                        help="cpu (default: 2 trials at once, one thread each) or gpu "
+                        f"({GPU_PACK} trials packed on one GPU, ResNet18 first)")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="trials at once (default: the profile's)")
+    parser.add_argument("--deadline-min", type=float, default=None, metavar="M",
+                        help="start nothing after M minutes, then build the tables")
     parser.add_argument("--dry-run", action="store_true", help="print the commands and exit")
     args = parser.parse_args(argv)
-    if args.workers < 1:
-        parser.error("--workers must be >= 1")
+    profile = PROFILES[args.profile]
+    if args.workers is not None:
+        if args.workers < 1:
+            parser.error("--workers must be >= 1")
+        profile = replace(profile, workers=args.workers, search_runner=_with_workers(
+            profile.search_runner, args.workers))
+    if args.deadline_min is not None and not args.deadline_min > 0:
+        parser.error("--deadline-min must be > 0")
     problems = args.only or list(SEARCHES)
     runs, reports = REPO / args.runs, REPO / args.reports  # an absolute path stays itself
-    simulate = [sys.executable, "galaxies/simulate.py", "--out", DEV_DATA, *DEV_SIMULATION,
-                "--workers", str(args.workers), "--quiet"]
-    searches = {p: search_command(p, args.runs, DEV_DATA, args.workers) for p in problems}
-    held_out = {seed: [sys.executable, "galaxies/simulate.py", "--out", held_out_dir(seed),
-                       *PAPER_SIZE, "--seed", str(seed), "--workers", str(args.workers),
-                       "--quiet"] for seed in HELD_OUT}
-    jobs = [job for job in seed_jobs(args.runs) if job[0] in problems]
+    stages = plan(args.runs, profile, problems)
     if args.dry_run:
-        first = [searches[p] for p in problems if p in DEEPMERGE]
-        last = [searches[p] for p in problems if p not in DEEPMERGE]
-        for command in (simulate, *first, *held_out.values(), *(j[3] for j in jobs), *last):
-            print(shlex.join(c if c != sys.executable else "python" for c in command))
+        for stage in stages:
+            for command in stage.commands or [j.command or ["(prepared when it starts)",
+                                                            j.label] for j in stage.jobs]:
+                print(shlex.join(c if c != sys.executable else "python" for c in command))
+        print(f"python analysis/paper_tables.py --reports {args.reports}")
         return 0
+    deadline = (time.monotonic() + 60 * args.deadline_min
+                if args.deadline_min is not None else None)
     status = 0
-    if not (REPO / DEV_DATA / "target.h5").is_file() and run(simulate) != 0:
-        return 1
-
-    def deepmerge_rows() -> int | None:
-        """Held-out data (simulated when missing), then Table 1's DeepMerge rows."""
-        for command in held_out.values():
-            if not (REPO / command[command.index("--out") + 1] / "target.h5").is_file() \
-                    and run(command):
-                return None
-        return run_seed_jobs(jobs, args.runs, reports, args.workers)
-
-    order = [p for p in problems if p in DEEPMERGE] + [p for p in problems if p not in DEEPMERGE]
-    for problem in order:
-        if problem not in DEEPMERGE and jobs:  # Table 1's DeepMerge rows before ResNet18
-            code = deepmerge_rows()
-            if code is None:
-                return 1
-            status, jobs = max(status, code), []
-        command = searches[problem]
-        tick = time.monotonic()
-        code = run(command, runs / f"search_{problem}.log")
-        print(f"search {problem}: exit {code} after {(time.monotonic() - tick) / 60:.1f} min",
-              flush=True)
-        if code != 0:
+    for stage in stages:
+        left = None if deadline is None else deadline - time.monotonic()
+        if left is not None and left <= 0:
+            print(f"deadline: {stage.name} and later stages not started", flush=True)
             status = 1
-            continue
-        copy_search(runs / "search" / problem, reports / "searches" / problem)
-    if jobs:  # --only without a ResNet18 search: the DeepMerge rows now
-        code = deepmerge_rows()
-        if code is None:
-            return 1
-        status = max(status, code)
+            break
+        tick = time.monotonic()
+        if stage.kind == "simulate":
+            if not stage.done_when.is_file() and run(stage.commands[0]) != 0:
+                return 1
+        elif stage.kind == "search":
+            command = search_command(stage.problem, args.runs, DEV_DATA, profile, left)
+            code = run(command, runs / f"search_{stage.problem}.log")
+            if code != 0:
+                status = 1
+            elif (runs / "search" / stage.problem / "results.csv").is_file():
+                copy_search(runs / "search" / stage.problem, reports / "searches" /
+                            stage.problem)
+        else:
+            print(f"{stage.name}: {sum(not j.done() for j in stage.jobs)} of "
+                  f"{len(stage.jobs)} jobs to run", flush=True)
+            status = max(status, run_jobs(stage.jobs, runs, reports, profile.workers,
+                                          deadline))
+        print(f"{stage.name}: done after {(time.monotonic() - tick) / 60:.1f} min", flush=True)
     from analysis import paper_tables  # every table and figure from the records so far
 
-    print("$ python analysis/paper_tables.py --reports " + str(args.reports), flush=True)
+    print(f"$ python analysis/paper_tables.py --reports {args.reports}", flush=True)
     return max(status, paper_tables.main(["--reports", str(reports)]))
+
+
+def _with_workers(flags: tuple[str, ...], workers: int) -> tuple[str, ...]:
+    """The search flags with ``--workers`` replaced."""
+    out = list(flags)
+    out[out.index("--workers") + 1] = str(workers)
+    return tuple(out)
 
 
 def _main_interruptible(argv: list[str] | None = None) -> int:

@@ -109,7 +109,8 @@ def load_backbone(reports: Path, data_seed: int, backbone: str) -> dict[str, Arm
     for arm in arms.values():
         for record in arm.records:
             seed = record["data"]["source_attrs"].get("seed")
-            if seed != data_seed or record.get("backbone") != backbone:
+            mine = "deepmerge" if record.get("method") == "classical" else record.get("backbone")
+            if seed != data_seed or mine != backbone:
                 raise HeadlineError(f"{root}/{arm.name}: a record of data seed {seed}, "
                                     f"backbone {record.get('backbone')} in the wrong folder")
     return arms

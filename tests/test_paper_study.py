@@ -15,10 +15,14 @@ from analysis import paper_study
 REPO = Path(__file__).resolve().parents[1]
 
 
+def dry_run(*args: str) -> list[str]:
+    proc = subprocess.run([sys.executable, "analysis/paper_study.py", "--dry-run", *args],
+                          cwd=REPO, capture_output=True, text=True, check=True)
+    return proc.stdout.splitlines()
+
+
 def test_dry_run_lists_every_search_with_the_paper_protocol():
-    proc = subprocess.run([sys.executable, "analysis/paper_study.py", "--dry-run"], cwd=REPO,
-                          capture_output=True, text=True, check=True)
-    lines = proc.stdout.splitlines()
+    lines = dry_run()
     assert lines[0].startswith("python galaxies/simulate.py --out data/benchmark-v4-seed2-dev")
     searches = [line for line in lines if line.startswith("python search/run.py")]
     assert len(searches) == len(paper_study.SEARCHES)
@@ -27,29 +31,87 @@ def test_dry_run_lists_every_search_with_the_paper_protocol():
         assert f"--max-evals {trials} " in line and "--resume" in line
         for flag in ("--budget paper", "--stopper sha", "--data data/benchmark-v4-seed2-dev"):
             assert flag in line
+    assert all(paper_study.SEARCHES[p] >= 30 for p in paper_study.DEEPMERGE)
     seeds = [line for line in lines if line.startswith("python search/seeds.py")]
-    assert len(seeds) == 3 * sum(paper_study.HELD_OUT.values())
+    table1 = [line for line in seeds if any(f"--problem {p} " in line and "perdomain" not in line
+                                            for p in paper_study.DEEPMERGE)]
+    assert len(table1) == 3 * sum(paper_study.HELD_OUT.values())
     for data_seed in paper_study.HELD_OUT:
         assert any(line.startswith("python galaxies/simulate.py") and f"--seed {data_seed} "
                    in line and "--n-mergers 8120 --n-nonmergers 7306" in line for line in lines)
-    # Table 1's DeepMerge rows come before the ResNet18 searches, seed-major.
+    # Table 1's DeepMerge rows come before the ResNet18 searches, seed-major ...
     first_resnet = min(i for i, line in enumerate(lines) if "_resnet" in line)
-    assert max(i for i, line in enumerate(lines) if line in seeds) < first_resnet
-    assert [("--only-seed 1 " in line) for line in seeds[:3]] == [True] * 3
+    assert max(i for i, line in enumerate(lines) if line in table1) < first_resnet
+    assert [("--only-seed 1 " in line) for line in table1[:3]] == [True] * 3
     # ... and across the held-out data seeds: each has seeds 1-3 before any has seed 4.
-    first_four = min(i for i, line in enumerate(seeds) if "--only-seed 4 " in line)
+    first_four = min(i for i, line in enumerate(table1) if "--only-seed 4 " in line)
     assert first_four == 3 * 3 * len(paper_study.HELD_OUT)
+    # Every seed command is one of a study of a fixed size (seeds.json stays the same).
+    for line in seeds:
+        n = int(line.split("--seeds ")[1].split()[0])
+        assert int(line.split("--only-seed ")[1].split()[0]) <= n
 
     from analysis.headline import DEVELOPMENT_DATA_SEEDS, HELD_OUT_DATA_SEEDS
 
     assert set(paper_study.HELD_OUT) <= set(HELD_OUT_DATA_SEEDS)
     assert "--seed 2 " in lines[0] and 2 in DEVELOPMENT_DATA_SEEDS
+    assert lines[-1] == "python analysis/paper_tables.py --reports reports/paper"
+
+
+def test_dry_run_lists_the_extended_table_and_resnet18():
+    lines = dry_run()
+    extended = [line for line in lines if "--only-seed" in line and "data11" in line]
+    for problem in ("jointbn_deepmerge", "oracle_deepmerge"):  # the no-DA search's pick
+        mine = [line for line in extended if f"--problem {problem} " in line]
+        assert len(mine) == paper_study.EXTENDED_SEEDS
+        assert all("--from-search runs/paper/search/none_deepmerge --shared-config" in line
+                   for line in mine)
+    perdomain = [line for line in extended if "none_deepmerge-perdomain" in line]
+    assert len(perdomain) == 3 and all("--set normalization=per_domain" in x for x in perdomain)
+    assert sum("adabn_deepmerge data seed 11" in line for line in lines) == 3
+    assert any(line.startswith("python training/classical.py") for line in lines)
+    for problem in paper_study.NEWER:  # their own searches, before their seeds
+        search = lines.index(next(x for x in lines if x.startswith("python search/run.py")
+                                  and f"--problem {problem} " in x))
+        mine = [i for i, x in enumerate(lines) if f"--problem {problem} " in x and
+                "seeds.py" in x]
+        assert len(mine) == 3 and min(mine) > search
+    for problem in paper_study.RESNET:
+        assert sum(f"--problem {problem} " in x and "seeds.py" in x for x in lines) == 3
+    for problem in paper_study.CONTROLS["resnet18"]:
+        line = next(x for x in lines if f"--problem {problem} " in x)
+        assert "--from-search runs/paper/search/none_resnet --shared-config" in line
+
+
+def test_gpu_profile_packs_trials_and_runs_resnet18_first(tmp_path):
+    lines = dry_run("--profile", "gpu", "--runs", str(tmp_path / "runs"), "--reports",
+                    str(tmp_path / "reports"))
+    searches = [line for line in lines if line.startswith("python search/run.py")]
+    assert all(f"--evaluator process --workers {paper_study.GPU_PACK} --set device=cuda"
+               in line for line in searches)
+    assert "--problem none_resnet " in searches[0]
+    seeds = [line for line in lines if "search/seeds.py" in line]
+    assert all(line.endswith("--set device=cuda") or "--set device=cuda --set" in line
+               for line in seeds)
+    assert sum("--problem mmd_resnet " in x for x in seeds) == 10
+    assert all(str(tmp_path) in line for line in searches + seeds)
+    assert "--workers 4 --set device=cuda" in "\n".join(
+        dry_run("--profile", "gpu", "--workers", "4"))
+
+
+def test_the_deadline_starts_nothing_new(tmp_path, capsys):
+    job = paper_study.Job("never", [sys.executable, "-c", "raise SystemExit(3)"],
+                          [tmp_path / "record.json"], tmp_path / "log")
+    assert paper_study.run_jobs([job], tmp_path, tmp_path, 1, deadline=0.0) == 1
+    assert not job.log.exists()  # not started
 
 
 def test_bad_arguments_exit_2():
-    proc = subprocess.run([sys.executable, "analysis/paper_study.py", "--only", "nope"],
-                          cwd=REPO, capture_output=True, text=True)
-    assert proc.returncode == 2
+    for bad in (["--only", "nope"], ["--profile", "tpu"], ["--workers", "0"],
+                ["--deadline-min", "0"]):
+        proc = subprocess.run([sys.executable, "analysis/paper_study.py", *bad],
+                              cwd=REPO, capture_output=True, text=True)
+        assert proc.returncode == 2, bad
 
 
 def test_a_search_is_copied_without_checkpoints_with_its_selection_gap(tiny_domain_pair,
@@ -85,3 +147,22 @@ def test_a_seed_is_collected_with_predictions_and_a_thinned_roc(tiny_domain_pair
     thin = paper_study.thin_roc(many, max_points=50)
     assert list(thin) == ["target_test"] and len(thin["target_test"]["fpr"]) == 50
     assert thin["target_test"]["fpr"][0] == 0 and thin["target_test"]["fpr"][-1] == 999
+
+
+def test_gpu_study_script_dry_run(tmp_path):
+    """benchmarks/gpu_study.sh: the prepared device run's plan, printed without a GPU."""
+    import os
+
+    env = {**os.environ, "DRY_RUN": "1", "OUT": str(tmp_path), "PY": sys.executable,
+           "RUNS": str(tmp_path / "runs")}
+    proc = subprocess.run(["bash", "benchmarks/gpu_study.sh"], cwd=REPO, env=env,
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[-1] == f"python analysis/paper_tables.py --reports {tmp_path / 'reports'}"
+    first_search = next(x for x in lines if x.startswith("python search/run.py"))
+    assert "--problem none_resnet " in first_search and "--set device=cuda" in first_search
+    env["PY"] = "python-that-does-not-exist"
+    bad = subprocess.run(["bash", "benchmarks/gpu_study.sh"], cwd=REPO, env=env,
+                         capture_output=True, text=True)
+    assert bad.returncode == 2 and "missing on this machine" in bad.stderr

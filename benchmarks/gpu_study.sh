@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# The paper-scale study (issue 25) on one H100-class GPU: the one prepared device run.
+#
+#   bash benchmarks/gpu_study.sh                     # on the device machine ($OUT set by it)
+#   DRY_RUN=1 OUT=/tmp/x bash benchmarks/gpu_study.sh  # anywhere: checks and prints the plan
+#
+# Runs `analysis/paper_study.py --profile gpu` (GPU_PACK trials packed on the GPU as processes,
+# ResNet18 first: what the CPU cannot do, then the DeepMerge stages) with a deadline of
+# DEADLINE_MIN minutes (default 8, inside the device tool's 10-minute call), training folders in
+# /tmp (checkpoints never come back) and the study's records and tables in $OUT/reports: copy
+# them into reports/paper/ and commit. Also $OUT/gpu_study.log, $OUT/nvidia-smi.txt and
+# $OUT/wall.json (wall time, device). Resumable like the study: rerun on a warm machine to go on.
+#
+# The device's python3 holds torch but not GalSim, DeepHyper or ConfigSpace: wheels in .whl/
+# (python 3.12, manylinux) are installed to /tmp/site first. GalSim's wheel alone is 56 MB, so
+# with the working tree it can exceed what one call carries (64 MiB); the script stops with one
+# line naming any package it cannot import. Exit status: the study's (0 done, 1 work left by the
+# deadline or a failed stage, 2 bad arguments or a missing package).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+OUT=${OUT:?set OUT to the folder that comes back}
+PY=${PY:-python3}
+DEADLINE_MIN=${DEADLINE_MIN:-8}
+RUNS=${RUNS:-/tmp/paper_runs}
+mkdir -p "$OUT"
+if [ -z "${DRY_RUN:-}" ] && compgen -G ".whl/*.whl" > /dev/null; then
+  "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+      --target /tmp/site .whl/*.whl
+  export PYTHONPATH=/tmp/site:$PWD
+fi
+export PYTHONPATH=${PYTHONPATH:-$PWD} PYTHONUNBUFFERED=1
+for module in torch galsim deephyper ConfigSpace h5py pandas sklearn matplotlib tqdm; do
+  "$PY" -c "import $module" 2> /dev/null || {
+    echo "error: python package '$module' is missing on this machine. Fix: carry its wheel" \
+         "in .whl/ (see /work/.library/device/README.md)" >&2; exit 2; }
+done
+if [ -n "${DRY_RUN:-}" ]; then
+  exec "$PY" analysis/paper_study.py --profile gpu --runs "$RUNS" --reports "$OUT/reports" \
+      --deadline-min "$DEADLINE_MIN" --dry-run
+fi
+"$PY" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)" || {
+  echo "error: no CUDA device. Fix: run on the GPU machine, or DRY_RUN=1 to see the plan" >&2
+  exit 2; }
+nvidia-smi > "$OUT/nvidia-smi.txt" 2>&1 || true
+start=$(date +%s)
+set +e
+"$PY" analysis/paper_study.py --profile gpu --runs "$RUNS" --reports "$OUT/reports" \
+    --deadline-min "$DEADLINE_MIN" 2>&1 | tee "$OUT/gpu_study.log"
+code=${PIPESTATUS[0]}
+set -e
+"$PY" - "$OUT/wall.json" "$start" "$code" <<'PYEOF'
+import json, sys, time
+import torch
+path, start, code = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+json.dump({"wall_s": time.time() - start, "exit": code, "device": torch.cuda.get_device_name(0),
+           "torch": torch.__version__}, open(path, "w"), indent=1)
+PYEOF
+exit "$code"
