@@ -42,8 +42,9 @@ from training.registry import get_method, method_names
 
 DEVELOPMENT_DATA_SEEDS = (1, 2)  #: data seeds any choice may read (validation splits only)
 #: Data seeds of headline figures, never read by a choice (3: the 2026-12-01 headline; 11 and
-#: 12: the paper-scale study of issue 25, analysis/paper_study.py).
-HELD_OUT_DATA_SEEDS = (3, 11, 12)
+#: 12: the paper-scale study of issue 25, analysis/paper_study.py; 21: the shift atlas of
+#: issue 26, analysis/shift_atlas.py).
+HELD_OUT_DATA_SEEDS = (3, 11, 12, 21)
 MIN_TRAINING_SEEDS = 3
 DOMAINS = ("source", "target")
 #: Table order of the arms (folders under ``records/``); others follow, alphabetically.

@@ -65,6 +65,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -220,7 +221,8 @@ def seed_jobs(runs: Path, profile: Profile = PROFILES["cpu"]) -> list[Job]:
     return jobs
 
 
-def adabn_job(data_seed: int, seed: int, runs: Path, profile: Profile) -> Job:
+def adabn_job(data_seed: int, seed: int, runs: Path, profile: Profile,
+              data: str | None = None) -> Job:
     """AdaBN: the no-DA seed's network re-scored with target BatchNorm statistics.
 
     AdaBN trains exactly as no-DA does (``tests/test_controls.py``), so it re-scores the
@@ -230,11 +232,14 @@ def adabn_job(data_seed: int, seed: int, runs: Path, profile: Profile) -> Job:
     out = runs / "seeds" / f"data{data_seed}" / "adabn_deepmerge" / f"seed_{seed}"
 
     def prepare() -> list[str]:
+        from problems import get_problem
+
         config = json.loads((source / "record.json").read_text())["config"]
-        sets = [f"{k}={v}" for k, v in config.items()
-                if k not in ("method", "backbone", "seed") and v is not None]
+        defaults = get_problem("adabn_deepmerge").defaults.to_dict()
+        sets = [f"{k}={v}" for k, v in config.items()  # what the no-DA pick changed
+                if k not in ("method", "backbone", "seed") and v != defaults.get(k)]
         return [sys.executable, "training/train.py", "--problem", "adabn_deepmerge",
-                "--data", held_out_dir(data_seed), "--seed", str(seed), "--from-trial",
+                "--data", data or held_out_dir(data_seed), "--seed", str(seed), "--from-trial",
                 str(source), "--out", str(out), "--quiet",
                 *(x for item in sets for x in ("--set", item))]
 
@@ -326,9 +331,11 @@ def _job_problem(job: Job) -> str:
     return "none_deepmerge"
 
 
-def run_jobs(jobs: list[Job], runs: Path, reports: Path, workers: int,
-             deadline: float | None) -> int:
-    """Run the jobs ``workers`` at a time; copy each finished seed to ``reports``.
+def run_jobs(jobs: list[Job], reports: Path, workers: int, deadline: float | None,
+             collect: Callable[[Path], Any] | None = None) -> int:
+    """Run the jobs ``workers`` at a time; ``collect`` each finished trial folder.
+
+    ``collect`` defaults to :func:`collect_seed` into ``reports``.
 
     Each job gets ``cores // workers`` torch threads (``OMP_NUM_THREADS``, at least one).
 
@@ -356,7 +363,7 @@ def run_jobs(jobs: list[Job], runs: Path, reports: Path, workers: int,
             if code != 0 or not job.done():
                 return 1
         for record in job.records:
-            collect_seed(record.parent, reports)
+            (collect or (lambda trial: collect_seed(trial, reports)))(record.parent)
         return 0
 
     with ThreadPoolExecutor(max_workers=workers) as pool:
@@ -391,12 +398,14 @@ def selection_gap(log_dir: Path) -> dict[str, Any]:
 
 
 def data_names() -> dict[str, str]:
-    """Each data folder of the study, resolved, -> the name the committed records use.
+    """Each data folder under ``data/``, resolved, -> the name the committed records use.
 
     A linked ``data/`` (a worktree sharing another checkout's data) resolves outside the
     repository; the records name the folder as the repository does.
     """
     names = [DEV_DATA, *(held_out_dir(seed) for seed in HELD_OUT)]
+    if (REPO / "data").is_dir():
+        names += [f"data/{p.name}" for p in (REPO / "data").iterdir() if p.is_dir()]
     return {str((REPO / name).resolve()): name for name in names}
 
 
@@ -460,12 +469,18 @@ def collect_seed(trial: Path, reports: Path) -> Path:
     Raises:
         ValueError: the trial has no ``ok`` record.
     """
-    from training.record import PREDICTIONS, RECORD, ROC
+    from training.record import RECORD
 
     record = json.loads((trial / RECORD).read_text())
     if record.get("status") != "ok":
         raise ValueError(f"{trial}: record status {record.get('status')!r}, not ok")
-    out = seed_folder(reports, record)
+    return copy_seed(trial, seed_folder(reports, record))
+
+
+def copy_seed(trial: Path, out: Path) -> Path:
+    """``record.json`` (portable), ``predictions.npz`` and thinned ``roc.json`` into ``out``."""
+    from training.record import PREDICTIONS, RECORD, ROC
+
     out.mkdir(parents=True, exist_ok=True)
     portable_copy(trial / RECORD, out / RECORD)
     shutil.copyfile(trial / PREDICTIONS, out / PREDICTIONS)
@@ -588,8 +603,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             print(f"{stage.name}: {sum(not j.done() for j in stage.jobs)} of "
                   f"{len(stage.jobs)} jobs to run", flush=True)
-            status = max(status, run_jobs(stage.jobs, runs, reports, profile.workers,
-                                          deadline))
+            status = max(status, run_jobs(stage.jobs, reports, profile.workers, deadline))
         print(f"{stage.name}: done after {(time.monotonic() - tick) / 60:.1f} min", flush=True)
     from analysis import paper_tables  # every table and figure from the records so far
 

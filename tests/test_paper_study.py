@@ -102,7 +102,7 @@ def test_gpu_profile_packs_trials_and_runs_resnet18_first(tmp_path):
 def test_the_deadline_starts_nothing_new(tmp_path, capsys):
     job = paper_study.Job("never", [sys.executable, "-c", "raise SystemExit(3)"],
                           [tmp_path / "record.json"], tmp_path / "log")
-    assert paper_study.run_jobs([job], tmp_path, tmp_path, 1, deadline=0.0) == 1
+    assert paper_study.run_jobs([job], tmp_path, 1, deadline=0.0) == 1
     assert not job.log.exists()  # not started
 
 
@@ -166,3 +166,26 @@ def test_gpu_study_script_dry_run(tmp_path):
     bad = subprocess.run(["bash", "benchmarks/gpu_study.sh"], cwd=REPO, env=env,
                          capture_output=True, text=True)
     assert bad.returncode == 2 and "missing on this machine" in bad.stderr
+
+
+def test_adabn_re_scores_the_no_da_seed_with_its_configuration(tiny_domain_pair,
+                                                                tmp_path_factory, tmp_path):
+    """The extended table's AdaBN job: the finished no-DA seed's network, target BN stats."""
+    import shutil
+
+    runs = make_runs(tmp_path_factory.getbasetemp() / "analysis", tiny_domain_pair)
+    trial = next((runs / "search" / "none_deepmerge" / "trials").glob("*/record.json")).parent
+    none_seed = tmp_path / "seeds" / "data11" / "none_deepmerge" / "seed_1"
+    shutil.copytree(trial, none_seed)
+    job = paper_study.adabn_job(11, 1, tmp_path, paper_study.PROFILES["cpu"],
+                                data=str(tiny_domain_pair))
+    assert not job.done() and job.command is None
+    command = job.prepare()
+    proc = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert job.done()
+    record = json.loads(job.records[0].read_text())
+    none = json.loads((none_seed / "record.json").read_text())
+    assert record["method"] == "adabn" and record["reevaluated_from"]
+    assert {k: v for k, v in record["config"].items() if k != "method"} == \
+        {k: v for k, v in none["config"].items() if k != "method"}
