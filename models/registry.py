@@ -23,7 +23,8 @@ import math
 import os
 import pkgutil
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -164,19 +165,20 @@ def load_plugins() -> None:
 
 
 class Registry:
-    """The specs of one axis (backbones, methods) by name, in table order.
+    """The specs of one axis (backbones, methods, label-free diagnostics) by name, in table order.
 
     On first use it imports every module of ``package`` (each registers its spec) and the
     plugin modules of ``$GALAXY_DA_PLUGINS``.
 
     Args:
         kind: what a spec is, for messages (``"backbone"``).
-        package: the package holding one module per spec.
+        package: the package holding one module per spec (``None``: the specs are registered
+            where the registry is made).
         aliases: the names a spec answers to (default: its ``name``).
         check: called with each spec before it is registered (raises ``ValueError``).
     """
 
-    def __init__(self, kind: str, package: str,
+    def __init__(self, kind: str, package: str | None,
                  aliases: Callable[[Any], tuple[str, ...]] = lambda spec: (spec.name,),
                  check: Callable[[Any], None] = lambda spec: None):
         self.kind, self.package, self.aliases, self.check = kind, package, aliases, check
@@ -186,7 +188,8 @@ class Registry:
     def _load(self) -> None:
         if not self._loaded:
             self._loaded = True
-            import_package_modules(self.package)
+            if self.package is not None:
+                import_package_modules(self.package)
             load_plugins()
 
     def register(self, spec: Any) -> Any:
@@ -210,6 +213,15 @@ class Registry:
     def unregister(self, name: str) -> None:
         """Remove a spec (for tests that register a toy one)."""
         self._specs.pop(name, None)
+
+    @contextmanager
+    def registered(self, spec: Any) -> Iterator[Any]:
+        """``with registry.registered(spec):`` the spec is registered inside the block only."""
+        self.register(spec)
+        try:
+            yield spec
+        finally:
+            self.unregister(spec.name)
 
     def specs(self) -> list[Any]:
         """Every registered spec, in table order (``order``, then name)."""

@@ -378,7 +378,7 @@ def apply_repair(log_dir: str | os.PathLike, state: LogDirState, repair: Repair,
     Complete rows are kept byte for byte, the partial last line is dropped and the rebuilt
     rows are appended (under a header made from the search space if there was no file).
     """
-    from search.runner import METADATA_KEYS
+    from search.runner import metadata_keys
 
     if not repair:
         return
@@ -387,7 +387,7 @@ def apply_repair(log_dir: str | os.PathLike, state: LogDirState, repair: Repair,
     else:
         header = [*(f"p:{name}" for name in searched), *REQUIRED_COLUMNS,
                   "m:timestamp_submit", "m:timestamp_gather",
-                  *(f"m:{k}" for k in METADATA_KEYS)]
+                  *(f"m:{k}" for k in metadata_keys())]
         text = ""
     out = io.StringIO()
     writer = csv.DictWriter(out, header, extrasaction="ignore", lineterminator="\n")

@@ -1,8 +1,9 @@
 r"""The selection study: how well does each label-free validator pick models, against the oracle?
 
 For every ``ok`` trial of finished searches, every objective of :mod:`search.objectives` is
-recomputed from the trial record (the validators of :mod:`training.validators` are stored in
-``record["diagnostics"]``) and compared with a *reference* accuracy that uses target labels:
+recomputed from the trial record (the label-free diagnostics of :mod:`training.label_free`
+are stored in ``record["diagnostics"]``) and compared with a *reference* accuracy that uses
+target labels:
 
 - **rank correlation**: Spearman's rho between the validator and the reference over the
   trials of one problem (one search, or several of the same problem), and its mean over

@@ -17,10 +17,9 @@ Columns of the frame (``TRIAL_COLUMNS`` first, then the rest):
 - ``p:<field>`` for every ``TrainConfig`` field (the record's full configuration);
 - ``<domain>_<split>_<metric>`` for domain source/target, split val/test and the metrics of
   ``training.metrics.METRIC_NAMES`` (e.g. ``target_test_accuracy``);
-- diagnostics ``source_val_loss``, ``feature_mmd_val``, ``target_val_entropy`` and the
-  label-free validators of ``training.validators`` (``target_val_im``, ``target_val_snd``,
-  ``target_val_bnm``, ``dev_risk``; NaN where a record lacks them, e.g. older records and
-  the classical baseline);
+- every label-free diagnostic of :mod:`training.label_free`, in its column order
+  (``source_val_loss``, ``feature_mmd_val``, ``target_val_entropy``, ``target_val_im``, …;
+  NaN where a record lacks one, e.g. older records and the classical baseline);
 - ``best_epoch``, ``epochs_run``, ``wall_time_s``, ``device``, ``data_dir``.
 
 Failed trials are kept and flagged (``status == "failed"``), never dropped; so are trials a
@@ -41,13 +40,12 @@ import pandas as pd
 
 from search.logdir import RESULTS, SEARCH_JSON
 from training.config import TrainConfig
+from training.label_free import diagnostic_names
 from training.metrics import METRIC_NAMES
 from training.record import REPO_ROOT, SPLIT_KEYS, read_json, read_record
 
 SEEDS_JSON = "seeds.json"
 SPLITS = SPLIT_KEYS
-DIAGNOSTICS = ("source_val_loss", "feature_mmd_val", "target_val_entropy", "target_val_im",
-               "target_val_snd", "target_val_bnm", "dev_risk")
 METRIC_COLUMNS = tuple(f"{split}_{metric}" for split in SPLITS for metric in METRIC_NAMES)
 TRIAL_COLUMNS = (
     "source", "run_dir", "problem", "method", "backbone", "seed", "job_id", "trial_dir",
@@ -113,14 +111,14 @@ def record_row(record: dict[str, Any] | None) -> dict[str, Any]:
         values = metrics.get(split) or {}
         row.update({f"{split}_{m}": values.get(m) for m in METRIC_NAMES})
     diagnostics = record.get("diagnostics") or {}
-    row.update({key: diagnostics.get(key) for key in DIAGNOSTICS})
+    row.update({key: diagnostics.get(key) for key in diagnostic_names()})
     return row
 
 
 def _tidy(rows: list[dict[str, Any]]) -> pd.DataFrame:
     """Rows -> frame with the documented column order and numeric metric columns."""
     frame = pd.DataFrame(rows)
-    for column in (*METRIC_COLUMNS, *DIAGNOSTICS, "objective", "wall_time_s"):
+    for column in (*METRIC_COLUMNS, *diagnostic_names(), "objective", "wall_time_s"):
         values = frame[column] if column in frame else pd.Series([None] * len(frame))
         frame[column] = pd.to_numeric(values, errors="coerce").astype(float).to_numpy()
     for column in ("seed", "job_id", "best_epoch", "epochs_run"):
@@ -132,7 +130,7 @@ def _tidy(rows: list[dict[str, Any]]) -> pd.DataFrame:
     order = {f"p:{key}": i for i, key in enumerate(TrainConfig.keys())}
     params = sorted((c for c in frame.columns if c.startswith("p:")),
                     key=lambda c: (order.get(c, len(order)), c))
-    ordered = [*TRIAL_COLUMNS, *params, *METRIC_COLUMNS, *DIAGNOSTICS, *TAIL_COLUMNS]
+    ordered = [*TRIAL_COLUMNS, *params, *METRIC_COLUMNS, *diagnostic_names(), *TAIL_COLUMNS]
     return frame[ordered + [c for c in frame.columns if c not in ordered]]
 
 

@@ -52,19 +52,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from search.objectives import DEFAULT_OBJECTIVE, DIAGNOSTICS_READ, objective_value
+from search.objectives import DEFAULT_OBJECTIVE, diagnostics_read, objective_value
+from training.label_free import diagnostic_names
 from training.record import Failure, failure_record, write_json
 
 EVALUATORS = ("serial", "process", "ray")
-#: The label-free validators of a record's diagnostics (training/validators.py and the loop's
-#: own), each an ``m:`` column of ``results.csv`` beside the accuracies.
-VALIDATOR_METADATA = ("source_val_loss", "feature_mmd_val", "target_val_entropy",
-                      "target_val_im", "target_val_snd", "target_val_bnm", "dev_risk")
-METADATA_KEYS = (
-    "status", "failure", "source_val_accuracy", "target_val_accuracy", "source_test_accuracy",
-    "target_test_accuracy", *VALIDATOR_METADATA, "best_epoch", "epochs_run", "wall_time_s",
-    "record",
-)
+
+
+def metadata_keys() -> tuple[str, ...]:
+    """The metadata of every trial (the ``m:`` columns of ``results.csv``), in column order.
+
+    Status and failure, the four split accuracies, every label-free diagnostic of the record
+    (:func:`training.label_free.diagnostic_names`), best epoch, epochs run, wall time and the
+    record's path.
+    """
+    return ("status", "failure", "source_val_accuracy", "target_val_accuracy",
+            "source_test_accuracy", "target_test_accuracy", *diagnostic_names(), "best_epoch",
+            "epochs_run", "wall_time_s", "record")
 
 
 @dataclass(frozen=True)
@@ -138,7 +142,7 @@ def _metrics_metadata(record: dict[str, Any]) -> dict[str, Any]:
     return {
         "source_val_accuracy": acc("source_val"), "target_val_accuracy": acc("target_val"),
         "source_test_accuracy": acc("source_test"), "target_test_accuracy": acc("target_test"),
-        **{key: diagnostics.get(key) for key in VALIDATOR_METADATA},
+        **{key: diagnostics.get(key) for key in diagnostic_names()},
         "best_epoch": record.get("best_epoch"), "epochs_run": record.get("epochs_run"),
         "wall_time_s": record.get("wall_time_s"),
     }
@@ -160,7 +164,7 @@ class EpochReporter:
 
     def __call__(self, epoch: int, interim: Any) -> bool:
         """Record ``(epoch, objective)``; True when the stopper ends the trial."""
-        value = objective_value(self.objective, interim(DIAGNOSTICS_READ[self.objective]))
+        value = objective_value(self.objective, interim(diagnostics_read(self.objective)))
         self.last = value
         self.observed.append((epoch, value if value is not None else str(Failure.NAN_OBJECTIVE)))
         self.job.record(*self.observed[-1])
@@ -249,7 +253,7 @@ def run_trial_job(job: Any, context: TrialContext) -> dict[str, Any]:
     start = time.perf_counter()
     config: dict[str, Any] = {**context.fixed, **dict(job.parameters)}
     out_dir = context.trial_dir(int(job["job_id"]), config)
-    metadata: dict[str, Any] = dict.fromkeys(METADATA_KEYS)
+    metadata: dict[str, Any] = dict.fromkeys(metadata_keys())
     metadata["record"] = context.relative(out_dir / "record.json")
     try:
         import torch
@@ -310,9 +314,9 @@ def record_outcome(record: Mapping[str, Any], objective: str, record_path: str) 
         record_path: the record's path relative to the run's folder (``metadata["record"]``).
 
     Returns:
-        ``{"objective": float | "F_<reason>", "metadata": {METADATA_KEYS...}}``.
+        ``{"objective": float | "F_<reason>", "metadata": {metadata_keys()...}}``.
     """
-    metadata: dict[str, Any] = dict.fromkeys(METADATA_KEYS)
+    metadata: dict[str, Any] = dict.fromkeys(metadata_keys())
     metadata["record"] = record_path
     metadata.update(_metrics_metadata(record))
     if record.get("status") != "ok":

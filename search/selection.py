@@ -6,10 +6,13 @@ lowest ``job_id``. Registry ``STRATEGIES``:
 - ``search`` (default): the objective the search itself maximised, as DeepHyper recorded it in
   ``results.csv`` (label-free unless the search was run with an oracle objective).
 - every objective of :mod:`search.objectives` by name (``source_val_accuracy``,
-  ``source_val_acc_minus_mmd``, ``neg_target_entropy`` and the label-free validators
+  ``source_val_acc_minus_mmd`` and one per label-free diagnostic of
+  :mod:`training.label_free` with a direction: ``neg_target_entropy``,
   ``neg_source_val_loss``, ``neg_feature_mmd``, ``im``, ``snd``, ``bnm``, ``neg_dev_risk``),
   recomputed from the trial records (a trial without the value is not selectable);
   ``target_val_accuracy`` is the ORACLE (uses target labels) and is flagged as such.
+
+``STRATEGIES`` follows the registries: a diagnostic registered later is a strategy too.
 
 The module is called ``selection`` rather than ``select``: a script run as
 ``python search/<name>.py`` puts this folder first on ``sys.path``, where a ``select.py``
@@ -20,14 +23,16 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from search.objectives import OBJECTIVES, ORACLES, get_objective
-from search.results import DIAGNOSTICS, SPLITS, load_search
+from search.objectives import ORACLES, LiveMapping, get_objective, objectives
+from search.results import SPLITS, load_search
+from training.label_free import diagnostic_names
 from training.metrics import METRIC_NAMES
 from training.record import read_record
 
@@ -75,14 +80,18 @@ def row_record(row: pd.Series) -> dict[str, Any]:
     return {
         "status": row.get("status"),
         "metrics": {s: {m: row.get(f"{s}_{m}") for m in METRIC_NAMES} for s in SPLITS},
-        "diagnostics": {key: row.get(key) for key in DIAGNOSTICS},
+        "diagnostics": {key: row.get(key) for key in diagnostic_names()},
     }
 
 
-STRATEGIES: dict[str, Strategy] = {
-    DEFAULT_STRATEGY: Strategy(DEFAULT_STRATEGY),
-    **{name: Strategy(name, name, name in ORACLES) for name in OBJECTIVES},
-}
+def strategies() -> dict[str, Strategy]:
+    """Every strategy by name: ``search`` first, then one per objective."""
+    return {DEFAULT_STRATEGY: Strategy(DEFAULT_STRATEGY),
+            **{name: Strategy(name, name, name in ORACLES) for name in objectives()}}
+
+
+#: ``strategies()`` as a mapping that follows the registries.
+STRATEGIES: Mapping[str, Strategy] = LiveMapping(strategies)
 
 
 def get_strategy(name: str | Strategy) -> Strategy:
@@ -93,10 +102,11 @@ def get_strategy(name: str | Strategy) -> Strategy:
     """
     if isinstance(name, Strategy):
         return name
-    if name not in STRATEGIES:
+    found = strategies()
+    if name not in found:
         raise SelectionError(f"unknown selection strategy {name!r}; valid strategies: "
-                             f"{', '.join(STRATEGIES)}")
-    return STRATEGIES[name]
+                             f"{', '.join(found)}")
+    return found[name]
 
 
 def rank_trials(frame: pd.DataFrame, strategy: str | Strategy = DEFAULT_STRATEGY) -> pd.DataFrame:

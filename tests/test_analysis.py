@@ -23,6 +23,7 @@ from search import results as load
 from search import selection
 from search.run import main as search_main
 from search.seeds import main as seeds_main
+from training.label_free import diagnostic_names
 from training.metrics import METRIC_NAMES
 from training.naming import problem_names
 
@@ -94,7 +95,7 @@ def test_one_row_per_trial_with_every_column(frame, runs):
     assert counts == {("search", "none_deepmerge"): 2, ("search", "mmd_deepmerge"): 3,
                       ("search", "dann_deepmerge"): 2, ("search", "mmd_resnet"): 2,
                       ("seeds", "mmd_deepmerge"): 3, ("seeds", "none_resnet"): 2}
-    for column in (*load.TRIAL_COLUMNS, *load.METRIC_COLUMNS, *load.DIAGNOSTICS, "p:lr",
+    for column in (*load.TRIAL_COLUMNS, *load.METRIC_COLUMNS, *diagnostic_names(), "p:lr",
                    "p:lambda_tl", "p:epochs", "best_epoch", "wall_time_s"):
         assert column in frame.columns, column
     assert "target_test_accuracy" in frame.columns and "source_val_auc" in frame.columns

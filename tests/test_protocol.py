@@ -15,8 +15,9 @@ import torch
 
 from galaxies.datasets import load_benchmark
 from search.objectives import OBJECTIVES, get_objective
-from search.results import DIAGNOSTICS, METRIC_COLUMNS
+from search.results import METRIC_COLUMNS
 from search.selection import STRATEGIES, get_strategy
+from training.label_free import diagnostic_names
 from training.loop import fit
 from training.naming import problem_config
 from training.scoring import VAL_SPLITS
@@ -30,7 +31,7 @@ def a_record(rng: np.random.Generator) -> dict:
                                                          "brier", "auc")}
                for split in ("source_val", "target_val", "source_test", "target_test")}
     return {"status": "ok", "metrics": metrics,
-            "diagnostics": {key: float(rng.random()) for key in DIAGNOSTICS}}
+            "diagnostics": {key: float(rng.random()) for key in diagnostic_names()}}
 
 
 def test_no_objective_reads_a_test_metric():

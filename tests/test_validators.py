@@ -21,19 +21,28 @@ from deephyper.analysis.hpo import read_results_from_csv
 from galaxies.datasets import load_benchmark
 from galaxies.schema import domain_paths, load_domain_arrays, write_domain
 from search.objectives import OBJECTIVES, ORACLES, get_objective, objective_value
-from search.results import DIAGNOSTICS
 from search.run import main as search_main
-from search.runner import VALIDATOR_METADATA
 from search.selection import STRATEGIES
 from training import validators as v
+from training.label_free import (
+    ValidationOutputs,
+    diagnostic_names,
+    diagnostic_specs,
+    get_diagnostic,
+    record_diagnostic_names,
+)
 from training.loop import run_trial
 from training.naming import problem_config
 from training.scoring import interim_record
 from training.trainer import Trainer
 
-NEW_OBJECTIVES = {"neg_source_val_loss": "source_val_loss", "neg_feature_mmd": "feature_mmd_val",
-                  "im": "target_val_im", "snd": "target_val_snd", "bnm": "target_val_bnm",
-                  "neg_dev_risk": "dev_risk"}
+#: The diagnostics computed by the formulas of training/validators.py.
+FORMULAS = {"target_val_im": "information_maximization",
+            "target_val_snd": "soft_neighborhood_density", "target_val_bnm": "batch_nuclear_norm",
+            "dev_risk": "dev_risk"}
+#: objective name -> the diagnostic it reads, for every diagnostic that serves as one.
+DIAGNOSTIC_OBJECTIVES = {spec.objective: spec.name for spec in diagnostic_specs()
+                         if spec.objective is not None}
 TINY = ["epochs=1", "batch_size=8", "max_batches_per_epoch=2"]
 
 
@@ -144,20 +153,24 @@ def test_degenerate_inputs_give_nan():
     for source, source_losses, target in cases:
         assert math.isnan(v.dev_risk(source, source_losses, target))
     assert math.isnan(v.dev_risk_from_weights(np.ones(1), np.ones(1)))
-    assert set(v.label_free_validators(np.zeros((0, 4)), np.zeros(0), np.zeros((0, 4)),
-                                       np.zeros(0))) == set(v.VALIDATOR_KEYS)
+    empty = ValidationOutputs(source_loss=math.nan, source_losses=np.zeros(0),
+                              source_features=np.zeros((0, 4)), target_prob_merger=np.zeros(0),
+                              target_features=np.zeros((0, 4)))
+    for key in FORMULAS:  # through the registry as scoring calls them: NaN, no exception
+        assert math.isnan(get_diagnostic(key).compute(empty)), key
 
 
 # --- objectives and strategies -----------------------------------------------------------
 
 
 def test_every_validator_is_an_objective_and_a_strategy():
-    assert set(v.VALIDATOR_KEYS) <= set(DIAGNOSTICS)
+    assert set(FORMULAS) <= set(DIAGNOSTIC_OBJECTIVES.values())
     record = {"status": "ok", "metrics": {"source_val": {"accuracy": 0.9}},
-              "diagnostics": {key: 0.25 for key in DIAGNOSTICS}}
-    for name, key in NEW_OBJECTIVES.items():
+              "diagnostics": {key: 0.25 for key in diagnostic_names()}}
+    for name, key in DIAGNOSTIC_OBJECTIVES.items():
         assert name in OBJECTIVES and name in STRATEGIES and name not in ORACLES
-        sign = -1 if name.startswith("neg_") else 1
+        sign = 1 if get_diagnostic(key).direction == "higher" else -1
+        assert (sign == -1) == name.startswith("neg_"), name  # the name says which way
         assert get_objective(name)(record) == sign * 0.25
         missing = {**record, "diagnostics": {k: x for k, x in record["diagnostics"].items()
                                              if k != key}}
@@ -165,7 +178,7 @@ def test_every_validator_is_an_objective_and_a_strategy():
         assert objective_value(name, {**record, "diagnostics": {key: None}}) is None
         assert objective_value(name, {**record, "diagnostics": {key: float("nan")}}) is None
     assert not STRATEGIES["neg_dev_risk"].oracle
-    frame = pd.DataFrame([{"status": "ok", **{key: np.nan for key in DIAGNOSTICS}}])
+    frame = pd.DataFrame([{"status": "ok", **{key: np.nan for key in diagnostic_names()}}])
     assert STRATEGIES["snd"].score(frame).isna().all()  # a classical-style row: not selectable
 
 
@@ -195,8 +208,7 @@ def test_flipping_target_labels_moves_no_validator(tiny_domain_pair, tmp_path, o
         records.append(json.loads((tmp_path / name / "record.json").read_text()))
     original, flip = records
     diagnostics = original["diagnostics"]
-    assert set(diagnostics) >= {"source_val_loss", "feature_mmd_val", "target_val_entropy",
-                                *v.VALIDATOR_KEYS}
+    assert list(diagnostics) == record_diagnostic_names()
     assert all(isinstance(x, float) and math.isfinite(x) for x in diagnostics.values())
     assert flip["diagnostics"] == diagnostics  # exactly, every key
     assert flip["metrics"]["source_val"] == original["metrics"]["source_val"]
@@ -210,8 +222,8 @@ def test_interim_record_carries_the_validators(tiny_domain_pair, one_thread):
     trainer = Trainer(problem_config("dann_deepmerge", TINY), load_benchmark(tiny_domain_pair),
                        torch.device("cpu"))
     interim = interim_record(trainer)
-    assert set(v.VALIDATOR_KEYS) <= set(interim["diagnostics"])
-    for name in NEW_OBJECTIVES:
+    assert list(interim["diagnostics"]) == record_diagnostic_names()
+    for name in DIAGNOSTIC_OBJECTIVES:
         assert objective_value(name, interim) is not None, name
 
 
@@ -227,18 +239,17 @@ def test_search_with_a_validator_objective(tiny_domain_pair, tmp_path):
     for _, row in frame.iterrows():
         record = json.loads((log_dir / "trials" / str(row["job_id"]) / "record.json").read_text())
         assert float(row["objective"]) == pytest.approx(-record["diagnostics"]["dev_risk"])
-        for key in VALIDATOR_METADATA:  # every validator is a column of the search's table
+        for key in diagnostic_names():  # every diagnostic is a column of the search's table
             assert float(row[f"m:{key}"]) == pytest.approx(record["diagnostics"][key]), key
     assert json.loads((log_dir / "search.json").read_text())["objective"] == "neg_dev_risk"
 
 
 def test_every_objective_declares_the_diagnostics_it_reads():
     from search.objectives import DIAGNOSTICS_READ
-    from training.scoring import DIAGNOSTIC_KEYS
 
     assert set(DIAGNOSTICS_READ) == set(OBJECTIVES)
     for name, keys in DIAGNOSTICS_READ.items():
-        assert set(keys) <= set(DIAGNOSTIC_KEYS), name
+        assert set(keys) <= set(diagnostic_names()), name
         record = {"status": "ok", "metrics": {"source_val": {"accuracy": 0.5},
                                               "target_val": {"accuracy": 0.5}},
                   "diagnostics": dict.fromkeys(keys, 0.25)}
@@ -262,11 +273,11 @@ def test_epochs_compute_only_the_search_objective(tiny_domain_pair, tmp_path, on
                                                   monkeypatch):
     """Per epoch: one pass over each validation split and the objective's diagnostic alone;
     every validator once, for the final record."""
-    import training.scoring as scoring
+    import training.evaluate as evaluate
     import training.trainer as trainer
     from search.runner import EpochReporter
 
-    calls = {name: 0 for name in ("predict", "feature_mmd", *v.VALIDATOR_KEYS)}
+    calls = {name: 0 for name in ("predict", "feature_mmd", *FORMULAS)}
 
     def counted(name, function):
         def wrapper(*args, **kwargs):
@@ -275,10 +286,8 @@ def test_epochs_compute_only_the_search_objective(tiny_domain_pair, tmp_path, on
         return wrapper
 
     monkeypatch.setattr(trainer, "predict", counted("predict", trainer.predict))
-    monkeypatch.setattr(scoring, "feature_mmd", counted("feature_mmd", scoring.feature_mmd))
-    for key, function in (("target_val_im", "information_maximization"),
-                          ("target_val_snd", "soft_neighborhood_density"),
-                          ("target_val_bnm", "batch_nuclear_norm"), ("dev_risk", "dev_risk")):
+    monkeypatch.setattr(evaluate, "feature_mmd", counted("feature_mmd", evaluate.feature_mmd))
+    for key, function in FORMULAS.items():
         monkeypatch.setattr(v, function, counted(key, getattr(v, function)))
     job = _Job()
     epochs = 3
@@ -288,8 +297,8 @@ def test_epochs_compute_only_the_search_objective(tiny_domain_pair, tmp_path, on
                        on_epoch=EpochReporter(job, "source_val_acc_minus_mmd"))
     assert record["status"] == "ok" and [b for b, _ in job.recorded] == [1, 2, 3]
     assert calls["feature_mmd"] == epochs + 1  # the objective per epoch, then the record's
-    for key in v.VALIDATOR_KEYS:
+    for key in FORMULAS:
         assert calls[key] == 1, key  # the final record only
     # Per epoch: source val (early stopping and objective) + target val; then 4 splits.
     assert calls["predict"] == 2 * epochs + 4
-    assert set(record["diagnostics"]) == set(scoring.DIAGNOSTIC_KEYS)
+    assert list(record["diagnostics"]) == record_diagnostic_names()

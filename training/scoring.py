@@ -16,7 +16,8 @@ import numpy as np
 import torch
 
 from training.checkpoint import CHECKPOINT, write_checkpoint
-from training.evaluate import Predictions, feature_mmd, split_report
+from training.evaluate import Predictions, split_report
+from training.label_free import ValidationOutputs, record_diagnostic_specs
 from training.record import (
     PREDICTIONS,
     ROC,
@@ -24,15 +25,8 @@ from training.record import (
     write_npz,
 )
 from training.trainer import Trainer
-from training.validators import VALIDATOR_KEYS, label_free_validators
 
 EVAL_SPLITS = (("source", "val"), ("target", "val"), ("source", "test"), ("target", "test"))
-#: Every label-free diagnostic of a record, in the record's order.
-DIAGNOSTIC_KEYS = ("source_val_loss", "target_val_entropy", "feature_mmd_val", *VALIDATOR_KEYS)
-
-
-#: Diagnostics that need the validation features of both domains.
-_FEATURE_DIAGNOSTICS = frozenset({"feature_mmd_val", "target_val_snd", "dev_risk"})
 
 
 def evaluate(trainer: Trainer, splits: tuple[tuple[str, str], ...] = EVAL_SPLITS,
@@ -42,28 +36,25 @@ def evaluate(trainer: Trainer, splits: tuple[tuple[str, str], ...] = EVAL_SPLITS
              ) -> tuple[dict, dict, dict, dict[str, np.ndarray]]:
     """Metrics, ROC curves, label-free diagnostics and per-image predictions of ``splits``.
 
-    Predictions are keyed ``<domain>_<split>_{p_merger,label,galaxy_id}``. The diagnostics
-    need both validation splits. ``target_model`` is the network that scores the target
+    Predictions are keyed ``<domain>_<split>_{p_merger,label,galaxy_id}``. A diagnostic
+    (:mod:`training.label_free`) is computed when the validation splits it waits for are
+    scored; it reads :class:`~training.label_free.ValidationOutputs` only: the source
+    validation loss, per-row losses and features, and the target validation probabilities and
+    features (never a target label). ``target_model`` is the network that scores the target
     splits when the caller already made it (default: :meth:`Trainer.target_model`).
-    The label-free validators (:mod:`training.validators`) read the source validation
-    features and per-row losses, and the target validation features and probabilities only.
 
     Args:
         trainer: the trial.
         splits: ``(domain, split)`` pairs to score.
         target_model: see above.
-        diagnostics: compute only these diagnostics (``None``: every one of
-            :data:`DIAGNOSTIC_KEYS`).
+        diagnostics: compute only these diagnostics (``None``: every registered one).
         source_val: the training domain's validation split (the source's; the oracle's
             target) already scored by the current weights (:meth:`Trainer.source_val`),
             reused instead of scoring it again.
     """
-    wanted = set(DIAGNOSTIC_KEYS if diagnostics is None else diagnostics)
-    unknown = wanted - set(DIAGNOSTIC_KEYS)
-    if unknown:
-        raise ValueError(f"unknown diagnostics {sorted(unknown)}; valid: {DIAGNOSTIC_KEYS}")
-    metrics, roc, diagnostics_out, features, predictions = {}, {}, {}, {}, {}
-    source_val_losses, target_val_prob = None, None
+    wanted = record_diagnostic_specs(diagnostics)
+    keep_features = any(spec.needs_features for spec in wanted)
+    metrics, roc, predictions, outputs = {}, {}, {}, {}
     models = {"source": trainer.model}
     if any(domain == "target" for domain, _ in splits):
         models["target"] = target_model if target_model is not None else trainer.target_model()
@@ -72,32 +63,23 @@ def evaluate(trainer: Trainer, splits: tuple[tuple[str, str], ...] = EVAL_SPLITS
         if (domain, split) == (trainer.train_domain, "val") and source_val is not None:
             pred = source_val
         else:
-            pred = trainer.predict(x, y, keep_features=split == "val" and bool(
-                wanted & _FEATURE_DIAGNOSTICS), model=models[domain])
+            pred = trainer.predict(x, y, keep_features=split == "val" and keep_features,
+                                   model=models[domain])
         report = split_report(y, pred)
         key = f"{domain}_{split}"
         metrics[key], roc[key] = report["metrics"], report["roc"]
         predictions[f"{key}_p_merger"] = pred.prob_merger.astype(np.float64)
         predictions[f"{key}_label"] = y.numpy().astype(np.uint8)
         predictions[f"{key}_galaxy_id"] = trainer.galaxy_ids[(domain, split)]
-        if split == "val":
-            features[domain] = pred.features
-            if domain == "source":
-                diagnostics_out["source_val_loss"] = pred.loss
-                source_val_losses = pred.losses
-            else:
-                diagnostics_out["target_val_entropy"] = report["entropy"]
-                target_val_prob = pred.prob_merger  # never pred.loss(es): they read labels
-    if {"source", "target"} <= features.keys():
-        if "feature_mmd_val" in wanted:
-            diagnostics_out["feature_mmd_val"] = feature_mmd(features["source"],
-                                                             features["target"])
-        diagnostics_out.update(label_free_validators(
-            features["source"], source_val_losses, features["target"], target_val_prob,
-            keys=wanted & set(VALIDATOR_KEYS)))
-    order = {key: i for i, key in enumerate(DIAGNOSTIC_KEYS)}
-    diagnostics_out = dict(sorted(((k, v) for k, v in diagnostics_out.items() if k in wanted),
-                                  key=lambda item: order[item[0]]))
+        if (domain, split) == ("source", "val"):
+            outputs.update(source_loss=pred.loss, source_losses=pred.losses,
+                           source_features=pred.features)
+        elif (domain, split) == ("target", "val"):  # never pred.loss(es): they read labels
+            outputs.update(target_prob_merger=pred.prob_merger, target_features=pred.features)
+    scored = {domain for domain, split in splits if split == "val"}
+    view = ValidationOutputs(**outputs)
+    diagnostics_out = {spec.name: spec.compute(view) for spec in wanted
+                       if scored.issuperset(spec.domains)}
     return metrics, roc, diagnostics_out, predictions
 
 

@@ -3,10 +3,11 @@
 Every trial record carries them in ``record["diagnostics"]`` (:func:`training.scoring.evaluate`,
 also for a stopper's per-epoch :func:`training.scoring.interim_record`); each one is a search
 objective of :mod:`search.objectives` and hence a selection strategy of
-:mod:`search.selection`. They read only the *validation* splits: the labelled source
-validation split, and the target validation split's features and predicted probabilities
-(never its labels; ``tests/test_validators.py`` flips the target labels and checks that no
-validator moves).
+:mod:`search.selection`. Each is declared once, with its key and direction, in the registry of
+:mod:`training.label_free`; this module holds the formulas. They read only the *validation*
+splits: the labelled source validation split, and the target validation split's features and
+predicted probabilities (never its labels; ``tests/test_validators.py`` flips the target
+labels and checks that no validator moves).
 
 Already computed elsewhere: source validation accuracy (``metrics["source_val"]``) and loss
 (``source_val_loss``), the feature MMD (``feature_mmd_val``,
@@ -50,7 +51,6 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Collection
 
 import numpy as np
 import torch
@@ -65,8 +65,6 @@ DEV_MAX_SAMPLES = 2000
 DEV_PROB_EPS = 1e-6
 #: Seed of the subsets and of the domain classifier.
 VALIDATOR_SEED = 0
-#: The diagnostics keys this module adds to a trial record.
-VALIDATOR_KEYS = ("target_val_im", "target_val_snd", "target_val_bnm", "dev_risk")
 
 NAN = float("nan")
 
@@ -246,28 +244,3 @@ def dev_risk(source_features: np.ndarray | torch.Tensor, source_losses: np.ndarr
     if weights is None:
         return NAN
     return dev_risk_from_weights(weights, losses[pick_s])
-
-
-def label_free_validators(source_features: np.ndarray | torch.Tensor,
-                          source_losses: np.ndarray,
-                          target_features: np.ndarray | torch.Tensor,
-                          target_prob_merger: np.ndarray,
-                          keys: Collection[str] = VALIDATOR_KEYS) -> dict[str, float]:
-    """The validators of this module for one trial, keyed by :data:`VALIDATOR_KEYS`.
-
-    Args:
-        source_features: ``[n_s, D]`` source validation features.
-        source_losses: ``[n_s]`` per-row cross-entropy of the source validation rows.
-        target_features: ``[n_t, D]`` target validation features.
-        target_prob_merger: ``[n_t]`` predicted merger probability of the target validation
-            rows (no target label is passed).
-        keys: compute only these (an epoch's interim record asks for its objective's alone).
-    """
-    probs = class_probabilities(target_prob_merger)
-    validators = {
-        "target_val_im": lambda: information_maximization(probs),
-        "target_val_snd": lambda: soft_neighborhood_density(target_features),
-        "target_val_bnm": lambda: batch_nuclear_norm(probs),
-        "dev_risk": lambda: dev_risk(source_features, source_losses, target_features),
-    }
-    return {key: validators[key]() for key in VALIDATOR_KEYS if key in keys}
