@@ -10,6 +10,7 @@ target train and validation splits only; the tests that edit files use copies of
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import shutil
@@ -46,6 +47,13 @@ from training.record import OOD_REFERENCE_FILE
 REPO = Path(__file__).resolve().parents[1]
 N_TRAIN, N_VAL, N_TEST = 600, 1000, 1000  # target rows per split
 NOISE = 0.05
+
+
+def _ood_check():
+    spec = importlib.util.spec_from_file_location("ood_check", REPO / "benchmarks/ood_check.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def blob_domain(rng: np.random.Generator, sizes: tuple[int, int, int], noise: float,
@@ -174,7 +182,7 @@ def test_penultimate_is_what_the_last_linear_reads():
             torch.testing.assert_close(network.head.classifier[-1](z), network(x))
 
 
-# --- the rate on held-out target images ----------------------------------
+# --- the rate on held-out target images and on Hubble pixels ----------------------------------
 
 
 def test_target_test_images_are_flagged_at_about_alpha(ood_trial, ood_pair, tmp_path):
@@ -196,6 +204,23 @@ def test_target_test_images_are_flagged_at_about_alpha(ood_trial, ood_pair, tmp_
     assert meta["columns"] and meta["alpha"] == alpha and meta["threshold"] == 1.0
     assert meta["fraction_flagged"] == pytest.approx(rate)
     assert f"({100 * rate:.1f} %) have ood_flag" in meta["summary"] and "5 %" in meta["summary"]
+
+
+def test_hubble_deep_field_stamps_are_flagged(ood_trial, tmp_path, capsys):
+    """Real galaxies from the Hubble image shipped in scikit-image's wheel (no download),
+    scaled to the target's sky noise, and as raw 8-bit values: > 90 % flagged."""
+    ood_check = _ood_check()
+    ood_check.hubble_image()  # raises if scikit-image would have to download it
+    for sigma in (NOISE, None):
+        stamps = ood_check.hubble_stamps(100, noise_sigma=sigma)
+        assert stamps.shape == (100, 3, 75, 75) and stamps.dtype == np.float32
+        np.save(tmp_path / "hubble.npy", stamps)
+        out = tmp_path / f"cat_{sigma}"
+        assert predict("--trial", ood_trial, "--images", tmp_path / "hubble.npy",
+                       "--out", out) == 0
+        assert "have ood_flag" in capsys.readouterr().out
+        frame = pd.read_csv(out / "catalogue.csv")
+        assert frame["ood_flag"].mean() > 0.9, (sigma, frame["ood_flag"].mean())
 
 
 def test_an_ensemble_gets_one_score_and_the_members_alpha(ood_trial, ood_pair, tmp_path):
