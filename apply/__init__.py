@@ -9,6 +9,10 @@
   trials on their source validation split (``calibration.json`` beside the record).
 - :mod:`apply.calibration`: the formulas: temperature fit, expected calibration error,
   reliability bins.
+- :mod:`apply.fit_ood`: CLI ``python apply/fit_ood.py``: the out-of-distribution reference of
+  finished trials on their target train and validation splits (``ood_reference.npz``).
+- :mod:`apply.ood`: the formulas: Mahalanobis distance of penultimate-layer features
+  (Ledoit-Wolf covariance), conformal threshold, ensemble score; reading the reference.
 
 It imports ``galaxies``, ``models``, ``training`` and ``search`` (model selection), never
 ``analysis`` or ``benchmarks`` (docs/ARCHITECTURE.md, tests/test_layers.py).

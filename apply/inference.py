@@ -93,6 +93,22 @@ class TrainedModel:
             batch_size: images per forward pass.
             progress: an optional callable ``progress(n)`` told how many images each batch held.
         """
+        return self._batched(images, domain, normalized, batch_size, progress, "forward", 2)
+
+    def penultimate(self, images: np.ndarray | torch.Tensor, domain: str = "target",
+                    normalized: bool = False, batch_size: int = BATCH_SIZE,
+                    progress: Any = None) -> np.ndarray:
+        """Penultimate-layer features [N, D] (float64) of ``domain``'s network on ``images``.
+
+        The input of the classifier's last ``Linear`` (``models.Classifier.penultimate``);
+        arguments as :meth:`logits`. :mod:`apply.ood` measures distances on them.
+        """
+        return self._batched(images, domain, normalized, batch_size, progress, "penultimate",
+                             None)
+
+    def _batched(self, images: np.ndarray | torch.Tensor, domain: str, normalized: bool,
+                 batch_size: int, progress: Any, method: str, width: int | None) -> np.ndarray:
+        """``network.<method>`` of ``domain``'s network, batch by batch, as float64 numpy."""
         _check_domain(domain)
         x = torch.as_tensor(images) if normalized else self.normalize(images, domain)
         network = self.networks[domain]
@@ -100,10 +116,16 @@ class TrainedModel:
         with torch.inference_mode():
             for start in range(0, len(x), batch_size):
                 batch = x[start : start + batch_size].to(self.device, dtype=torch.float32)
-                out.append(network(batch).double().cpu())
+                out.append(getattr(network, method)(batch).double().cpu())
                 if progress is not None:
                     progress(len(batch))
-        return torch.cat(out).numpy() if out else np.zeros((0, 2))
+        if out:
+            return torch.cat(out).numpy()
+        if width is None:  # no image: the width is the layer's, known from one empty pass
+            with torch.inference_mode():
+                empty = torch.zeros((0, *IMAGE_SHAPE), device=self.device)
+                width = getattr(network, method)(empty).shape[1]
+        return np.zeros((0, width))
 
     def prob_merger(self, images: np.ndarray | torch.Tensor, domain: str = "target",
                     calibrated: bool = False, **kwargs: Any) -> np.ndarray:

@@ -31,6 +31,18 @@ models), ``p_merger_std`` (their spread, population std; 0 for one model), ``p_m
 per model when there are several, ``threshold`` and ``predicted_merger``
 (``p_merger >= threshold``; empty for flagged rows).
 
+Out-of-distribution columns (:mod:`apply.ood`), whenever every model has an
+``ood_reference.npz`` (``python apply/fit_ood.py --trial DIR``) and ``--domain`` is ``target``:
+``ood_score`` (the Mahalanobis distance of the object's penultimate-layer features to the
+target training features, divided by the model's threshold; for an ensemble the mean of the
+members' ratios) and ``ood_flag`` (``ood_score`` above the threshold calibrated to flag
+``alpha``, default 5 %, of target validation images: 1 for one model; for an ensemble the
+conformal quantile of the members' mean validation ratio, so the rate stays ``alpha``). The
+summary line and ``catalogue.json`` (``ood``) give the fraction of objects flagged and
+``alpha``. Without a reference the two columns are absent and the summary says how to fit
+one; a reference that is unreadable or was fitted for another checkpoint stops prediction with
+one line (exit 2), as a stale ``calibration.json`` does with ``--calibrated``.
+
 The ensemble's mean and spread are DeepHyper's ``deephyper.ensemble.aggregator.MeanAggregator
 (with_scale=True)`` (mean and population standard deviation of the members' ``p_merger``). Its
 ``EnsemblePredictor`` is not used: its evaluators ``copy.deepcopy`` every member *and the whole
@@ -44,6 +56,7 @@ Exit status: 0; 2 for bad arguments, unusable models or bad input (one line on s
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import sys
@@ -143,8 +156,12 @@ def ensemble_prob(models: list, images: np.ndarray, domain: str = "target",
 
 
 def catalogue_frame(cutouts, mean: np.ndarray, std: np.ndarray, per_model: np.ndarray,
-                    threshold: float) -> pd.DataFrame:
-    """The catalogue table (columns in the module docstring); flagged rows get empty values."""
+                    threshold: float, ood: tuple[np.ndarray, np.ndarray] | None = None
+                    ) -> pd.DataFrame:
+    """The catalogue table (columns in the module docstring); flagged rows get empty values.
+
+    ``ood``: ``(ood_score, ood_flag)`` of the ``ok`` rows, or ``None`` (no OOD columns).
+    """
     ok = cutouts.ok
     n = len(cutouts)
 
@@ -167,7 +184,75 @@ def catalogue_frame(cutouts, mean: np.ndarray, std: np.ndarray, per_model: np.nd
     predicted = pd.array([pd.NA] * n, dtype="boolean")
     predicted[ok] = mean >= threshold
     frame["predicted_merger"] = predicted
+    if ood is not None:
+        frame["ood_score"] = full(ood[0])
+        flag = pd.array([pd.NA] * n, dtype="boolean")
+        flag[ok] = ood[1]
+        frame["ood_flag"] = flag
     return frame
+
+
+def ood_references(models: list, domain: str) -> tuple[list | None, str | None]:
+    """Every model's OOD reference, or ``(None, why there is no OOD score)``.
+
+    Raises:
+        PredictError: a reference file that is unreadable or fitted for another checkpoint.
+    """
+    from apply.ood import FIT_COMMAND, OodReferenceError, combinable, read_reference
+    from training.record import OOD_REFERENCE_FILE
+
+    if domain != "target":
+        return None, ("no OOD score with --domain source: the references describe target "
+                      "images")
+    try:
+        refs = [read_reference(m.trial_dir) for m in models]
+    except OodReferenceError as exc:
+        raise PredictError(str(exc)) from exc
+    missing = [str(m.trial_dir) for m, ref in zip(models, refs, strict=True) if ref is None]
+    if missing:
+        return None, (f"no OOD score: no {OOD_REFERENCE_FILE} in {', '.join(missing)}; fit "
+                      f"one with {FIT_COMMAND} {' '.join(missing)}")
+    reason = combinable(refs)
+    if reason:
+        return None, f"no OOD score: {reason}; refit them with one {FIT_COMMAND} ... --alpha A"
+    return refs, None
+
+
+def ood_columns(models: list, refs: list, images: np.ndarray, batch_size: int = 256,
+                progress: bool = True) -> tuple[np.ndarray, np.ndarray, float]:
+    """``(ood_score, ood_flag, threshold)`` of ``images`` (the target networks' features)."""
+    from tqdm.auto import tqdm
+
+    from apply.ood import ensemble_score
+
+    with tqdm(total=len(models) * len(images), desc="ood features", unit="img",
+              disable=not progress) as bar:
+        distances = [ref.distance(m.penultimate(images, "target", batch_size=batch_size,
+                                                progress=bar.update))
+                     for m, ref in zip(models, refs, strict=True)]
+    score, threshold = ensemble_score(refs, distances)
+    return score, score > threshold, threshold
+
+
+def ood_meta(refs: list | None, ood: tuple | None, note: str | None) -> dict[str, Any]:
+    """``catalogue.json``'s ``ood``: the rate flagged, alpha, the threshold, one summary line."""
+    if refs is None or ood is None:
+        return {"columns": False, "summary": note}
+    score, flag, threshold = ood
+    n, flagged = len(flag), int(np.sum(flag))
+    alpha = refs[0].alpha
+    return {
+        "columns": True, "alpha": alpha, "threshold": threshold, "n_flagged": flagged,
+        "fraction_flagged": flagged / n if n else None,
+        "score": "Mahalanobis distance of the penultimate-layer features to the target "
+                 "training features (Ledoit-Wolf covariance) / the model's threshold; "
+                 "ensemble: the mean over members (apply/ood.py)",
+        "members": [{"threshold": ref.threshold, "n_reference": ref.n_reference,
+                     "n_calibration": len(ref.calibration_scores)} for ref in refs],
+        "summary": f"OOD: {flagged} of {n} classified objects ({100 * flagged / max(n, 1):.1f} "
+                   f"%) have ood_flag; the threshold flags alpha = {100 * alpha:g} % of target "
+                   "validation images",
+    }
 
 
 def _check_replaceable(out: Path, force: bool) -> None:
@@ -274,6 +359,7 @@ def predict_catalogue(images: str | os.PathLike, out: str | os.PathLike,
                                      "python apply/calibrate.py --trial DIR for each")
     except ModelLoadError as exc:
         raise PredictError(str(exc)) from exc
+    refs, ood_note = ood_references(models, domain)  # a stale file stops before any work
     cutouts = read_cutouts(images, split)
     ok = cutouts.ok
     if not ok.any():
@@ -287,7 +373,10 @@ def predict_catalogue(images: str | os.PathLike, out: str | os.PathLike,
             cutouts.status[row] = NONFINITE_OUTPUT
         mean, std, per_model = mean[finite], std[finite], per_model[:, finite]
         ok = cutouts.ok
-    frame = catalogue_frame(cutouts, mean, std, per_model, threshold)
+    ood = None if refs is None else ood_columns(models, refs, cutouts.images[ok], batch_size,
+                                                progress)
+    frame = catalogue_frame(cutouts, mean, std, per_model, threshold,
+                            None if ood is None else ood[:2])
     meta = {
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "command": command,
@@ -304,6 +393,7 @@ def predict_catalogue(images: str | os.PathLike, out: str | os.PathLike,
         "domain": domain, "calibrated": calibrated, "threshold": threshold,
         "ensemble": "deephyper.ensemble.aggregator.MeanAggregator(with_scale=True): "
                     "p_merger = mean over models, p_merger_std = population std",
+        "ood": ood_meta(refs, ood, ood_note),
         "device": str(torch_device), "versions": package_versions(),
     }
     _write_all(out, frame, meta, force)
@@ -367,6 +457,8 @@ def main(argv: list[str] | None = None) -> int:
     merger = int(frame["predicted_merger"].sum())
     print(f"{len(frame)} objects, {merger} predicted mergers at p >= {args.threshold}, "
           f"{flagged} flagged -> {Path(args.out) / 'catalogue.csv'}")
+    meta = json.loads((Path(args.out) / "catalogue.json").read_text())
+    print(meta["ood"]["summary"])
     return 0
 
 

@@ -5,7 +5,7 @@ Public API::
     get_backbone(name) -> BackboneSpec       # "deepmerge" | "resnet18" (or "resnet")
     backbone_names() / backbone_specs()      # every registered backbone, in table order
     create_classifier(config) -> Classifier  # the spec's backbone + head for a TrainConfig
-    Classifier.features(x) / .forward(x) / .forward_with_features(x)
+    Classifier.features(x) / .forward(x) / .forward_with_features(x) / .penultimate(x)
     DomainClassifier(in_dim, hidden=1024, dropout=0.5)
     grad_reverse(x, coeff)
 

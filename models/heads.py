@@ -70,6 +70,15 @@ class ClassifierHead(nn.Module):
         """Logits ``[B, num_classes]`` from embedded features."""
         return self.classifier(z)
 
+    def penultimate(self, z: torch.Tensor) -> torch.Tensor:
+        """What the last ``Linear`` reads, ``[B, penultimate_dim]``, from embedded features.
+
+        DeepMerge: the 32 outputs of the last hidden ``Linear–ReLU``; without hidden layers
+        (ResNet18) the embedded features themselves (the bottleneck), so
+        ``classify(z) == classifier[-1](penultimate(z))``.
+        """
+        return self.classifier[:-1](z)
+
     def forward(self, f: torch.Tensor) -> torch.Tensor:
         """Logits ``[B, num_classes]`` from backbone features."""
         return self.classify(self.embed(f))
@@ -86,6 +95,9 @@ class Classifier(nn.Module):
         feature_dim: size of ``features(x)`` (pass it to ``create_transfer_loss``); for
             ``resnet18`` this is the bottleneck width, not the backbone's 512.
         transfer_dim: alias of ``feature_dim``.
+
+    ``penultimate(x)`` is the input of the head's last ``Linear`` (DeepMerge: 32 values;
+    ResNet18: the bottleneck, ``features(x)``): what :mod:`apply.ood` measures distances on.
     """
 
     def __init__(self, backbone: Backbone, head: ClassifierHead):
@@ -97,6 +109,10 @@ class Classifier(nn.Module):
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """Transfer-loss features ``[B, feature_dim]``."""
         return self.head.embed(self.backbone.features(x))
+
+    def penultimate(self, x: torch.Tensor) -> torch.Tensor:
+        """The penultimate layer ``[B, penultimate_dim]``: the input of the last ``Linear``."""
+        return self.head.penultimate(self.features(x))
 
     def forward_with_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """One pass giving ``(features [B, feature_dim], logits [B, num_classes])``."""

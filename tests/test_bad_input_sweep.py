@@ -1,5 +1,5 @@
-"""Issue 24: a sweep of bad inputs over predict, calibrate, import, train, search, seeds and
-report.
+"""Issue 24: a sweep of bad inputs over predict, calibrate, fit_ood, import, train, search,
+seeds and report.
 
 Each case runs the real command line in its own folder and must end with a non-zero exit, an
 ``error:`` line naming the problem (one line; argparse's usage line may precede its own), no
@@ -47,6 +47,16 @@ def _copy_trial(trial: Path, folder: Path, edit: Callable[[Path], None]) -> Path
     shutil.copytree(trial, copy)
     edit(copy)
     return copy
+
+
+def _stale_ood(trial: Path) -> None:
+    """A valid ``ood_reference.npz`` that names another checkpoint."""
+    from apply.ood import OodReference, write_reference
+
+    reference = OodReference(mean=np.zeros(2), precision=np.eye(2), threshold=1.0, alpha=0.05,
+                             calibration_scores=np.ones(3), calibration_key="",
+                             checkpoint_sha256="0" * 64, shrinkage=0.0, n_reference=5)
+    write_reference(trial, reference)
 
 
 def _truncate(path: Path) -> None:
@@ -124,6 +134,18 @@ CASES: dict[str, tuple[Callable[..., list], str]] = {
     "predict: --out is a file": (
         lambda f, t, d, im: ["apply/predict.py", "--trial", t, "--images", _npy(f, im),
                              "--out", _npy(f, im)], "x.npy"),
+    "predict: OOD reference of another checkpoint": (
+        lambda f, t, d, im: ["apply/predict.py", "--trial", _copy_trial(t, f, _stale_ood),
+                             "--images", _npy(f, im), "--out", f / "cat"], "fit_ood.py"),
+    "predict: unreadable OOD reference": (
+        lambda f, t, d, im: ["apply/predict.py", "--trial",
+                             _copy_trial(t, f, lambda c: (c / "ood_reference.npz").write_bytes(
+                                 b"junk")), "--images", _npy(f, im), "--out", f / "cat"],
+        "not a readable OOD reference"),
+    "fit_ood: --alpha 1.5": (
+        lambda f, t, d, im: ["apply/fit_ood.py", "--trial", t, "--alpha", "1.5"], "alpha"),
+    "fit_ood: missing trial": (
+        lambda f, t, d, im: ["apply/fit_ood.py", "--trial", f / "nothing"], "nothing"),
     "calibrate: --device bogus": (
         lambda f, t, d, im: ["apply/calibrate.py", "--trial", t, "--device", "bogus"],
         "bogus"),

@@ -109,7 +109,8 @@ def test_a_good_checkpoint_loads(trial):
 
 def test_train_refuses_to_replace_a_finished_trial_without_force(trial, tiny_domain_pair,
                                                                  tmp_path):
-    """train.py --out: a finished trial needs --force, and its stale calibration goes too."""
+    """train.py --out: a finished trial needs --force; its stale calibration and OOD reference
+    go too."""
     import json
     import shutil
 
@@ -118,6 +119,7 @@ def test_train_refuses_to_replace_a_finished_trial_without_force(trial, tiny_dom
     out = tmp_path / "trial"
     shutil.copytree(trial, out)
     (out / "calibration.json").write_text(json.dumps({"temperature": 2.0}))
+    (out / "ood_reference.npz").write_bytes(b"fitted for the old network")
     before = (out / "record.json").read_bytes()
     tiny = ["--problem", "none_deepmerge", "--data", str(tiny_domain_pair), "--quiet",
             "--set", "epochs=1", "--set", "batch_size=8", "--set", "max_batches_per_epoch=2",
@@ -127,6 +129,7 @@ def test_train_refuses_to_replace_a_finished_trial_without_force(trial, tiny_dom
     assert train_main([*tiny, "--out", str(out), "--force"]) == 0
     assert json.loads((out / "record.json").read_text())["seed"] == 2
     assert not (out / "calibration.json").exists()  # fitted for the old network
+    assert not (out / "ood_reference.npz").exists()
     foreign = tmp_path / "mine"
     foreign.mkdir()
     (foreign / "notes.txt").write_text("keep me")

@@ -49,13 +49,15 @@ def test_history_short_trial_table_equals_the_cpu_report():
 
 
 def test_apply_page_commands_parse():
-    """Every predict/calibrate command of docs/APPLY.md has valid flags."""
+    """Every predict/calibrate/fit_ood command of docs/APPLY.md has valid flags."""
     import shlex
 
     from apply.calibrate import build_parser as calibrate_parser
+    from apply.fit_ood import build_parser as fit_ood_parser
     from apply.predict import build_parser as predict_parser
 
-    parsers = {"apply/predict.py": predict_parser(), "apply/calibrate.py": calibrate_parser()}
+    parsers = {"apply/predict.py": predict_parser(), "apply/calibrate.py": calibrate_parser(),
+               "apply/fit_ood.py": fit_ood_parser()}
     section = (REPO / "docs/APPLY.md").read_text()
     seen = set()
     for line in section.splitlines():

@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CALIBRATION_FILE",
+    "OOD_REFERENCE_FILE",
     "PREDICTIONS",
     "REPO_ROOT",
     "RECORD",
@@ -60,6 +61,8 @@ PREDICTIONS = "predictions.npz"  # per-image p_merger, label and galaxy_id of ev
 ROC = "roc.json"
 #: A trial's temperature, written by ``apply/calibrate.py`` beside its record.
 CALIBRATION_FILE = "calibration.json"
+#: A trial's out-of-distribution reference, written by ``apply/fit_ood.py`` beside its record.
+OOD_REFERENCE_FILE = "ood_reference.npz"
 SPLIT_KEYS = ("source_val", "target_val", "source_test", "target_test")
 VERSIONED_PACKAGES = ("galaxy-da", "torch", "torchvision", "numpy", "scikit-learn", "h5py",
                       "galsim", "deephyper", "ray", "pandas")

@@ -10,12 +10,12 @@ trial runs that problem's default configuration with the ``--set`` overrides (``
 ``backbone`` are chosen by ``--problem`` and cannot be set). ``--data`` defaults to the
 embedded benchmark, simulated on first use. Writes ``OUT/record.json``, ``OUT/roc.json`` and
 ``OUT/checkpoint.pt``. An ``--out`` that holds a finished trial is refused unless ``--force``
-replaces it (its stale ``calibration.json`` goes with it), and ``--force`` never replaces a
-folder holding anything but a trial's files; a folder with only ``resume.pt`` (an interrupted
-trial) is continued. Exits 1 when the trial fails (the reason is in the record) and 2 on bad
-arguments or data, or when ``--out`` cannot be written (checked before training; a disk that
-fills up during the trial too): one line ``error: ...``, no traceback, and no truncated file
-(every file is written atomically).
+replaces it (its stale ``calibration.json`` and ``ood_reference.npz`` go with it), and
+``--force`` never replaces a folder holding anything but a trial's files; a folder with only
+``resume.pt`` (an interrupted trial) is continued. Exits 1 when the trial fails (the reason is
+in the record) and 2 on bad arguments or data, or when ``--out`` cannot be written (checked
+before training; a disk that fills up during the trial too): one line ``error: ...``, no
+traceback, and no truncated file (every file is written atomically).
 """
 
 from __future__ import annotations
@@ -61,11 +61,12 @@ def check_out(out: Path, force: bool) -> list[Path]:
     """
     from training.checkpoint import CHECKPOINT
     from training.cli import CliError
-    from training.record import CALIBRATION_FILE, PREDICTIONS, RECORD, ROC
+    from training.record import CALIBRATION_FILE, OOD_REFERENCE_FILE, PREDICTIONS, RECORD, ROC
     from training.resume import RESUME
 
     # What a trial folder may hold (each name from the module that writes it).
-    trial_files = {RECORD, ROC, PREDICTIONS, CHECKPOINT, CALIBRATION_FILE, RESUME}
+    trial_files = {RECORD, ROC, PREDICTIONS, CHECKPOINT, CALIBRATION_FILE, OOD_REFERENCE_FILE,
+                   RESUME}
     if out.exists() and not out.is_dir():
         raise CliError(f"--out {out} is a file. Fix: pass a folder path")
     if not out.is_dir():
