@@ -1,11 +1,11 @@
 r"""The headline table: every arm of the protocol on a held-out data seed, from committed records.
 
-The protocol (``benchmarks/RESULTS.md``, "Protocol of every headline figure"): development data
-seeds (:data:`DEVELOPMENT_DATA_SEEDS`) for choosing anything; headline figures on a held-out
-data seed (:data:`HELD_OUT_DATA_SEEDS`) that no choice ever read; at least
-:data:`MIN_TRAINING_SEEDS` training seeds per arm, the same seeds for every arm; mean ± sample
-std over seeds and, against the reference arms (no-DA and the joint-BN control), the paired
-difference averaged over seeds with its 95 % cluster-bootstrap interval
+The protocol (``benchmarks/results/protocol-and-headline.md``, "Protocol of every headline
+figure"): development data seeds (:data:`DEVELOPMENT_DATA_SEEDS`) for choosing anything;
+headline figures on a held-out data seed (:data:`HELD_OUT_DATA_SEEDS`) that no choice ever read;
+at least :data:`MIN_TRAINING_SEEDS` training seeds per arm, the same seeds for every arm; mean ±
+sample std over seeds and, against the reference arms (no-DA and the joint-BN control), the
+paired difference averaged over seeds with its 95 % cluster-bootstrap interval
 (:func:`analysis.compare.paired_difference_over_seeds`).
 
 Two steps::

@@ -31,7 +31,8 @@ thinned ``roc.json``), and writes beside them:
 * ``paper_tables.json``: every number of both tables (per-seed values, paired intervals).
 
 Every record must have run its whole one-cycle schedule (:func:`schedule_violations`, the fair
-stopping rule of ``benchmarks/RESULTS.md``, "A fair stopping rule"): a run stopped before its
+stopping rule of ``benchmarks/results/stopping-and-searches.md``, "A fair stopping rule"):
+a run stopped before its
 learning rate annealed is refused (exit status 2).
 
 Rows without records yet are shown as missing, never filled in. With ``--readme``, the block

@@ -102,7 +102,7 @@ def committable(record: dict[str, Any]) -> dict[str, Any]:
 
 
 def format_markdown(rows: list[dict[str, Any]]) -> str:
-    """The table of ``benchmarks/RESULTS.md`` (validation accuracy in %)."""
+    """The table of ``benchmarks/results/speed.md`` (validation accuracy in %)."""
     def pct(values: list[float]) -> str:
         return f"{100 * np.mean(values):.1f} ± {100 * np.std(values, ddof=1):.1f}"
 

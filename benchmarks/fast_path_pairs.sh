@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Does the fast path lose accuracy? The paired comparison behind precision=auto (issue 22,
-# benchmarks/RESULTS.md "Speed"): full-length none / MMD / DANN DeepMerge trials at their
-# default configurations, training seeds 1-3, fp32 (eager, NCHW) against the path that
-# precision=auto resolves to on this machine, on DEVELOPMENT data seed 2 (3000 mergers +
-# 2700 non-mergers, generator v4); compared on the validation splits only (no test split and
-# no held-out data seed is read by this choice).
+# benchmarks/results/speed.md "Does the fast path lose accuracy?"): full-length none / MMD /
+# DANN DeepMerge trials at their default configurations, training seeds 1-3, fp32 (eager, NCHW)
+# against the path that precision=auto resolves to on this machine, on DEVELOPMENT data seed 2
+# (3000 mergers + 2700 non-mergers, generator v4); compared on the validation splits only (no
+# test split and no held-out data seed is read by this choice).
 # Two trials at a time with one torch thread each. Resumable: a trial whose record.json
 # exists is skipped. Records (JSON, no checkpoints) and the comparison land in
 # reports/fast_path/ and, for the no-early-stopping control of no-DA,
@@ -41,7 +41,7 @@ printf '%s\n' "${jobs[@]}" | xargs -P 2 -L 1 bash -c 'run_one $0 $1 $2'
 "$PY" benchmarks/fast_path_compare.py --runs "$OUT" --out "$REPORT"
 # The control: no-DA without early stopping (patience=30, the best epoch of the full
 # schedule), so that a run stopped in the high-learning-rate phase cannot stand in for a
-# precision effect (benchmarks/RESULTS.md explains why it is needed).
+# precision effect (benchmarks/results/speed.md explains why it is needed).
 control=()
 for seed in $(seq 1 "$SEEDS"); do
   for path in auto fp32; do control+=("$seed $path"); done

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# The headline runs of README "Results at a glance" (issue 10 protocol, benchmarks/RESULTS.md):
+# The headline runs of README "Results at a glance" (issue 10 protocol,
+# benchmarks/results/protocol-and-headline.md):
 # generator v4, held-out data seed 3 (never used for a choice), each problem's default
 # configuration, training seeds 1-3, two trials at a time (each with every usable core's torch
 # thread unless OMP_NUM_THREADS is set; benchmarks/methods_full.sh sets OMP_NUM_THREADS=1).
 # MMD and DANN run eager; to fit the 2-core CPU budget no-DA and the controls (which started
 # later) run with compile=1 channels_last=1: the same network, loss and optimiser, fused
-# kernels (~1.3x on this machine, benchmarks/RESULTS.md "Fast trials").
+# kernels (~1.3x on this machine, benchmarks/results/speed.md "Fast trials").
 # Resumable: a seed whose record.json exists is skipped. Usage: bash benchmarks/headline.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -69,5 +70,5 @@ PYEOF
 "$PY" analysis/report.py --runs "$OUT/seeds/none_deepmerge" "$OUT/seeds/jointbn_deepmerge" \
     "$OUT/seeds/adabn_deepmerge" "$OUT/seeds/mmd_deepmerge" "$OUT/seeds/dann_deepmerge" \
     "$OUT/classical" --out reports/headline/report --diagnostics
-# Temperature scaling of every CNN trial (source validation split), benchmarks/RESULTS.md.
+# Temperature scaling of every CNN trial (source validation split), benchmarks/results/apply.md.
 "$PY" apply/calibrate.py --trial "$OUT"/seeds/*/seed_* --summary reports/headline/calibration.json

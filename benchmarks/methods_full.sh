@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
-# The extended methods table of issue 13 at full length (benchmarks/RESULTS.md "Every method at
-# its default configuration"): every DeepMerge method at its default configuration (30 epochs,
-# each problem's patience), generator v4, held-out data seed 3, training seeds 1-3 — the
+# The extended methods table of issue 13 at full length
+# (benchmarks/results/methods.md "Every method at its default configuration"): every DeepMerge
+# method at its default configuration (30 epochs, each problem's patience), generator v4, held-out data seed 3, training seeds 1-3 — the
 # headline's protocol. no-DA, MMD, DANN and the joint-BN control (the reference of the second
 # paired column) are the headline's own seeds (runs/headline, made by benchmarks/headline.sh)
 # and are linked, not retrained; CORAL, MMD+FE, DANN+FE, CDAN and SIDDA
 # are trained here, two trials at a time with one torch thread each (OMP_NUM_THREADS=1), with compile=1
 # channels_last=1 (the same network, loss and optimiser with fused kernels, as the headline's
-# no-DA and controls: benchmarks/RESULTS.md "Fast trials"). Then the table from the records
+# no-DA and controls: benchmarks/results/speed.md "Fast trials"). Then the table from the records
 # (analysis/headline.py). Resumable: a seed whose record.json exists is skipped.
 # Usage: bash benchmarks/methods_full.sh        (about 4 CPU-hours on 2 cores; minutes on a GPU)
 set -euo pipefail

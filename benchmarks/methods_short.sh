@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The extended methods table of issue 13 (benchmarks/RESULTS.md "Every method at a short budget"):
+# The extended methods table of issue 13
+# (benchmarks/results/methods.md "Every method at a short budget"):
 # every DeepMerge method at its default configuration, held-out data seed 3, training seeds 1-3,
 # SHORT trials (3 epochs of 20 batches of 64: the budget of the selection study), two trials at
 # a time. Then the table from the records (analysis/headline.py). Resumable (done seeds are

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The selection study of issue 13 (benchmarks/RESULTS.md "Label-free model selection"): random
-# searches of MMD and DANN (both DA families) on two development data sets, every trial
+# The selection study of issue 13 (benchmarks/results/selection.md "Label-free model
+# selection"): random searches of MMD and DANN (both DA families) on two development data sets, every trial
 # recording every label-free validator; the default objective is chosen on set A (data seed
 # 2, reference: target *validation* accuracy) and confirmed on set B (data seed 1, reference:
 # target test accuracy). No held-out data is read. Short trials (3 epochs of 20 batches of

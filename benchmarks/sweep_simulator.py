@@ -7,8 +7,8 @@ every galaxy Δ mag brighter at SB_lim = 25 (images are linear in flux).
 Then one full trial per method runs on each (``training/train.py``, the problems' default
 configurations plus ``--set`` items), several at a time, and a table of source / target test
 accuracy is printed. This is how the generator-v3 defaults were chosen
-(``benchmarks/RESULTS.md``); on 2 CPU cores a full-size cell takes about an hour, on a GPU a
-minute.
+(``docs/HISTORY.md``, "How the v3 defaults were chosen"); on 2 CPU cores a full-size cell
+takes about an hour, on a GPU a minute.
 
 Example (the v3 choice against v2, on a GPU machine)::
 

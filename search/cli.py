@@ -21,7 +21,8 @@ from training.cli import (
 
 #: Named trial budgets (``--budget``): the fixed values each puts before the user's ``--set``.
 #: ``laptop`` (the default, sized so that ``python search/run.py --problem mmd_resnet`` ends in
-#: about 10 minutes on two cores, benchmarks/RESULTS.md "The first hour"): 2 epochs of at most
+#: about 10 minutes on two cores, benchmarks/results/stopping-and-searches.md
+#: "The first hour"): 2 epochs of at most
 #: 1,024 source images each, whatever the batch size, so that every trial of a laptop search costs
 #: about the same; ``paper``: the paper's full-length trials (30 epochs, full passes).
 BUDGETS: dict[str, dict[str, Any]] = {

@@ -14,7 +14,8 @@ target labels:
   0 is perfect, negative is worse. DomainBed reports ~1-3 points between training-domain and
   oracle selection; the goal here is a gap of at most 2 points.
 
-**Choose, then confirm** (the protocol of ``benchmarks/RESULTS.md``: no decision reads a test
+**Choose, then confirm** (the protocol of ``benchmarks/results/protocol-and-headline.md``:
+no decision reads a test
 split): the default objective is chosen on one set of searches (``--choose``, development
 data) with the target *validation* accuracy as the reference, as the label-free validator with
 the smallest mean gap (ties: the larger mean rho), and confirmed on another set
@@ -174,7 +175,7 @@ def load_set(log_dirs: Iterable[str | os.PathLike]) -> pd.DataFrame:
 
 def choose_and_confirm(choose_dirs: list[str], confirm_dirs: list[str] | None = None,
                        ) -> dict[str, Any]:
-    """The study of ``benchmarks/RESULTS.md``: choose on one set, confirm on the other."""
+    """The study of ``benchmarks/results/selection.md``: choose on one set, confirm on the other."""
     result: dict[str, Any] = {"gap_goal_points": GAP_GOAL_POINTS}
     chosen = None
     for role, dirs, reference in (("choose", choose_dirs, CHOOSE_REFERENCE),

@@ -7,6 +7,32 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+RESULTS_INDEX = REPO / "benchmarks/RESULTS.md"
+RESULTS_PAGES = sorted((REPO / "benchmarks/results").glob("*.md"))
+
+
+def anchor(heading: str) -> str:
+    """GitHub's anchor of a Markdown heading: lower case, punctuation dropped, spaces -> '-'."""
+    import re
+
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def headings(page: Path, level: str = "#+") -> list[str]:
+    """The headings of a Markdown page (outside code blocks) at the given level pattern."""
+    import re
+
+    text = re.sub(r"^```.*?^```", "", page.read_text(), flags=re.MULTILINE | re.DOTALL)
+    return re.findall(rf"^{level} (.+)$", text, flags=re.MULTILINE)
+
+
+def results_section(page: str, heading: str) -> str:
+    """The text of the ``## heading...`` section of ``benchmarks/results/<page>``: a figure
+    checked against its records must stand in the section that reports it."""
+    text = (REPO / "benchmarks/results" / page).read_text()
+    start = text.index(f"\n## {heading}")
+    end = text.find("\n## ", start + 1)
+    return text[start:] if end < 0 else text[start:end]
 
 
 def test_readme_is_a_map_and_every_link_resolves():
@@ -15,15 +41,38 @@ def test_readme_is_a_map_and_every_link_resolves():
 
     readme = (REPO / "README.md").read_text()
     assert len(readme.splitlines()) < 200
-    pages = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+    pages = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md")), RESULTS_INDEX,
+             *RESULTS_PAGES]
     for page in pages:
         for target in re.findall(r"\]\(([^)\s]+)\)", page.read_text()):
             if re.match(r"^(https?:|#|mailto:)", target):
                 continue
             path = (page.parent / target.split("#")[0]).resolve()
             assert path.exists(), f"{page.relative_to(REPO)} links to a missing {target}"
+            if "#" in target and path.suffix == ".md":
+                assert target.split("#")[1] in map(anchor, headings(path)), \
+                    f"{page.relative_to(REPO)} links to a missing heading {target}"
     for name in ("DATA", "METHODS", "SEARCH", "APPLY", "ARCHITECTURE", "CONTRACTS", "HISTORY"):
         assert f"(docs/{name}.md)" in readme, name
+
+
+def test_results_index_links_every_page_and_section():
+    """Issue 23: benchmarks/RESULTS.md is an index; it links every topic page and every
+    ``##`` section of each, and the superseded generators live in docs/HISTORY.md."""
+    index = RESULTS_INDEX.read_text()
+    assert len(RESULTS_PAGES) >= 8
+    assert len(index.splitlines()) < 60  # an index, not a notebook
+    for page in RESULTS_PAGES:
+        assert f"](results/{page.name})" in index, page.name
+        slugs = [anchor(h) for h in headings(page)]
+        assert len(slugs) == len(set(slugs)), f"{page.name} has two headings with one anchor"
+        for heading in headings(page, "##"):
+            assert f"](results/{page.name}#{anchor(heading)})" in index, (page.name, heading)
+    history = headings(REPO / "docs/HISTORY.md")
+    assert "Generator v2 (superseded)" in history
+    assert "Generator v3 (superseded by v4, 2026-12-01)" in history
+    for page in RESULTS_PAGES:
+        assert "superseded" not in " ".join(headings(page)).lower(), page.name
 
 
 def markdown_rows(text: str, header_start: str) -> dict[str, list[str]]:
@@ -76,7 +125,7 @@ def test_results_calibration_table_equals_the_committed_summary():
     trials = json.loads((REPO / "reports/headline/calibration.json").read_text())["trials"]
     table = grouped_table(trials)
     assert (REPO / "reports/headline/calibration.md").read_text() == table
-    assert table in (REPO / "benchmarks/RESULTS.md").read_text()
+    assert table in results_section("apply.md", "Applying models: calibration")
 
 
 def test_results_selection_tables_equal_the_committed_study():
@@ -85,7 +134,7 @@ def test_results_selection_tables_equal_the_committed_study():
     from search.objective_study import format_summary
 
     study = json.loads((REPO / "benchmarks/records/selection_study.json").read_text())
-    results = (REPO / "benchmarks/RESULTS.md").read_text()
+    results = results_section("selection.md", "Label-free model selection")
     for role in ("choose", "confirm"):
         assert format_summary(study[role]["summary"]) in results, role
     assert study["choose"]["n_trials"] + study["confirm"]["n_trials"] >= 100
@@ -102,7 +151,9 @@ def test_results_methods_table_equals_its_records(folder):
     records = REPO / folder
     markdown = headline.format_markdown(headline.headline(records))
     assert (records / "headline.md").read_text() == markdown
-    assert markdown in (REPO / "benchmarks/RESULTS.md").read_text()
+    heading = ("Every method at its default configuration" if folder.endswith("full")
+               else "Every method at a short budget")
+    assert markdown in results_section("methods.md", heading)
     arms = headline.load_arms(records)
     names = {arm.name for arm in arms}
     assert {"none", "mmd", "dann", "coral", "mmdfe", "dannfe", "cdan", "sidda"} <= names
@@ -129,7 +180,7 @@ def test_results_default_objective_on_the_methods_table():
     accuracy = [100 * r["metrics"]["target_test"]["accuracy"] for r in records]
     rho = spearmanr(objective, accuracy).statistic
     pick = accuracy[max(range(len(records)), key=objective.__getitem__)]
-    results = (REPO / "benchmarks/RESULTS.md").read_text()
+    results = results_section("methods.md", "Every method at its default configuration")
     assert f"`{DEFAULT_OBJECTIVE}`" in results
     assert f"Spearman ρ = +{rho:.2f} with the target test accuracy" in results
     assert f"Its top trial ({pick:.1f} %) is" in results
@@ -147,7 +198,7 @@ def test_results_fast_path_table_equals_its_records(folder, problems):
     folder = REPO / folder
     rows = json.loads((folder / "fast_path.json").read_text())
     table = (folder / "fast_path.md").read_text()
-    assert table in (REPO / "benchmarks/RESULTS.md").read_text()
+    assert table in results_section("speed.md", "The fast path per CPU")
     assert {row["problem"] for row in rows} == problems
     for row in rows:
         assert len(row["seeds"]) >= 3, row["problem"]
@@ -174,7 +225,7 @@ def test_results_stopper_comparison_equals_its_record():
     assert "epochs=30" in study["args"]["overrides"] and full["trials"] == sha["trials"] == 30
     assert sha["epochs"] <= full["epochs"] / 4
     assert abs(sha["pick_target_test_acc"] - full["pick_target_test_acc"]) <= 0.01
-    results = (REPO / "benchmarks/RESULTS.md").read_text()
+    results = results_section("speed.md", "The fast path per CPU")
     for row in (full, sha):
         assert (f"| {row['stopper']} | {row['trials']} | {row['ran_to_end']} | {row['stopped']} "
                 f"| {row['epochs']} |") in results
@@ -196,7 +247,7 @@ def test_results_stopping_study_is_rebuilt_from_its_records(tmp_path):
     result = stopping_study.table(REPO / "reports/stopping/records", tmp_path)
     rebuilt = (tmp_path / "stopping.md").read_text()
     assert rebuilt == (REPO / "reports/stopping/stopping.md").read_text()
-    assert rebuilt.strip() in (REPO / "benchmarks/RESULTS.md").read_text()
+    assert rebuilt.strip() in results_section("stopping-and-searches.md", "A fair stopping rule")
     assert stopping_study.CONFIG_VALUE[result["choice"]["rule"]] == default_config().stopping
     for problem, entry in result["problems"].items():
         assert entry["seeds"] == [1, 2, 3], problem
@@ -215,7 +266,7 @@ def test_results_first_hour_table_equals_its_record():
     from search.cli import BUDGETS
 
     record = json.loads((REPO / "benchmarks/records/first_hour_zen4.json").read_text())
-    results = (REPO / "benchmarks/RESULTS.md").read_text()
+    results = results_section("stopping-and-searches.md", "The first hour")
     for run in record["runs"]:
         minutes, seconds = divmod(round(run["wall_s"]), 60)
         assert f"{minutes} min {seconds:02d} s" in results, run
@@ -234,7 +285,7 @@ def test_results_step_rates_and_end_to_end_trial_equal_their_records():
     import json
     import re
 
-    results = (REPO / "benchmarks/RESULTS.md").read_text()
+    results = results_section("speed.md", "The fast path per CPU")
     text = (REPO / "benchmarks/records/step_auto_zen4.txt").read_text()
     blocks = re.findall(r"^(\w+) \(batch (\d+)[^)]*\)\n\s+fp32\s+([\d.]+) ms/step.*\n"
                         r"\s+auto\s+([\d.]+) ms/step.*x([\d.]+)", text, flags=re.MULTILINE)
@@ -262,7 +313,8 @@ def test_results_searches_table_equals_the_committed_searches():
     from analysis.paper_study import searches_table
 
     table = searches_table(REPO / "reports/paper")
-    assert table.strip() in (REPO / "benchmarks/RESULTS.md").read_text()
+    assert table.strip() in results_section("stopping-and-searches.md",
+                                             "The searches on development data")
     for search in (REPO / "reports/paper/searches").glob("*/search.json"):
         meta = json.loads(search.read_text())
         assert meta["budget"]["name"] == "paper" and meta["stopper"] == "sha", search

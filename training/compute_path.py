@@ -8,7 +8,7 @@ resolved once, at the start of a trial, from what the device offers:
   oneDNN's AVX-512 kernels in use) or a CUDA device that supports bf16: **bf16 autocast of the
   network + channels_last** (losses, MMD distances and the optimiser stay in fp32). Measured
   ×2.25 (DeepMerge) and ×1.74 (ResNet18) over fp32 on an Intel Xeon with AMX (issue 22) and
-  the figures of ``benchmarks/RESULTS.md`` "Speed" on an AMD EPYC with AVX-512 BF16;
+  the figures of ``benchmarks/results/speed.md`` on an AMD EPYC with AVX-512 BF16;
 - a CPU without them: **fp32**, with channels_last where the backbone's spec says NHWC pays in
   fp32 (``BackboneSpec.fp32_channels_last``: DeepMerge ×1.13-1.24 on an AVX2 EPYC, ResNet18
   ×0.96-1.03). bf16 is 4-20× *slower* there (oneDNN falls back to slow convolutions);

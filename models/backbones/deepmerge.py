@@ -66,7 +66,7 @@ def build_head(feature_dim: int, config: Any) -> ClassifierHead:
 SPEC = register_backbone(BackboneSpec(
     name="deepmerge", problem_name="deepmerge", label="DeepMerge",
     build=lambda config: DeepMergeBackbone(), build_head=build_head, feature_dim=2592, order=0,
-    fp32_channels_last=True,  # x1.13-1.24 on an AVX2 EPYC (benchmarks/RESULTS.md "Speed")
+    fp32_channels_last=True,  # x1.13-1.24, AVX2 EPYC: benchmarks/results/speed.md "Fast trials"
     hyperparameters=(
         Hyper("batch_size", 128, [32, 64, 128, 256]),
         Hyper("epochs", 30),  # one cycle; early stopping ends no-DA around epoch 22

@@ -110,7 +110,7 @@ SPEC = register_method(MethodSpec(
     hyperparameters=(
         Hyper("lambda_tl", 0.25, (1e-2, 10.0, "log-uniform")),
         # Its source validation loss is noisy (the adversarial game): patience 5 stopped it
-        # before the one-cycle schedule had annealed the lr (benchmarks/RESULTS.md).
+        # before the one-cycle schedule had annealed the lr (docs/HISTORY.md, generator v3).
         Hyper("patience", 10),
         Hyper("grl_schedule", "ganin", ["ganin", "constant"], choices=("ganin", "constant"),
               doc="ganin: coeff * (2 / (1 + exp(-gamma p)) - 1); constant: coeff"),
