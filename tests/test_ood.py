@@ -223,6 +223,22 @@ def test_hubble_deep_field_stamps_are_flagged(ood_trial, tmp_path, capsys):
         assert frame["ood_flag"].mean() > 0.9, (sigma, frame["ood_flag"].mean())
 
 
+def test_the_shift_meter_calls_rescaled_hubble_stamps_outside(ood_trial, tmp_path):
+    """Issue 26: stamps rescaled to the target's sky noise resemble an atlas cell in noise and
+    size (apply/shift.py's physical reading), but the model's features flag them, so the
+    meter's verdict is outside."""
+    from apply import shift
+    from galaxies.simulate import noise_sigma
+
+    np.save(tmp_path / "hubble.npy", _ood_check().hubble_stamps(100,
+                                                                noise_sigma=noise_sigma(25.0)))
+    result = shift.measure(tmp_path / "hubble.npy", shift.DEFAULT_ATLAS, ood_trial)
+    assert result["reading"]["sb_lim"] == pytest.approx(25.0, abs=0.3)
+    assert result["model"]["ood"]["flagged"] > 0.9
+    assert result["verdict"]["outside"]
+    assert any("model's features flag" in reason for reason in result["verdict"]["reasons"])
+
+
 def test_an_ensemble_gets_one_score_and_the_members_alpha(ood_trial, ood_pair, tmp_path):
     """The same model twice: the mean ratio equals one member's; the threshold stays 1."""
     out, one = tmp_path / "two", tmp_path / "one"

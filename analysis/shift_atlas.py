@@ -1,0 +1,343 @@
+r"""The shift atlas (issue 26): how much shift can domain adaptation take?
+
+Usage::
+
+    python analysis/shift_atlas.py                 # every stage, resuming finished work
+    python analysis/shift_atlas.py --dry-run       # the commands, nothing run
+    python analysis/shift_atlas.py --tables-only   # the table and figure from the records
+    python analysis/shift_atlas.py --data-only     # the cells' data and shift statistics
+    python analysis/shift_atlas.py --cells sb23 sb27 --deadline-min 120
+
+The simulator controls the shift between the domains exactly, so the atlas measures each
+method along two physical axes (:data:`CELLS`):
+
+* **noise depth**: the target's limiting surface brightness SB_lim ∈ {23, 24, 25, 26, 27}
+  mag/arcsec² at the source's PSF (shallower = more shift; 25 is the paper's pair);
+* **seeing**: the target's PSF FWHM × {1.25, 1.5} at SB_lim = 25 (a survey with worse seeing
+  than the simulation, ``galaxies/simulate.py --target-psf-scale``).
+
+Stages (each the documented CLI as a subprocess; rerunning skips finished work):
+
+1. **Data**: one pair per cell, data seed :data:`ATLAS_DATA_SEED` (held out: never read by a
+   choice), a third of the paper's size (3000 mergers, 2700 non-mergers, 70/10/20). The same
+   seed everywhere, so every cell has the same source images and the same galaxies in its
+   target: the cells differ only by the shift. Their shift statistics
+   (:func:`galaxies.shift_stats.summarize` of the source and of each target's test split) go
+   to ``reports/atlas/cells.json``, the reference the shift meter (``apply/shift.py``) reads.
+2. **Training**, in every cell, training seeds 1-3 (seed-major, so a stopped run leaves
+   balanced cells): no-DA, joint-BN, MMD, DANN, CDAN and the target-trained oracle
+   (:data:`METHODS`), each with the configuration its committed search on *development* data
+   chose (``reports/paper/searches/<problem>/``; joint-BN and the oracle with the no-DA pick,
+   ``search/seeds.py --shared-config``). CDAN is the newer method with the highest target
+   accuracy in the methods table ("Every method at its default configuration"), a choice read
+   on held-out data seed 3, which the atlas never uses. Every run trains its whole one-cycle
+   schedule (``stopping=best``). Each finished seed is copied (record, per-image test
+   predictions, thinned ROC) to ``reports/atlas/seeds/<cell>/<arm>/seed_<S>/``.
+3. **Table and figure**: ``reports/atlas/atlas.md`` / ``atlas.json`` (per cell and method the
+   target test accuracy, mean ± std over seeds, and the share of the no-DA → oracle gap,
+   :func:`analysis.paper_tables.gap_share`) and ``atlas.{png,pdf}`` (target accuracy against
+   each shift axis, the oracle as the ceiling and no-DA as the floor).
+
+Exit status: 0 done; 1 a stage failed, a search the atlas needs is not committed yet, or the
+deadline left work undone (rerun to resume); 2 bad arguments or records.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from analysis.headline import HELD_OUT_DATA_SEEDS, HeadlineError, load_arm_folders
+from analysis.paper_study import Job, copy_seed, run, run_jobs
+
+REPO = Path(__file__).resolve().parents[1]
+ATLAS_DATA_SEED = 21
+SIZE = ("--n-mergers", "3000", "--n-nonmergers", "2700")
+#: cell -> (target SB_lim in mag/arcsec^2, target PSF FWHM / source PSF FWHM).
+CELLS = {"sb23": (23.0, 1.0), "sb24": (24.0, 1.0), "sb25": (25.0, 1.0), "sb26": (26.0, 1.0),
+         "sb27": (27.0, 1.0), "sb25-psf1.25": (25.0, 1.25), "sb25-psf1.5": (25.0, 1.5)}
+#: problem -> the search whose pick it trains (``reports/paper/searches/<search>``).
+METHODS = {"none_deepmerge": "none_deepmerge", "jointbn_deepmerge": "none_deepmerge",
+           "mmd_deepmerge": "mmd_deepmerge", "dann_deepmerge": "dann_deepmerge",
+           "cdan_deepmerge": "cdan_deepmerge", "oracle_deepmerge": "none_deepmerge"}
+ARMS = ("none", "jointbn", "mmd", "dann", "cdan", "oracle")
+ARM_LABELS = {"none": "no-DA", "jointbn": "joint-BN", "mmd": "MMD", "dann": "DANN",
+              "cdan": "CDAN", "oracle": "oracle (target labels)"}
+SEEDS = 3
+SEARCHES = Path("reports/paper/searches")
+
+
+def cell_data(cell: str) -> str:
+    """The data folder of a cell."""
+    return f"data/atlas-v4-seed{ATLAS_DATA_SEED}-{cell}"
+
+
+def simulate_command(cell: str, workers: int) -> list[str]:
+    """``galaxies/simulate.py`` for one cell."""
+    sb, psf = CELLS[cell]
+    return [sys.executable, "galaxies/simulate.py", "--out", cell_data(cell), *SIZE,
+            "--seed", str(ATLAS_DATA_SEED), "--limiting-sb", f"{sb:g}",
+            "--target-psf-scale", f"{psf:g}", "--workers", str(max(workers, 2)), "--quiet"]
+
+
+def atlas_jobs(runs: Path, cells: list[str]) -> list[Job]:
+    """Every training seed of every cell and method, seed-major."""
+    jobs = []
+    for seed in range(1, SEEDS + 1):
+        for cell in cells:
+            for problem, search in METHODS.items():
+                out = runs / cell / problem
+                jobs.append(Job(f"{cell} {problem} seed {seed}", [
+                    sys.executable, "search/seeds.py", "--problem", problem, "--from-search",
+                    str(SEARCHES / search), *(["--shared-config"] if search != problem else []),
+                    "--seeds", str(SEEDS), "--only-seed", str(seed), "--data", cell_data(cell),
+                    "--out", str(out), "--workers", "1", "--evaluator", "serial", "--quiet"],
+                    [out / f"seed_{seed}" / "record.json"],
+                    runs / "logs" / f"{cell}_{problem}_{seed}.log"))
+    return jobs
+
+
+def cell_summaries(cells: list[str]) -> dict[str, Any]:
+    """The shift statistics of the source and of each cell's target test images."""
+    import h5py
+
+    from galaxies.schema import SPLITS
+    from galaxies.shift_stats import summarize
+
+    def test_images(path: Path) -> np.ndarray:
+        with h5py.File(path, "r") as handle:
+            rows = np.flatnonzero(handle["split"][:] == SPLITS["test"])
+            return handle["images"][rows]
+
+    out: dict[str, Any] = {"data_seed": ATLAS_DATA_SEED, "images": "every test image",
+                           "cells": {}}
+    for cell in cells:
+        folder = REPO / cell_data(cell)
+        if "source" not in out:
+            out["source"] = summarize(test_images(folder / "source.h5"))
+        sb, psf = CELLS[cell]
+        out["cells"][cell] = {"limiting_sb": sb, "psf_scale": psf, "data": cell_data(cell),
+                              "target": summarize(test_images(folder / "target.h5"))}
+    return out
+
+
+def load_cells(reports: Path) -> dict[str, dict[str, Any]]:
+    """``{cell: {arm: Arm}}`` of the committed records (cells without records left out).
+
+    Raises:
+        HeadlineError: a record of another data seed, unreadable predictions, or arms scored
+            on different test images.
+    """
+    out = {}
+    for cell in CELLS:
+        root = reports / "seeds" / cell
+        if not root.is_dir():
+            continue
+        arms = {arm.name: arm for arm in load_arm_folders(root)}
+        for arm in arms.values():
+            for record in arm.records:
+                seed = record["data"]["source_attrs"].get("seed")
+                if seed != ATLAS_DATA_SEED or seed not in HELD_OUT_DATA_SEEDS:
+                    raise HeadlineError(f"{root}/{arm.name}: a record of data seed {seed}, "
+                                        f"not the atlas's {ATLAS_DATA_SEED}")
+        out[cell] = arms
+    return out
+
+
+def build(reports: Path) -> dict[str, Any]:
+    """Per cell and arm: seeds, target accuracy mean ± std, share of the oracle gap."""
+    from analysis.paper_tables import arm_summary, gap_share
+
+    cells = load_cells(reports)
+    rows = []
+    for cell, arms in cells.items():
+        sb, psf = CELLS[cell]
+        for name in ARMS:
+            if name not in arms:
+                continue
+            summary = arm_summary(arms[name])
+            share = gap_share(arms, name)
+            rows.append({"cell": cell, "limiting_sb": sb, "psf_scale": psf, "arm": name,
+                         "seeds": summary["seeds"], "target": summary["target"],
+                         "source": summary["source"],
+                         "oracle_gap_share": None if share is None else share["share"]})
+    return {"data_seed": ATLAS_DATA_SEED, "rows": rows}
+
+
+def accuracy_at(reports: Path, cell: str, arm: str) -> dict[str, Any] | None:
+    """The committed target accuracy of ``arm`` in ``cell`` (for the shift meter), or None."""
+    table = reports / "atlas.json"
+    if not table.is_file():
+        return None
+    for row in json.loads(table.read_text())["rows"]:
+        if row["cell"] == cell and row["arm"] == arm:
+            return row
+    return None
+
+
+def _pct(stats: dict[str, Any]) -> str:
+    if len(stats["per_seed"]) < 2:
+        return f"{100 * stats['mean']:.1f} (1 seed)"
+    return f"{100 * stats['mean']:.1f} ± {100 * stats['std']:.1f}"
+
+
+def markdown(result: dict[str, Any]) -> str:
+    """The atlas table: a row per cell, a column per method (target test accuracy, %)."""
+    by_cell: dict[str, dict[str, Any]] = {}
+    for row in result["rows"]:
+        by_cell.setdefault(row["cell"], {})[row["arm"]] = row
+    head = ["cell", "SB_lim", "PSF ×", *(ARM_LABELS[a] for a in ARMS)]
+    lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+    for cell in CELLS:
+        if cell not in by_cell:
+            continue
+        sb, psf = CELLS[cell]
+        cells = []
+        for arm in ARMS:
+            row = by_cell[cell].get(arm)
+            if row is None:
+                cells.append("not run yet")
+                continue
+            share = row["oracle_gap_share"]
+            cells.append(_pct(row["target"]) + ("" if share is None
+                                                else f" ({100 * share:.0f} % of gap)"))
+        lines.append(f"| `{cell}` | {sb:g} | {psf:g} | " + " | ".join(cells) + " |")
+    lines.append("")
+    lines.append(f"Target test accuracy (%), mean ± std over training seeds, DeepMerge, data "
+                 f"seed {result['data_seed']} (a third of the paper's size); in brackets the "
+                 "share of the no-DA → oracle gap the method closes (seed means over the seeds "
+                 "the three share). Built by `python analysis/shift_atlas.py --tables-only`.")
+    return "\n".join(lines) + "\n"
+
+
+def figure(result: dict[str, Any]):
+    """Target accuracy against the noise depth (PSF × 1) and against the PSF (SB_lim 25)."""
+    from analysis.figures import new_figure
+    from training.registry import get_method
+
+    fig = new_figure(12, 4.6)
+    depth, seeing = fig.subplots(1, 2, sharey=True)
+    for ax, axis, fixed, label in ((depth, "limiting_sb", ("psf_scale", 1.0),
+                                    "target SB_lim (mag/arcsec²), PSF as the source's"),
+                                   (seeing, "psf_scale", ("limiting_sb", 25.0),
+                                    "target PSF FWHM / source PSF FWHM, SB_lim = 25")):
+        for arm in ARMS:
+            rows = sorted((r for r in result["rows"] if r["arm"] == arm
+                           and r[fixed[0]] == fixed[1]), key=lambda r: r[axis])
+            if not rows:
+                continue
+            x = [r[axis] for r in rows]
+            y = [100 * r["target"]["mean"] for r in rows]
+            err = [100 * r["target"]["std"] if math.isfinite(r["target"]["std"]) else 0
+                   for r in rows]
+            style = {"linestyle": "--"} if arm in ("oracle", "none") else {}
+            ax.errorbar(x, y, yerr=err, marker="o", capsize=3, label=ARM_LABELS[arm],
+                        color=get_method(arm).color, **style)
+        ax.set_xlabel(label)
+        ax.grid(alpha=0.3)
+    depth.invert_xaxis()  # shallower (more shift) to the right
+    depth.set_ylabel("target test accuracy (%), mean ± std over seeds")
+    depth.set_title("noise depth: the oracle is the ceiling, no-DA the floor", fontsize=10)
+    seeing.set_title("seeing", fontsize=10)
+    if depth.get_legend_handles_labels()[0]:
+        depth.legend(fontsize=8)
+    return fig
+
+
+def tables(reports: Path) -> int:
+    """Write ``atlas.md``, ``atlas.json`` and ``atlas.{png,pdf}`` from the records."""
+    from analysis.figures import save_figure
+
+    try:
+        result = build(reports)
+    except HeadlineError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    reports.mkdir(parents=True, exist_ok=True)
+    (reports / "atlas.json").write_text(json.dumps(result, indent=1) + "\n")
+    (reports / "atlas.md").write_text(markdown(result))
+    save_figure(figure(result), reports / "atlas")
+    print(markdown(result), end="")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``analysis/shift_atlas.py``; returns the exit status."""
+    parser = argparse.ArgumentParser(prog="analysis/shift_atlas.py",
+                                     description=__doc__.split("\n")[0])
+    parser.add_argument("--runs", type=Path, default=Path("runs/atlas"),
+                        help="training folders (default runs/atlas)")
+    parser.add_argument("--reports", type=Path, default=Path("reports/atlas"),
+                        help="committed records, table and figure (default reports/atlas)")
+    parser.add_argument("--cells", nargs="+", choices=list(CELLS), metavar="CELL",
+                        help=f"these cells only ({', '.join(CELLS)})")
+    parser.add_argument("--workers", type=int, default=2, help="trials at once (default 2)")
+    parser.add_argument("--deadline-min", type=float, default=None, metavar="M",
+                        help="start no training after M minutes, then build the table")
+    parser.add_argument("--data-only", action="store_true",
+                        help="only simulate the cells and write their shift statistics")
+    parser.add_argument("--tables-only", action="store_true",
+                        help="only the table and figure from the committed records")
+    parser.add_argument("--dry-run", action="store_true", help="print the commands and exit")
+    args = parser.parse_args(argv)
+    if args.workers < 1:
+        parser.error("--workers must be >= 1")
+    if args.deadline_min is not None and not args.deadline_min > 0:
+        parser.error("--deadline-min must be > 0")
+    reports = REPO / args.reports
+    if args.tables_only:
+        return tables(reports)
+    cells = args.cells or list(CELLS)
+    jobs = atlas_jobs(args.runs, cells)
+    if args.dry_run:
+        for command in [simulate_command(c, args.workers) for c in cells] + [j.command
+                                                                               for j in jobs]:
+            print(shlex.join(c if c != sys.executable else "python" for c in command))
+        print(f"python analysis/shift_atlas.py --tables-only --reports {args.reports}")
+        return 0
+    deadline = (time.monotonic() + 60 * args.deadline_min
+                if args.deadline_min is not None else None)
+    for cell in cells:
+        if not (REPO / cell_data(cell) / "target.h5").is_file() and \
+                run(simulate_command(cell, args.workers)) != 0:
+            return 1
+    summaries = reports / "cells.json"
+    known = json.loads(summaries.read_text()) if summaries.is_file() else {"cells": {}}
+    if set(cells) - set(known["cells"]):
+        print(f"shift statistics of {len(cells)} cells -> {args.reports / 'cells.json'}",
+              flush=True)
+        fresh = cell_summaries(cells)
+        known = {**fresh, "cells": {**known["cells"], **fresh["cells"]}}
+        summaries.parent.mkdir(parents=True, exist_ok=True)
+        summaries.write_text(json.dumps(known, indent=1) + "\n")
+    if args.data_only:
+        return 0
+    missing = sorted({s for s in METHODS.values() if not (REPO / SEARCHES / s /
+                                                          "results.csv").is_file()})
+    ready = [j for j in jobs if Path(j.command[j.command.index("--from-search") + 1]).name
+             not in missing]
+    if missing:
+        print(f"not committed yet: the searches {missing} (python analysis/paper_study.py "
+              "makes them); their methods wait", flush=True)
+
+    def collect(trial: Path) -> None:
+        cell = trial.parent.parent.name
+        record = json.loads((trial / "record.json").read_text())
+        from analysis.headline import arm_name
+
+        copy_seed(trial, reports / "seeds" / cell / arm_name(record) / trial.name)
+
+    status = run_jobs(ready, reports, args.workers, deadline, collect)
+    return max(status, 1 if missing else 0, tables(reports))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,345 @@
+r"""The shift meter: how far are my images from the simulation, and what did DA manage there?
+
+Example::
+
+    python apply/shift.py --images my_cutouts.h5 --trial runs/seeds/mmd_deepmerge/seed_1
+    python apply/shift.py --images stamps.npy --json shift.json
+    python apply/shift.py --images fits_folder/ --atlas reports/atlas
+
+Reads the images (any input of ``apply/predict.py``: the project's HDF5, a ``.npy`` array
+[N, 3, 75, 75] or [N, 75, 75, 3], a FITS cube or a folder of FITS files) and measures two
+physical statistics per filter (:mod:`galaxies.shift_stats`): the sky-noise depth (the
+SB_lim the frame noise corresponds to) and the median adaptive-moment size of the light. It
+places them on the shift atlas (``analysis/shift_atlas.py``; the cells' statistics,
+``<atlas>/cells.json``, measured on the atlas's own simulated target images):
+
+* the **noise depth** reading :math:`\widehat{\mathrm{SB}}` is the median over filters;
+* the **seeing** reading :math:`\hat s` (target PSF FWHM / source PSF FWHM) inverts, filter
+  by filter, the ratio of the median size to that of the atlas's PSF-×1 targets at the same
+  depth, on the curve the atlas's PSF cells (×1, ×1.25, ×1.5 at SB_lim 25) trace (linear,
+  extrapolated beyond ×1.5), then takes the median over filters; its error propagates the
+  median sizes' bootstrap errors (a few hundred galaxies read the seeing to about ±0.1);
+* the **nearest cell** minimises :math:`\sqrt{(\Delta\mathrm{SB}/1\,\mathrm{mag})^2 +
+  (\Delta s/0.25)^2}` (the grid's steps), and the next nearest is named as its neighbour.
+
+The verdict is **outside** — and says why — when the reading leaves the atlas: a depth more
+than half a step beyond 23-27 mag/arcsec², a seeing more than two errors beyond
+×0.875-×1.625, filters whose depths differ by more than 1 mag (the atlas has one depth for
+all), light HSM cannot measure in three quarters of the images in every filter, or a point
+more than 0.75 steps from every cell (the atlas is a cross, not a full grid). The errors
+count augmented copies of a merger as independent images, so they are optimistic.
+Noiseless images read as the simulation's **source** domain. Images in other units than the
+project's (nanomaggies at 0.04"/pixel: counts, an 8-bit stretch) land outside by
+construction. For real galaxies the seeing reading mixes the PSF with how their sizes differ
+from the simulated ones: it is a distance from the simulation, not a PSF measurement.
+
+With ``--trial`` the meter also says which cell the model was adapted to (its target's
+recorded SB_lim and PSF scale), the atlas's measured target accuracy of the model's method in
+the cell the images resemble, beside no-DA and the oracle there (``<atlas>/atlas.json``, "not
+measured yet" until the atlas's records exist), and what share of the images the model's own
+out-of-distribution reference flags (:mod:`apply.ood`, ``python apply/fit_ood.py --trial``):
+the model-feature view beside the physical one. When the model flags more than half of them
+(:data:`MODEL_FLAGGED`), the verdict is outside too, whatever cell their noise and size
+resemble: a model's features see more than two statistics do.
+
+Exit status: 0 measured (inside or outside); 2 bad input (one line on stderr).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_ATLAS = REPO / "reports" / "atlas"
+SB_STEP, PSF_STEP = 1.0, 0.25  #: the atlas grid's steps (the distance's units)
+MAX_STEPS = 0.75  #: farther than this from every cell is outside
+MAX_BAND_SPREAD = 1.0  #: mag: filters' depths further apart than this are outside
+MIN_SIZE_MEASURED = 0.25  #: a filter's size counts if HSM measured this share of images
+SOURCE_SB = 30.0  #: a depth reading above this is noiseless: the source domain
+MODEL_FLAGGED = 0.5  #: the model flags more than this share: outside what the model knows
+
+
+class ShiftError(ValueError):
+    """Bad input for the meter (exit status 2)."""
+
+
+def load_atlas(atlas: Path) -> dict[str, Any]:
+    """The atlas's ``cells.json`` (and ``atlas.json`` when it exists).
+
+    Raises:
+        ShiftError: no or unreadable ``cells.json``, or one without the PSF and depth cells
+            the readings need.
+    """
+    path = Path(atlas) / "cells.json"
+    try:
+        cells = json.loads(path.read_text())
+        grid = cells["cells"]
+        for cell in grid.values():
+            float(cell["limiting_sb"]), float(cell["psf_scale"])
+            np.asarray(cell["target"]["size"], dtype=float)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ShiftError(f"{path}: no usable atlas cell statistics ({exc}). Fix: run python "
+                         "analysis/shift_atlas.py --data-only, or pass --atlas DIR") from None
+    if not any(c["psf_scale"] == 1.0 for c in grid.values()) or len(
+            {c["psf_scale"] for c in grid.values() if c["limiting_sb"] == 25.0}) < 2:
+        raise ShiftError(f"{path}: needs depth cells at PSF x1 and PSF cells at SB_lim 25. "
+                         "Fix: run python analysis/shift_atlas.py --data-only")
+    table = Path(atlas) / "atlas.json"
+    rows = json.loads(table.read_text())["rows"] if table.is_file() else []
+    return {"cells": grid, "source": cells.get("source"), "rows": rows}
+
+
+def _interp(x: float, xs: list[float], ys: list[float]) -> float:
+    """Piecewise-linear ``y(x)`` through the points, extrapolated linearly at both ends."""
+    order = np.argsort(xs)
+    xs, ys = np.asarray(xs, dtype=float)[order], np.asarray(ys, dtype=float)[order]
+    if len(xs) == 1:
+        return float(ys[0])
+    i = int(np.clip(np.searchsorted(xs, x) - 1, 0, len(xs) - 2))
+    return float(ys[i] + (ys[i + 1] - ys[i]) * (x - xs[i]) / (xs[i + 1] - xs[i]))
+
+
+def reading(summary: dict[str, Any], atlas: dict[str, Any]) -> dict[str, Any]:
+    """Place a set's statistics (:func:`galaxies.shift_stats.summarize`) on the atlas."""
+    grid = atlas["cells"]
+    sb_bands = np.asarray(summary["sb_lim"], dtype=float)
+    sb = float(np.median(sb_bands))
+    out: dict[str, Any] = {"sb_lim": sb, "sb_lim_per_filter": sb_bands.tolist(),
+                           "size_per_filter": summary["size"], "reasons": []}
+    if sb >= SOURCE_SB:
+        out.update(psf_scale=None, cell="source", neighbour=None, distance=None, outside=False)
+        return out
+    depth = {c["limiting_sb"]: c["target"]["size"] for c in grid.values()
+             if c["psf_scale"] == 1.0}
+    seeing = {c["psf_scale"]: c["target"]["size"] for c in grid.values()
+              if c["limiting_sb"] == 25.0}
+    scales, errors = [], []
+    measured = summary.get("size_ok") or [1.0] * len(summary["size"])
+    size_err = summary.get("size_err") or [0.0] * len(summary["size"])
+    for band, size in enumerate(summary["size"]):
+        if size is None or not math.isfinite(size) or measured[band] < MIN_SIZE_MEASURED:
+            continue
+        reference = _interp(sb, list(depth), [v[band] for v in depth.values()])
+        ratios = [v[band] / seeing[1.0][band] for v in seeing.values()]
+        scales.append(_interp(size / reference, ratios, list(seeing)))
+        err = size_err[band] if size_err[band] is not None and math.isfinite(size_err[band]) \
+            else 0.0
+        errors.append(abs(_interp((size + err) / reference, ratios, list(seeing)) - scales[-1]))
+    psf = float(np.median(scales)) if scales else math.nan
+    # The median's bootstrap error per filter, combined as if the filters were independent.
+    psf_err = float(np.median(errors) / math.sqrt(len(errors))) if errors else math.nan
+    out["psf_scale"] = psf
+    out["psf_scale_err"] = psf_err
+    out["psf_scale_per_filter"] = scales
+    distances = {name: math.hypot((sb - c["limiting_sb"]) / SB_STEP,
+                                  ((psf if math.isfinite(psf) else 1.0) - c["psf_scale"])
+                                  / PSF_STEP) for name, c in grid.items()}
+    ranked = sorted(distances, key=distances.get)
+    out.update(cell=ranked[0], neighbour=ranked[1] if len(ranked) > 1 else None,
+               distance=distances[ranked[0]])
+    depths = [c["limiting_sb"] for c in grid.values()]
+    psfs = [c["psf_scale"] for c in grid.values()]
+    reasons = out["reasons"]
+    if not min(depths) - SB_STEP / 2 <= sb <= max(depths) + SB_STEP / 2:
+        reasons.append(f"noise depth SB_lim {sb:.1f} mag/arcsec² is beyond the atlas's "
+                       f"{min(depths):g}-{max(depths):g}")
+    if float(np.ptp(sb_bands)) > MAX_BAND_SPREAD:
+        reasons.append(f"the filters' depths differ by {np.ptp(sb_bands):.1f} mag (the atlas "
+                       "has one depth for all filters)")
+    if not scales:
+        reasons.append("the light's size could not be measured (HSM failed in more than "
+                       f"{100 * (1 - MIN_SIZE_MEASURED):.0f} % of the images in every filter)")
+    elif (psf + 2 * psf_err < min(psfs) - PSF_STEP / 2
+          or psf - 2 * psf_err > max(psfs) + PSF_STEP / 2):
+        reasons.append(f"seeing x{psf:.2f} ± {psf_err:.2f} the source's PSF is beyond the "
+                       f"atlas's x{min(psfs):g}-x{max(psfs):g}")
+    if not reasons and distances[ranked[0]] > MAX_STEPS:
+        reasons.append(f"{distances[ranked[0]]:.2f} grid steps from the nearest cell "
+                       f"({ranked[0]}): between the atlas's axes")
+    out["outside"] = bool(reasons)
+    return out
+
+
+def model_context(trial: Path, atlas: dict[str, Any], cell: str | None) -> dict[str, Any]:
+    """The trial's method and adapted-to cell, and the atlas's accuracies in ``cell``.
+
+    Raises:
+        ShiftError: no readable ``record.json`` in ``trial``.
+    """
+    try:
+        record = json.loads((Path(trial) / "record.json").read_text())
+        method = record["method"]
+        attrs = (record.get("data") or {}).get("target_attrs") or {}
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ShiftError(f"--trial {trial}: no readable record.json ({exc}). Fix: pass a "
+                         "finished trial folder") from None
+    scale = attrs.get("target_psf_scale") or [1.0]
+    adapted = {"limiting_sb": attrs.get("limiting_sb_mag_arcsec2"),
+               "psf_scale": float(np.median(scale))}
+    adapted_cell = next((name for name, c in atlas["cells"].items()
+                         if c["limiting_sb"] == adapted["limiting_sb"]
+                         and c["psf_scale"] == adapted["psf_scale"]), None)
+    measured = {}
+    for row in atlas["rows"]:
+        if row["cell"] == cell and row["arm"] in (method, "none", "oracle"):
+            measured[row["arm"]] = {"mean": row["target"]["mean"], "std": row["target"]["std"],
+                                    "seeds": row["seeds"]}
+    return {"trial": str(trial), "problem": record.get("problem"), "method": method,
+            "adapted_to": adapted, "adapted_cell": adapted_cell, "atlas_accuracy": measured}
+
+
+def model_flags(trial: Path, images: np.ndarray) -> dict[str, Any]:
+    """The share of ``images`` the trial's OOD reference flags (:mod:`apply.ood`).
+
+    ``{"flagged": fraction, "alpha": calibrated rate}``, or ``{"note": how to fit one}`` when
+    the trial has no ``ood_reference.npz``.
+
+    Raises:
+        ShiftError: the model or its reference cannot be used.
+    """
+    from apply.inference import ModelLoadError, load_trained
+    from apply.ood import FIT_COMMAND, OodReferenceError, read_reference
+
+    try:
+        reference = read_reference(trial)
+        if reference is None:
+            return {"note": f"no OOD reference; {FIT_COMMAND} {trial} fits one"}
+        model = load_trained(trial, "cpu")
+    except (OodReferenceError, ModelLoadError) as exc:
+        raise ShiftError(str(exc)) from None
+    distances = reference.distance(model.penultimate(images, "target"))
+    return {"flagged": float(np.mean(distances > reference.threshold)),
+            "alpha": reference.alpha}
+
+
+def measure(images: str | Path, atlas_dir: Path = DEFAULT_ATLAS, trial: Path | None = None,
+            split: str | None = None) -> dict[str, Any]:
+    """Read the images, summarise them and place them on the atlas (the meter's result).
+
+    Raises:
+        ShiftError: unusable atlas, trial, or no image that can be measured.
+        galaxies.validate.InvalidDatasetError: a bad input file (:mod:`galaxies.cutouts`).
+    """
+    from galaxies.cutouts import read_cutouts
+    from galaxies.shift_stats import summarize
+
+    atlas = load_atlas(atlas_dir)
+    cutouts = read_cutouts(images, split)
+    ok = cutouts.ok
+    if not ok.any():
+        raise ShiftError(f"{images}: none of the {len(cutouts)} objects can be measured "
+                         f"(first reason: {cutouts.status[0]})")
+    summary = summarize(cutouts.images[ok])
+    place = reading(summary, atlas)
+    result = {"images": str(images), "format": cutouts.format, "n_objects": len(cutouts),
+              "n_measured": int(ok.sum()), "summary": summary, "reading": place}
+    reasons = list(place["reasons"])
+    if trial is not None:
+        result["model"] = model = model_context(trial, atlas, place.get("cell"))
+        model["ood"] = model_flags(trial, cutouts.images[ok])
+        flagged = model["ood"].get("flagged")
+        if flagged is not None and flagged > MODEL_FLAGGED:
+            reasons.append(f"the model's features flag {100 * flagged:.0f} % of the images as "
+                           "unlike its target training images")
+    result["verdict"] = {"outside": bool(reasons), "reasons": reasons}
+    return result
+
+
+def _fmt(values: list[float], digits: int = 1) -> str:
+    return ", ".join("—" if v is None or not math.isfinite(v) else f"{v:.{digits}f}"
+                     for v in values)
+
+
+def report(result: dict[str, Any]) -> str:
+    """The printed lines of a result."""
+    r = result["reading"]
+    lines = [f"images: {result['n_measured']} of {result['n_objects']} measured "
+             f"({result['format']}, {result['images']})",
+             f"noise depth SB_lim per filter (mag/arcsec²): {_fmt(r['sb_lim_per_filter'])}",
+             f"light size per filter (pixels, median): {_fmt(r['size_per_filter'], 2)}"]
+    if r["cell"] == "source":
+        lines.append("reading: no sky noise — like the simulation's source domain (PSF only)")
+    else:
+        psf = r["psf_scale"]
+        lines.append(f"reading: SB_lim ≈ {r['sb_lim']:.1f}, seeing ≈ x{psf:.2f} ± "
+                     f"{r['psf_scale_err']:.2f}" if psf is not None and math.isfinite(psf)
+                     else f"reading: SB_lim ≈ {r['sb_lim']:.1f}, seeing not measurable")
+        if r["outside"]:
+            lines.append("the reading is outside the atlas: " + "; ".join(r["reasons"]))
+        else:
+            lines.append(f"resembles atlas cell {r['cell']} (neighbour {r['neighbour']}; "
+                         f"{r['distance']:.2f} grid steps)")
+    model = result.get("model")
+    if model:
+        lines.append(f"model: {model['problem']} ({model['trial']}), adapted to SB_lim "
+                     f"{model['adapted_to']['limiting_sb']} and seeing "
+                     f"x{model['adapted_to']['psf_scale']:g}"
+                     + (f" (cell {model['adapted_cell']})" if model["adapted_cell"] else ""))
+        ood = model.get("ood") or {}
+        if "flagged" in ood:
+            lines.append(f"model's out-of-distribution flag: {100 * ood['flagged']:.1f} % of "
+                         f"these images (calibrated to {100 * ood['alpha']:.0f} % of its "
+                         "target validation images)")
+        elif ood.get("note"):
+            lines.append(f"model's out-of-distribution flag: {ood['note']}")
+        if r["cell"] != "source" and not r["outside"]:
+            acc = model["atlas_accuracy"]
+            if not acc:
+                lines.append(f"atlas accuracy in {r['cell']}: not measured yet "
+                             "(python analysis/shift_atlas.py)")
+            for arm in (model["method"], "none", "oracle"):
+                if arm in acc:
+                    a = acc[arm]
+                    std = "" if a["std"] is None or not math.isfinite(a["std"]) else \
+                        f" ± {100 * a['std']:.1f}"
+                    lines.append(f"  atlas target accuracy in {r['cell']}, {arm}: "
+                                 f"{100 * a['mean']:.1f}{std} % ({len(a['seeds'])} seeds)")
+    verdict = result["verdict"]
+    if verdict["outside"]:
+        lines.append("verdict: OUTSIDE — " + "; ".join(verdict["reasons"]) + ". Nothing the "
+                     "atlas measured says how a model does on these images.")
+    elif model and model.get("adapted_cell") not in (None, r["cell"]) and r["cell"] != "source":
+        lines.append(f"verdict: inside the atlas, but the model was adapted to "
+                     f"{model['adapted_cell']}, not {r['cell']}: the atlas's figures there are "
+                     "for a model adapted to such images (retrain with them as the target)")
+    else:
+        lines.append(f"verdict: inside the atlas ({r['cell']})")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``apply/shift.py``; returns the exit status."""
+    from galaxies.validate import InvalidDatasetError
+
+    parser = argparse.ArgumentParser(prog="apply/shift.py", description=__doc__.split("\n")[0])
+    parser.add_argument("--images", required=True, metavar="PATH",
+                        help="HDF5 file, .npy array, FITS cube or folder of FITS files")
+    parser.add_argument("--split", choices=("train", "val", "test"), default=None,
+                        help="of a project HDF5 file: only this split")
+    parser.add_argument("--trial", type=Path, default=None, metavar="DIR",
+                        help="a finished trial: its method's accuracy on the atlas")
+    parser.add_argument("--atlas", type=Path, default=DEFAULT_ATLAS, metavar="DIR",
+                        help="the atlas's records (default reports/atlas)")
+    parser.add_argument("--json", type=Path, default=None, metavar="FILE",
+                        help="also write the result as JSON")
+    args = parser.parse_args(argv)
+    try:
+        result = measure(args.images, args.atlas, args.trial, args.split)
+    except (ShiftError, InvalidDatasetError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(report(result))
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=1, default=float) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,182 @@
+"""The shift statistics, the shift meter (apply/shift.py) and the atlas command (issue 26)."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from apply import shift
+from galaxies import shift_stats
+from galaxies.simulate import noise_sigma
+
+REPO = Path(__file__).resolve().parents[1]
+ATLAS = REPO / "reports" / "atlas"
+
+
+def test_the_noise_depth_is_read_back_from_pure_noise():
+    rng = np.random.default_rng(0)
+    for sb in (23.0, 25.0, 27.0):
+        images = rng.normal(0, noise_sigma(sb), size=(40, 3, 75, 75))
+        got = shift_stats.limiting_sb(shift_stats.noise_sigma(images))
+        assert np.median(got) == pytest.approx(sb, abs=0.05)
+    assert shift_stats.limiting_sb(0.0) == shift_stats.NOISELESS_SB
+
+
+def test_the_size_grows_with_the_psf():
+    import galsim
+
+    sizes = []
+    for fwhm in (0.1, 0.15, 0.2):
+        image = galsim.Gaussian(fwhm=fwhm).drawImage(nx=75, ny=75, scale=0.04).array
+        sizes.append(shift_stats.light_size(image[None, None])[0, 0])
+    assert sizes[0] < sizes[1] < sizes[2]
+    assert sizes[2] / sizes[0] == pytest.approx(2.0, rel=0.05)
+    assert np.isnan(shift_stats.light_size(np.zeros((1, 1, 75, 75))))[0, 0]
+
+
+def simulate(out: Path, sb: float, psf: float, seed: int = 5, n: int = 250) -> Path:
+    subprocess.run([sys.executable, "galaxies/simulate.py", "--out", str(out), "--n-mergers",
+                    str(n), "--n-nonmergers", str(n), "--seed", str(seed), "--limiting-sb",
+                    str(sb), "--target-psf-scale", str(psf), "--workers", "1", "--quiet"],
+                   cwd=REPO, check=True)
+    return out
+
+
+@pytest.mark.parametrize(("sb", "psf", "cells"), [
+    (24.0, 1.0, {"sb24"}), (26.0, 1.0, {"sb26"}), (25.0, 1.5, {"sb25-psf1.5", "sb25-psf1.25"})])
+def test_the_meter_names_the_cell_of_simulated_images(tmp_path, sb, psf, cells):
+    """Images simulated at a cell (another data seed, few images) are read as that cell."""
+    data = simulate(tmp_path / "pair", sb, psf)
+    result = shift.measure(data / "target.h5", ATLAS)
+    place = result["reading"]
+    assert not place["outside"] and not result["verdict"]["outside"], place["reasons"]
+    assert place["sb_lim"] == pytest.approx(sb, abs=0.1)
+    assert place["cell"] in cells or place["neighbour"] in cells
+    if psf == 1.0:
+        assert place["cell"] in cells
+    source = shift.measure(data / "source.h5", ATLAS)["reading"]
+    assert source["cell"] == "source" and not source["outside"]
+
+
+def test_other_units_are_outside(tmp_path, capsys):
+    """An 8-bit stretch of simulated images (a JPEG's units) is outside the atlas."""
+    data = simulate(tmp_path / "pair", 25.0, 1.0, n=40)
+    with h5py.File(data / "target.h5") as handle:
+        images = handle["images"][:]
+    stretched = np.clip(np.arcsinh(images / 0.004) * 30 + 20, 0, 255).round()
+    np.save(tmp_path / "stretched.npy", stretched.astype(np.float32))
+    assert shift.main(["--images", str(tmp_path / "stretched.npy"), "--json",
+                       str(tmp_path / "out.json")]) == 0
+    out = capsys.readouterr().out
+    assert "verdict: OUTSIDE" in out and "noise depth" in out
+    saved = json.loads((tmp_path / "out.json").read_text())
+    assert saved["reading"]["outside"] is True and saved["verdict"]["outside"] is True
+
+
+def test_bad_inputs_get_one_line_and_exit_2(tmp_path, capsys):
+    (tmp_path / "bad.npy").write_bytes(b"not an array")
+    atlas = tmp_path / "atlas"
+    atlas.mkdir()
+    cases = [["--images", str(tmp_path / "missing.h5")],
+             ["--images", str(tmp_path / "bad.npy")],
+             ["--images", str(tmp_path / "bad.npy"), "--atlas", str(atlas)]]
+    for argv in cases:
+        assert shift.main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and err.count("\n") == 1, err
+    (atlas / "cells.json").write_text("{}")
+    assert shift.main(["--images", str(tmp_path / "bad.npy"), "--atlas", str(atlas)]) == 2
+    assert "Fix: run python analysis/shift_atlas.py" in capsys.readouterr().err
+
+
+def fake_atlas() -> dict:
+    size = {1.0: [3.6, 2.6, 4.2], 1.25: [3.9, 2.9, 4.9], 1.5: [4.1, 3.2, 5.5]}
+    cells = {f"sb{sb}": {"limiting_sb": float(sb), "psf_scale": 1.0,
+                         "target": {"size": size[1.0]}} for sb in (23, 24, 25, 26, 27)}
+    cells.update({f"sb25-psf{p:g}": {"limiting_sb": 25.0, "psf_scale": p,
+                                    "target": {"size": size[p]}} for p in (1.25, 1.5)})
+    return {"cells": cells, "rows": [], "source": None}
+
+
+def test_readings_on_a_fake_atlas():
+    atlas = fake_atlas()
+
+    def read(sb, size, ok=1.0):
+        return shift.reading({"sb_lim": sb, "size": size, "size_ok": [ok] * 3}, atlas)
+
+    mid = read([25.0] * 3, [3.75, 2.75, 4.55])  # half-way between x1 and x1.25
+    assert mid["psf_scale"] == pytest.approx(1.125, abs=0.01)
+    assert {mid["cell"], mid["neighbour"]} == {"sb25", "sb25-psf1.25"}
+    assert read([21.0] * 3, [3.6, 2.6, 4.2])["outside"]
+    assert read([23.0, 25.0, 27.0], [3.6, 2.6, 4.2])["outside"]  # filters disagree
+    assert read([25.0] * 3, [3.6, 2.6, 4.2], ok=0.1)["outside"]
+    assert not read([25.0] * 3, [3.6, 2.6, 4.2], ok=0.3)["outside"]
+    far = read([23.0] * 3, [4.1, 3.2, 5.5])  # deep-axis depth with bad seeing: off the cross
+    assert far["outside"] and "between the atlas's axes" in far["reasons"][0]
+    assert read([38.0, 32.0, 33.0], [3.6, 2.6, 4.2])["cell"] == "source"
+    assert math.isfinite(read([27.4] * 3, [3.6, 2.6, 4.2])["psf_scale"])
+
+
+def test_the_atlas_dry_run_lists_every_cell_and_method():
+    from analysis import shift_atlas
+    from analysis.headline import HELD_OUT_DATA_SEEDS
+
+    proc = subprocess.run([sys.executable, "analysis/shift_atlas.py", "--dry-run"], cwd=REPO,
+                          capture_output=True, text=True, check=True)
+    lines = proc.stdout.splitlines()
+    simulations = [line for line in lines if line.startswith("python galaxies/simulate.py")]
+    assert len(simulations) == len(shift_atlas.CELLS) == 7
+    assert any("--limiting-sb 23 --target-psf-scale 1 " in line for line in simulations)
+    assert any("--limiting-sb 25 --target-psf-scale 1.5 " in line for line in simulations)
+    assert all(f"--seed {shift_atlas.ATLAS_DATA_SEED} " in line for line in simulations)
+    assert shift_atlas.ATLAS_DATA_SEED in HELD_OUT_DATA_SEEDS
+    trainings = [line for line in lines if line.startswith("python search/seeds.py")]
+    assert len(trainings) == 7 * len(shift_atlas.METHODS) * shift_atlas.SEEDS
+    assert all("--from-search reports/paper/searches/" in line for line in trainings)
+    oracle = [line for line in trainings if "--problem oracle_deepmerge " in line]
+    assert all("searches/none_deepmerge --shared-config" in line for line in oracle)
+    assert lines[-1].startswith("python analysis/shift_atlas.py --tables-only")
+
+
+def test_the_meter_with_a_trial_reports_its_flags_and_adapted_domain(tiny_trial,
+                                                                      tiny_domain_pair,
+                                                                      tmp_path, capsys):
+    import shutil
+
+    from apply.fit_ood import fit_trial
+
+    trial = tmp_path / "trial"
+    shutil.copytree(tiny_trial, trial)
+    images = str(tiny_domain_pair / "target.h5")
+    result = shift.measure(images, ATLAS, trial)
+    assert result["model"]["ood"]["note"].startswith("no OOD reference")
+    reference = fit_trial(trial, tiny_domain_pair)
+    assert shift.main(["--images", images, "--trial", str(trial), "--json",
+                       str(tmp_path / "r.json")]) == 0
+    out = capsys.readouterr().out
+    assert "model: none_deepmerge" in out and "out-of-distribution flag" in out
+    saved = json.loads((tmp_path / "r.json").read_text())["model"]
+    assert saved["ood"]["alpha"] == reference.alpha
+    assert 0.0 <= saved["ood"]["flagged"] <= 1.0
+    (trial / "ood_reference.npz").write_bytes(b"broken")
+    assert shift.main(["--images", images, "--trial", str(trial)]) == 2
+    assert "Fix: rerun python apply/fit_ood.py" in capsys.readouterr().err
+
+
+def test_raw_hubble_stamps_are_outside(tmp_path, capsys):
+    """Real Hubble pixels (scikit-image's HDF, offline) in their 8-bit units: outside on the
+    physical reading alone (tests/test_ood.py: rescaled ones, outside by the model's flags)."""
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from ood_check import hubble_stamps
+
+    np.save(tmp_path / "raw.npy", hubble_stamps(60))
+    assert shift.main(["--images", str(tmp_path / "raw.npy")]) == 0
+    out = capsys.readouterr().out
+    assert "verdict: OUTSIDE" in out and "beyond the atlas's 23-27" in out
