@@ -314,10 +314,8 @@ def report(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``apply/shift.py``; returns the exit status."""
-    from galaxies.validate import InvalidDatasetError
-
+def build_parser() -> argparse.ArgumentParser:
+    """The ``apply/shift.py`` argument parser."""
     parser = argparse.ArgumentParser(prog="apply/shift.py", description=__doc__.split("\n")[0])
     parser.add_argument("--images", required=True, metavar="PATH",
                         help="HDF5 file, .npy array, FITS cube or folder of FITS files")
@@ -329,7 +327,14 @@ def main(argv: list[str] | None = None) -> int:
                         help="the atlas's records (default reports/atlas)")
     parser.add_argument("--json", type=Path, default=None, metavar="FILE",
                         help="also write the result as JSON")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``apply/shift.py``; returns the exit status."""
+    from galaxies.validate import InvalidDatasetError
+
+    args = build_parser().parse_args(argv)
     try:
         result = measure(args.images, args.atlas, args.trial, args.split)
     except (ShiftError, InvalidDatasetError) as exc:

@@ -104,9 +104,10 @@ def test_apply_page_commands_parse():
     from apply.calibrate import build_parser as calibrate_parser
     from apply.fit_ood import build_parser as fit_ood_parser
     from apply.predict import build_parser as predict_parser
+    from apply.shift import build_parser as shift_parser
 
     parsers = {"apply/predict.py": predict_parser(), "apply/calibrate.py": calibrate_parser(),
-               "apply/fit_ood.py": fit_ood_parser()}
+               "apply/fit_ood.py": fit_ood_parser(), "apply/shift.py": shift_parser()}
     section = (REPO / "docs/APPLY.md").read_text()
     seen = set()
     for line in section.splitlines():
@@ -115,6 +116,22 @@ def test_apply_page_commands_parse():
             parsers[words[1]].parse_args(words[2:])  # exits (fails the test) on a bad flag
             seen.add(words[1])
     assert seen == set(parsers)
+
+
+def test_apply_page_ood_rates_equal_the_records():
+    """docs/APPLY.md's measured OOD flag rates are those of benchmarks/records/ood_check_*."""
+    import json
+
+    text = " ".join((REPO / "docs/APPLY.md").read_text().split())
+    records = {name: json.loads((REPO / f"benchmarks/records/{name}.json").read_text())
+               for name in ("ood_check_dev", "ood_check_dev_adabn")}
+    no_da, adabn = (100 * records[n]["target_test"]["flagged"] for n in records)
+    assert f"{no_da:.1f} % and {adabn:.1f} % of the target test images were flagged" in text
+    for record in records.values():
+        n = record["hubble_raw"]["n"]
+        assert record["hubble_raw"]["flagged"] == record["hubble_noise_matched"]["flagged"] == 1
+        assert f"100 % of the {n} Hubble stamps" in text
+        assert f"{record['target_test']['n']} test target images" in text
 
 
 def test_results_calibration_table_equals_the_committed_summary():

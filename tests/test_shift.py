@@ -180,3 +180,5 @@ def test_raw_hubble_stamps_are_outside(tmp_path, capsys):
     assert shift.main(["--images", str(tmp_path / "raw.npy")]) == 0
     out = capsys.readouterr().out
     assert "verdict: OUTSIDE" in out and "beyond the atlas's 23-27" in out
+    # docs/APPLY.md: "raw 8-bit Hubble stamps read as SB_lim ≈ 17"
+    assert 16.5 < shift.measure(tmp_path / "raw.npy", ATLAS)["reading"]["sb_lim"] < 17.5
