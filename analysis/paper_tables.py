@@ -35,9 +35,10 @@ stopping rule of ``benchmarks/results/stopping-and-searches.md``, "A fair stoppi
 a run stopped before its
 learning rate annealed is refused (exit status 2).
 
-Rows without records yet are shown as missing, never filled in. With ``--readme``, the block
-between :data:`README_START` and :data:`README_END` is rewritten with Table 1
-(``tests/test_paper_tables.py`` checks it against the records). Nothing is rerun.
+Rows without records yet are shown as missing, never filled in. With ``--readme FILE``
+(repeatable: README.md, the results page), the block between :data:`README_START` and
+:data:`README_END` is rewritten with Table 1 (``tests/test_paper_tables.py`` checks every such
+block against the records). Nothing is rerun.
 
 Exit status: 0 done; 2 bad records (a failed or truncated run, mixed data, unreadable file).
 """
@@ -225,7 +226,23 @@ def build(reports: Path) -> dict[str, Any]:
             extended[backbone] = {"data_seed": seeds[0], "arms": rows}
     return {"data_seeds": seeds, "table1": table1, "extended": extended,
             "bootstrap": {"n": N_BOOT, "seed": BOOT_SEED},
+            "provenance": provenance(reports),
             "schedule_violations": schedule_violations(reports)}
+
+
+def provenance(reports: Path) -> dict[str, Any]:
+    """What made Table 1's records: machines, precision paths, versions, summed wall time."""
+    records = [read_json(p) or {} for p in
+               sorted((reports / "seeds").glob("data*/*/*/seed_*/record.json"))]
+    records = [r for r in records if r.get("method") in PAPER_ARMS]
+    versions = {name: sorted({str((r.get("versions") or {}).get(name)) for r in records})
+                for name in ("torch", "deephyper", "galsim")}
+    return {"records": len(records),
+            "machines": sorted({str(r.get("machine")) for r in records}),
+            "precision": sorted({str((r.get("compute_path") or {}).get("precision"))
+                                 for r in records}),
+            "versions": versions,
+            "wall_hours": sum(float(r.get("wall_time_s") or 0.0) for r in records) / 3600}
 
 
 def _pct(value: float | None) -> str:
@@ -274,6 +291,14 @@ def table1_markdown(result: dict[str, Any]) -> str:
                  "non-mergers, 70/10/20); each configuration is its DeepHyper search's "
                  "label-free pick on development data; every run trained its whole one-cycle "
                  "schedule (`stopping=best`). Built by `python analysis/paper_tables.py`.")
+    made = result.get("provenance")
+    if made and made["records"]:
+        versions = "; ".join(f"{k} {', '.join(v)}" for k, v in made["versions"].items())
+        lines.append("")
+        lines.append(f"Made by `python analysis/paper_study.py` ({made['records']} runs, "
+                     f"{made['wall_hours']:.1f} h of trial wall time, two trials at a time) on "
+                     f"{'; '.join(made['machines'])}, precision {', '.join(made['precision'])}; "
+                     f"{versions}.")
     return "\n".join(lines) + "\n"
 
 
@@ -386,7 +411,8 @@ def main(argv: list[str] | None = None) -> int:
                                      description=__doc__.split("\n")[0])
     parser.add_argument("--reports", type=Path, default=Path("reports/paper"),
                         help="the study's committed records (default reports/paper)")
-    parser.add_argument("--readme", type=Path, help="rewrite Table 1's block in this file")
+    parser.add_argument("--readme", type=Path, action="append", default=[], metavar="FILE",
+                        help="rewrite Table 1's block in this file (repeatable)")
     args = parser.parse_args(argv)
     try:
         result = build(args.reports)
@@ -400,8 +426,8 @@ def main(argv: list[str] | None = None) -> int:
         from analysis.figures import save_figure
 
         save_figure(figure1(args.reports, result), args.reports / "figure1")
-        if args.readme:
-            update_readme(args.readme, table1)
+        for readme in args.readme:
+            update_readme(readme, table1)
     except HeadlineError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
