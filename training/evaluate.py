@@ -31,7 +31,7 @@ class Predictions:
     losses: np.ndarray | None = None
 
 
-def predict(
+def model_outputs(
     model: nn.Module,
     images: torch.Tensor,
     labels: torch.Tensor | None,
