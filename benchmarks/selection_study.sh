@@ -30,5 +30,5 @@ for set in A B; do
     echo "set $set $problem: done $(date -u +%H:%M:%S)"
   done
 done
-"$PY" search/objective_study.py --choose "$OUT"/A/* --confirm "$OUT"/B/* \
+"$PY" search/selection_study.py --choose "$OUT"/A/* --confirm "$OUT"/B/* \
     --json benchmarks/records/selection_study.json

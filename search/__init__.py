@@ -17,5 +17,6 @@ Modules:
 - :mod:`search.results`: search log folders and seed studies -> one tidy DataFrame (one row
   per trial, failed trials kept).
 - :mod:`search.selection`: named model-selection strategies (which trial stands for a search).
-- :mod:`search.objective_study`: Spearman of each objective against target test accuracy.
+- :mod:`search.selection_study`: the selection study: how well each objective picks models
+  (Spearman against target accuracy, selection gap against the oracle's pick).
 """

@@ -22,7 +22,7 @@ The validators' formulas, subsampling and degenerate cases are documented in
 :mod:`training.validators`; a value that is missing (e.g. a classical-baseline record) or
 not finite makes :func:`objective_value` return ``None`` (the trial cannot be selected).
 Which label-free objective ranks trials best by target test accuracy is measured with
-:mod:`search.objective_study` on a finished search.
+:mod:`search.selection_study` on a finished search.
 """
 
 from __future__ import annotations

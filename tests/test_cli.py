@@ -16,7 +16,7 @@ REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 ENTRY_POINTS = ("galaxy-da-simulate", "galaxy-da-validate", "galaxy-da-import", "galaxy-da-plot",
                 "galaxy-da-train", "galaxy-da-search", "galaxy-da-seeds",
-                "galaxy-da-objective-study", "galaxy-da-report", "galaxy-da-compare",
+                "galaxy-da-selection-study", "galaxy-da-report", "galaxy-da-compare",
                 "galaxy-da-reproduce", "galaxy-da-classical", "galaxy-da-predict",
                 "galaxy-da-calibrate", "galaxy-da-status")
 

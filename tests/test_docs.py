@@ -148,7 +148,7 @@ def test_results_calibration_table_equals_the_committed_summary():
 def test_results_selection_tables_equal_the_committed_study():
     import json
 
-    from search.objective_study import format_summary
+    from search.selection_study import format_summary
 
     study = json.loads((REPO / "benchmarks/records/selection_study.json").read_text())
     results = results_section("selection.md", "Label-free model selection")

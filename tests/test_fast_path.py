@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode, _disable_current_modes
 
-import training.mmd as mmd
+import training.kernel_mmd as kernel_mmd
 import training.trainer as loop  # the trainer holds the step loop
 from galaxies.datasets import load_benchmark
 from search.run import main as search_main
@@ -37,7 +37,7 @@ class CountHostReads(TorchDispatchMode):
 
 def host_reads_per_epoch(problem: str, data_dir, steps: int, monkeypatch) -> tuple[int, int]:
     """(host reads, steps) of one training epoch on the accelerator code path."""
-    monkeypatch.setattr(mmd, "host_reads_are_free", lambda device: False)
+    monkeypatch.setattr(kernel_mmd, "host_reads_are_free", lambda device: False)
     config = problem_config(problem, [f"max_batches_per_epoch={steps}", "batch_size=2"])
     trainer = Trainer(config, load_benchmark(data_dir), torch.device("cpu"))
     for name in ("optimizer", "scheduler"):  # Adam/OneCycle keep their step counts on the host
@@ -71,11 +71,11 @@ def test_accelerator_mmd_path_equals_the_cpu_path(monkeypatch):
     torch.manual_seed(0)
     fs, ft = torch.randn(20, 7, requires_grad=True), torch.randn(24, 7) + 0.5
     for bandwidths in ("family", "authors"):
-        loss = mmd.MultiKernelMMD(bandwidths=bandwidths)
+        loss = kernel_mmd.MultiKernelMMD(bandwidths=bandwidths)
         cpu_value = loss(fs, ft)
         (cpu_grad,) = torch.autograd.grad(cpu_value, fs)
         with monkeypatch.context() as patch:
-            patch.setattr(mmd, "host_reads_are_free", lambda device: False)
+            patch.setattr(kernel_mmd, "host_reads_are_free", lambda device: False)
             device_value = loss(fs, ft)
             (device_grad,) = torch.autograd.grad(device_value, fs)
         torch.testing.assert_close(device_value, cpu_value, rtol=1e-6, atol=1e-9)

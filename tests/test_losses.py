@@ -5,9 +5,9 @@ import torch
 
 from models import UnknownNameError
 from training.config import TrainConfig, default_config
+from training.kernel_mmd import AUTHORS_SIGMA2, MultiKernelMMD, pairwise_sq_dists
 from training.methods.dann import DomainAdversarialLoss, ganin_coeff
 from training.methods.none import NoTransferLoss
-from training.mmd import AUTHORS_SIGMA2, MultiKernelMMD, pairwise_sq_dists
 from training.registry import create_transfer_loss
 
 torch.set_num_threads(2)
@@ -161,7 +161,7 @@ def test_pairwise_sq_dists_gradient():
 
 
 def test_weighted_kernel_sum_gradient():
-    from training.mmd import weighted_kernel_sum
+    from training.kernel_mmd import weighted_kernel_sum
 
     d = (torch.rand(5, 5, dtype=torch.float64) * 3).requires_grad_(True)
     sigma2 = torch.tensor([0.5, 2.0, 8.0], dtype=torch.float64)

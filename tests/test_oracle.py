@@ -25,7 +25,8 @@ def test_its_batches_are_the_labelled_target_training_split(tiny_domain_pair):
     assert trainer.train_domain == "target" and trainer.batches.target_x is None
     assert torch.equal(trainer.batches.source_x, xt) and torch.equal(trainer.batches.source_y, yt)
     x_val, y_val = trainer.data[("target", "val")]
-    assert trainer.source_val().loss == trainer.predict(x_val, y_val).loss  # its stopping split
+    # its stopping split:
+    assert trainer.source_val().loss == trainer.model_outputs(x_val, y_val).loss
 
 
 def _with_flipped(tiny_domain_pair, folder, domain):

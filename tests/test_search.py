@@ -11,10 +11,10 @@ from deephyper.evaluator import RunningJob
 
 from problems import get_problem, problem_names
 from search.deephyper_adapter import as_objective
-from search.objective_study import objective_study
 from search.objectives import OBJECTIVES, get_objective
 from search.run import main
 from search.runner import TrialContext, run_trial_job
+from search.selection_study import objective_study
 from training.record import Failure
 
 FAST = ["--set", "epochs=1", "--set", "max_batches_per_epoch=2", "--quiet"]

@@ -1,4 +1,4 @@
-"""The selection study (search/objective_study.py): gaps and choices checked by hand."""
+"""The selection study (search/selection_study.py): gaps and choices checked by hand."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from search.objective_study import (
+from search.selection_study import (
     choose_and_confirm,
     load_set,
     main,

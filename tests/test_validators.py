@@ -277,7 +277,7 @@ def test_epochs_compute_only_the_search_objective(tiny_domain_pair, tmp_path, on
     import training.trainer as trainer
     from search.runner import EpochReporter
 
-    calls = {name: 0 for name in ("predict", "feature_mmd", *FORMULAS)}
+    calls = {name: 0 for name in ("model_outputs", "feature_mmd", *FORMULAS)}
 
     def counted(name, function):
         def wrapper(*args, **kwargs):
@@ -285,7 +285,8 @@ def test_epochs_compute_only_the_search_objective(tiny_domain_pair, tmp_path, on
             return function(*args, **kwargs)
         return wrapper
 
-    monkeypatch.setattr(trainer, "predict", counted("predict", trainer.predict))
+    monkeypatch.setattr(trainer, "model_outputs",
+                        counted("model_outputs", trainer.model_outputs))
     monkeypatch.setattr(evaluate, "feature_mmd", counted("feature_mmd", evaluate.feature_mmd))
     for key, function in FORMULAS.items():
         monkeypatch.setattr(v, function, counted(key, getattr(v, function)))
@@ -300,5 +301,5 @@ def test_epochs_compute_only_the_search_objective(tiny_domain_pair, tmp_path, on
     for key in FORMULAS:
         assert calls[key] == 1, key  # the final record only
     # Per epoch: source val (early stopping and objective) + target val; then 4 splits.
-    assert calls["predict"] == 2 * epochs + 4
+    assert calls["model_outputs"] == 2 * epochs + 4
     assert list(record["diagnostics"]) == record_diagnostic_names()

@@ -31,7 +31,7 @@ class Predictions:
     losses: np.ndarray | None = None
 
 
-def predict(
+def model_outputs(
     model: nn.Module,
     images: torch.Tensor,
     labels: torch.Tensor | None,
@@ -101,7 +101,7 @@ def feature_mmd(source: torch.Tensor, target: torch.Tensor) -> float:
     ``FEATURE_MMD_MAX_SAMPLES`` rows per domain, whatever the trial's own transfer loss, so
     that trials of every method are compared on the same scale.
     """
-    from training.mmd import MultiKernelMMD
+    from training.kernel_mmd import MultiKernelMMD
 
     generator = torch.Generator().manual_seed(0)
     pick_s = torch.randperm(len(source), generator=generator)[:FEATURE_MMD_MAX_SAMPLES]

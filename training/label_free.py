@@ -1,6 +1,6 @@
 """The label-free diagnostics of a trial record, each declared once (one registry).
 
-A :class:`DiagnosticSpec` names a value that :func:`training.scoring.evaluate` computes from
+A :class:`DiagnosticSpec` names a value that :func:`training.scoring.score_splits` computes from
 the validation splits without a single target label: its key, how to compute it, what it
 reads, whether (and in which direction) it can serve as a search objective, one line of
 description. Everything that lists the diagnostics derives from this registry:

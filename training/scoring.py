@@ -1,6 +1,6 @@
 """Scoring a trained network: metrics, ROC curves, label-free diagnostics, the trial's files.
 
-:func:`evaluate` scores splits with the trainer's network (AdaBN's adapted one on the
+:func:`score_splits` scores splits with the trainer's network (AdaBN's adapted one on the
 target); :func:`interim_record` scores the validation splits after an epoch (a search's
 stopper); :func:`score_and_write` fills a finished trial's record and writes its checkpoint,
 ROC curves and per-image predictions.
@@ -29,11 +29,11 @@ from training.trainer import Trainer
 EVAL_SPLITS = (("source", "val"), ("target", "val"), ("source", "test"), ("target", "test"))
 
 
-def evaluate(trainer: Trainer, splits: tuple[tuple[str, str], ...] = EVAL_SPLITS,
-             target_model: torch.nn.Module | None = None,
-             diagnostics: Collection[str] | None = None,
-             source_val: Predictions | None = None,
-             ) -> tuple[dict, dict, dict, dict[str, np.ndarray]]:
+def score_splits(trainer: Trainer, splits: tuple[tuple[str, str], ...] = EVAL_SPLITS,
+                 target_model: torch.nn.Module | None = None,
+                 diagnostics: Collection[str] | None = None,
+                 source_val: Predictions | None = None,
+                 ) -> tuple[dict, dict, dict, dict[str, np.ndarray]]:
     """Metrics, ROC curves, label-free diagnostics and per-image predictions of ``splits``.
 
     Predictions are keyed ``<domain>_<split>_{p_merger,label,galaxy_id}``. A diagnostic
@@ -63,8 +63,8 @@ def evaluate(trainer: Trainer, splits: tuple[tuple[str, str], ...] = EVAL_SPLITS
         if (domain, split) == (trainer.train_domain, "val") and source_val is not None:
             pred = source_val
         else:
-            pred = trainer.predict(x, y, keep_features=split == "val" and keep_features,
-                                   model=models[domain])
+            pred = trainer.model_outputs(x, y, keep_features=split == "val" and keep_features,
+                                         model=models[domain])
         report = split_report(y, pred)
         key = f"{domain}_{split}"
         metrics[key], roc[key] = report["metrics"], report["roc"]
@@ -95,12 +95,12 @@ def interim_record(trainer: Trainer, diagnostics: Collection[str] | None = None,
     for every objective of :mod:`search.objectives` (test splits are not evaluated). Only the
     named ``diagnostics`` are computed (``None``: all); a search's epoch reporter asks for its
     objective's alone (the validators cost up to seconds a call). ``source_val``: the epoch's
-    source validation predictions, reused (see :func:`evaluate`). ``predictions``: add the
+    source validation predictions, reused (see :func:`score_splits`). ``predictions``: add the
     per-image predictions of both validation splits (``<domain>_val_{p_merger,label,
     galaxy_id}``, as in ``predictions.npz``) under ``"predictions"``, for studies that compare
     epochs image by image (``benchmarks/stopping_study.py``).
     """
-    metrics, _, diagnostics_out, per_image = evaluate(
+    metrics, _, diagnostics_out, per_image = score_splits(
         trainer, VAL_SPLITS, diagnostics=diagnostics, source_val=source_val)
     out = {"status": "ok", "metrics": metrics, "diagnostics": diagnostics_out}
     if predictions:
@@ -113,7 +113,7 @@ def score_and_write(trainer: Trainer, record: dict[str, Any], out_dir: Path,
     """Evaluate the trainer's network; write checkpoint, ROC and predictions; fill ``record``."""
     record["data"]["target_channel_stats"] = trainer.stats["target"].to_dict()
     target_model = trainer.target_model()  # adapted once (AdaBN), used for scores and file
-    metrics, roc, diagnostics, predictions = evaluate(trainer, target_model=target_model)
+    metrics, roc, diagnostics, predictions = score_splits(trainer, target_model=target_model)
     checkpoint = {"model": trainer.model.state_dict(), "config": trainer.config.to_dict(),
                   "channel_stats": trainer.stats["source"].to_dict(),
                   "target_channel_stats": trainer.stats["target"].to_dict(),

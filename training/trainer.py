@@ -29,7 +29,7 @@ from models import create_classifier
 from models.registry import get_backbone
 from training.compute_path import resolve_compute_path
 from training.config import TrainConfig
-from training.evaluate import Predictions, predict
+from training.evaluate import Predictions, model_outputs
 from training.record import (
     Failure,
 )
@@ -309,12 +309,12 @@ class Trainer:
             "train_steps": n_steps,
         }
 
-    def predict(self, x: torch.Tensor, y: torch.Tensor | None, keep_features: bool = False,
-                model: torch.nn.Module | None = None):
-        """:func:`training.evaluate.predict` at the trial's precision and memory layout."""
-        return predict(self.model if model is None else model, x, y, self.device,
-                       keep_features=keep_features, precision=self.path.precision,
-                       channels_last=self.path.channels_last)
+    def model_outputs(self, x: torch.Tensor, y: torch.Tensor | None,
+                      keep_features: bool = False, model: torch.nn.Module | None = None):
+        """:func:`training.evaluate.model_outputs` at the trial's precision and memory layout."""
+        return model_outputs(self.model if model is None else model, x, y, self.device,
+                             keep_features=keep_features, precision=self.path.precision,
+                             channels_last=self.path.channels_last)
 
     def target_model(self) -> torch.nn.Module:
         """The network that scores the target splits.
@@ -336,6 +336,6 @@ class Trainer:
         interim record, so the split is evaluated once per epoch.
         """
         x, y = self.data[(self.train_domain, "val")]
-        return self.predict(x, y, keep_features=keep_features)
+        return self.model_outputs(x, y, keep_features=keep_features)
 
 

@@ -1,6 +1,6 @@
 """Label-free validators: model-selection scores computed without a single target label.
 
-Every trial record carries them in ``record["diagnostics"]`` (:func:`training.scoring.evaluate`,
+Every trial record carries them in ``record["diagnostics"]`` (:func:`training.scoring.score_splits`,
 also for a stopper's per-epoch :func:`training.scoring.interim_record`); each one is a search
 objective of :mod:`search.objectives` and hence a selection strategy of
 :mod:`search.selection`. Each is declared once, with its key and direction, in the registry of

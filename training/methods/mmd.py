@@ -7,7 +7,7 @@ from typing import Any
 import torch
 
 from models.registry import Hyper
-from training.mmd import BANDWIDTH_MODES, BASES, ESTIMATORS, MultiKernelMMD
+from training.kernel_mmd import BANDWIDTH_MODES, BASES, ESTIMATORS, MultiKernelMMD
 from training.registry import MethodSpec, register_method
 from training.transfer import TransferLoss
 
@@ -18,7 +18,7 @@ class MMDLoss(TransferLoss):
     """MMD transfer loss: multi-kernel Gaussian MMD² between the feature batches.
 
     ``L_TL = MMD²(f_s, f_t) = E[k(s, s')] + E[k(t, t')] - 2 E[k(s, t)]`` with
-    ``k = Σ_σ exp(-‖x - y‖² / (2σ²))``; see :class:`training.mmd.MultiKernelMMD` for the
+    ``k = Σ_σ exp(-‖x - y‖² / (2σ²))``; see :class:`training.kernel_mmd.MultiKernelMMD` for the
     bandwidths and estimators.
 
     Inputs:

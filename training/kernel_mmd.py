@@ -1,5 +1,10 @@
 """Multi-kernel Gaussian MMD (Gretton et al. 2012, JMLR 13; Eq. 3 of Ciprijanovic et al. 2020).
 
+The kernel MMD itself: Gaussian kernels, their bandwidths and the estimators of MMD². Named
+``kernel_mmd`` so as not to be mistaken for ``training/methods/mmd.py``, the ``mmd`` *method*
+(its spec, hyperparameters and transfer loss), which builds on :class:`MultiKernelMMD`; the
+label-free diagnostic :func:`training.evaluate.feature_mmd` uses it too.
+
 All kernels come from ONE pairwise squared-distance matrix of the concatenated batch. The
 distances are computed in float64 from the Gram matrix of the centred features, with the
 diagonal set to exactly 0 and negatives clamped to 0 — float32 ``torch.cdist`` (matrix-multiply

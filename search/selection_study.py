@@ -25,8 +25,8 @@ random searches, so that the trials are not already ordered by one of the valida
 
 Usage::
 
-    python search/objective_study.py runs/search/mmd_deepmerge            # one search: rho table
-    python search/objective_study.py --choose runs/selection/dev2/* \
+    python search/selection_study.py runs/search/mmd_deepmerge            # one search: rho table
+    python search/selection_study.py --choose runs/selection/dev2/* \
         --confirm runs/selection/dev1/* --json benchmarks/records/selection_study.json
 """
 
@@ -220,7 +220,7 @@ def format_summary(records: list[dict[str, Any]]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """CLI (see the module docstring); exit 2 on unreadable or empty searches."""
-    parser = argparse.ArgumentParser(prog="search/objective_study.py",
+    parser = argparse.ArgumentParser(prog="search/selection_study.py",
                                      description=__doc__.splitlines()[0])
     parser.add_argument("log_dirs", nargs="*", help="finished searches: one rho table each")
     parser.add_argument("--choose", nargs="+", metavar="DIR", default=None,
