@@ -13,13 +13,15 @@ Two steps::
     python analysis/headline.py collect --runs runs/headline --out reports/headline
     python analysis/headline.py table --records reports/headline --readme README.md
 
-``collect`` copies, for every seed study under ``--runs/seeds/`` and the classical baseline
-under ``--runs/classical/``, each seed's ``record.json``, ``roc.json`` and ``predictions.npz``
-(never a checkpoint) into ``--out/records/<arm>/seed_<S>/``. ``table`` reads only those copies,
-writes ``headline.json``, ``headline.md`` (Table 1 of the headline) and
-``figure1.{png,pdf}`` (:func:`figure1`) beside them and, with ``--readme``, rewrites the
-block between :data:`README_START` and :data:`README_END` (``tests/test_headline.py`` checks
-that block against the records). Nothing is rerun.
+``collect`` copies, for every seed study under ``--runs/seeds/`` and every registered baseline
+under ``--runs/<baseline>/`` (the classical one: ``--runs/classical/``), each seed's
+``record.json``, ``roc.json`` and ``predictions.npz`` (never a checkpoint) into
+``--out/records/<arm>/seed_<S>/``. ``table`` reads only those copies, writes ``headline.json``,
+``headline.md`` (Table 1 of the headline) and ``figure1.{png,pdf}`` (:func:`figure1`) beside
+them and, with ``--readme``, rewrites the block between :data:`README_START` and
+:data:`README_END` (``tests/test_headline.py`` checks that block against the records). Arms
+are ordered, labelled and coloured by their method's or baseline's spec
+(:mod:`training.registry`). Nothing is rerun.
 
 Exit status: 0 done; 2 bad input (no records, a failed seed, unequal seeds, wrong data seed).
 """
@@ -38,7 +40,7 @@ import numpy as np
 
 from analysis.compare import CompareError, paired_difference_over_seeds
 from training.record import PREDICTIONS, RECORD, read_json, write_json, write_text
-from training.registry import get_method, method_names
+from training.registry import baseline_names, get_baseline, get_method, method_names
 
 DEVELOPMENT_DATA_SEEDS = (1, 2)  #: data seeds any choice may read (validation splits only)
 #: Data seeds of headline figures, never read by a choice (3: the 2026-12-01 headline; 11 and
@@ -47,8 +49,9 @@ DEVELOPMENT_DATA_SEEDS = (1, 2)  #: data seeds any choice may read (validation s
 HELD_OUT_DATA_SEEDS = (3, 11, 12, 21)
 MIN_TRAINING_SEEDS = 3
 DOMAINS = ("source", "target")
-#: Table order of the arms (folders under ``records/``); others follow, alphabetically.
-ARM_ORDER = ("classical", "none", "none-perdomain", "adabn", "jointbn", "mmd", "dann")
+#: Table order of the method arms (folders under ``records/``), after the registered baselines
+#: (:func:`arm_order`); others follow, alphabetically.
+ARM_ORDER = ("none", "none-perdomain", "adabn", "jointbn", "mmd", "dann")
 #: The arms every other arm is compared with (if present).
 REFERENCES = ("none", "jointbn")
 README_START = "<!-- headline:start (written by analysis/headline.py; checked by tests) -->"
@@ -87,20 +90,23 @@ class Arm:
         return self.correct[domain].mean(axis=1)
 
 
+def arm_order() -> tuple[str, ...]:
+    """Arm names in table order: the baselines (registry order), then :data:`ARM_ORDER`."""
+    return (*baseline_names(), *ARM_ORDER)
+
+
 def arm_name(record: dict[str, Any]) -> str:
-    """``<method>`` plus ``-perdomain`` for per-domain normalisation (``classical`` as is)."""
+    """``<method>`` plus ``-perdomain`` for per-domain normalisation (a baseline's name as is)."""
     method = record.get("method") or "?"
     config = record.get("config") or {}
     return method + ("-perdomain" if config.get("normalization") == "per_domain" else "")
 
 
 def arm_label(record: dict[str, Any]) -> str:
-    """Row label of a record's arm (method label from its spec)."""
+    """Row label of a record's arm (from its method's or baseline's spec)."""
     method = record.get("method")
-    if method == "classical":
-        from training.classical import TABLE_LABEL
-
-        return TABLE_LABEL
+    if method in baseline_names():
+        return get_baseline(method).label
     label = get_method(method).label if method in method_names() else str(method)
     if method == "dann":
         label = "adversarial (DANN)"
@@ -112,17 +118,21 @@ def arm_label(record: dict[str, Any]) -> str:
 def collect(runs: str | Path, out: str | Path) -> list[Path]:
     """Copy every seed's record, ROC and predictions under ``runs`` into ``out/records``.
 
-    Reads ``runs/seeds/<study>/seed_<S>/`` and ``runs/classical/seed_<S>/``; the arm of each
-    seed comes from its record (:func:`arm_name`). Existing copies are replaced.
+    Reads ``runs/seeds/<study>/seed_<S>/`` and ``runs/<baseline>/seed_<S>/`` of every registered
+    baseline; the arm of each seed comes from its record (:func:`arm_name`). Existing copies are
+    replaced.
 
     Raises:
         HeadlineError: nothing found, or a seed whose record is missing or not ``ok``.
     """
     runs, out = Path(runs), Path(out)
-    folders = sorted(runs.glob("seeds/*/seed_*")) + sorted(runs.glob("classical/seed_*"))
+    folders = sorted(runs.glob("seeds/*/seed_*"))
+    for baseline in baseline_names():
+        folders += sorted(runs.glob(f"{baseline}/seed_*"))
     if not folders:
-        raise HeadlineError(f"{runs}: no seeds/<study>/seed_<S> or classical/seed_<S> folder. "
-                            "Fix: run benchmarks/headline.sh first")
+        raise HeadlineError(f"{runs}: no seeds/<study>/seed_<S> or <baseline>/seed_<S> folder "
+                            f"(baselines: {', '.join(baseline_names())}). Fix: run "
+                            "benchmarks/headline.sh first")
     staged: list[tuple[Path, Path]] = []
     for folder in folders:
         record = read_json(folder / RECORD)
@@ -142,19 +152,19 @@ def collect(runs: str | Path, out: str | Path) -> list[Path]:
 
 
 def load_arms(records: str | Path) -> list[Arm]:
-    """Every arm under ``records/records/``, in :data:`ARM_ORDER` (:func:`load_arm_folders`)."""
+    """Every arm under ``records/records/``, in :func:`arm_order` (:func:`load_arm_folders`)."""
     return load_arm_folders(Path(records) / "records")
 
 
 def load_arm_folders(root: str | Path) -> list[Arm]:
-    """Every arm under ``root`` (``root/<arm>/seed_<S>/``), in :data:`ARM_ORDER`.
+    """Every arm under ``root`` (``root/<arm>/seed_<S>/``), in :func:`arm_order`.
 
     Raises:
         HeadlineError: no arm, a seed without predictions, or test images that differ.
     """
-    root = Path(root)
+    root, order = Path(root), arm_order()
     names = sorted((p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else [],
-                   key=lambda n: (ARM_ORDER.index(n) if n in ARM_ORDER else len(ARM_ORDER), n))
+                   key=lambda n: (order.index(n) if n in order else len(order), n))
     if not names:
         raise HeadlineError(f"{root}: no arm folder. Fix: run `analysis/headline.py collect`")
     arms, reference_groups = [], None
@@ -293,15 +303,23 @@ def format_markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-ARM_COLORS = {"classical": "#64B5CD", "none-perdomain": "#DA8BC3"}
+ARM_COLORS = {"none-perdomain": "#DA8BC3"}  #: arms that are no spec of their own
 
 
 def arm_color(arm: Arm) -> str:
-    """The method spec's colour (the classical baseline and per-domain norm have their own)."""
+    """The colour of the arm's method or baseline spec (per-domain norm has its own)."""
     if arm.name in ARM_COLORS:
         return ARM_COLORS[arm.name]
     method = arm.records[0].get("method")
+    if method in baseline_names():
+        return get_baseline(method).color
     return get_method(method).color if method in method_names() else "0.5"
+
+
+def table_backbone(record: dict[str, Any]) -> str:
+    """The backbone whose tables list a record: its own, or the one its baseline ``joins``."""
+    method = record.get("method")
+    return get_baseline(method).joins if method in baseline_names() else record.get("backbone")
 
 
 def figure1(records: str | Path):

@@ -439,8 +439,10 @@ def seed_folder(reports: Path, record: dict[str, Any]) -> Path:
 
 
 def table_backbone(record: dict[str, Any]) -> str:
-    """The backbone whose tables list the record (the classical baseline: DeepMerge's)."""
-    return "deepmerge" if record.get("method") == "classical" else record["backbone"]
+    """The backbone whose tables list the record (a baseline's: the one its spec joins)."""
+    from analysis.headline import table_backbone as joined
+
+    return joined(record)
 
 
 def thin_roc(curves: dict[str, Any], max_points: int = ROC_POINTS) -> dict[str, Any]:

@@ -62,9 +62,11 @@ from analysis.headline import (
     HeadlineError,
     arm_color,
     load_arm_folders,
+    table_backbone,
 )
 from training.metrics import METRIC_NAMES
 from training.record import read_json
+from training.registry import baseline_names, baseline_specs
 
 BACKBONES = ("deepmerge", "resnet18")
 BACKBONE_LABELS = {"deepmerge": "DeepMerge", "resnet18": "ResNet18"}
@@ -78,8 +80,9 @@ PAPER_TABLE1 = {("deepmerge", "none"): (84.8, 52.0), ("deepmerge", "mmd"): (86.9
 PAPER_SEEDS = {("deepmerge", "none"): ((83.6, 0.7), (57.0, 5.2)),
                ("deepmerge", "mmd"): ((86.6, 1.3), (77.3, 0.6)),
                ("deepmerge", "dann"): ((86.5, 0.9), (78.9, 0.5))}
-#: Rows of the extended table, in order (arms not run yet are listed as missing).
-EXTENDED_ARMS = ("classical", "none", "none-perdomain", "adabn", "jointbn", "mmd", "dann",
+#: Rows of the extended table, in order, after the baselines that join the backbone's tables
+#: (arms not run yet are listed as missing).
+EXTENDED_ARMS = ("none", "none-perdomain", "adabn", "jointbn", "mmd", "dann",
                  "coral", "mmdfe", "dannfe", "cdan", "sidda", "oracle")
 REFERENCES = ("none", "jointbn")
 README_START = "<!-- paper-table1:start (written by analysis/paper_tables.py; checked by tests) -->"
@@ -111,8 +114,7 @@ def load_backbone(reports: Path, data_seed: int, backbone: str) -> dict[str, Arm
     for arm in arms.values():
         for record in arm.records:
             seed = record["data"]["source_attrs"].get("seed")
-            mine = "deepmerge" if record.get("method") == "classical" else record.get("backbone")
-            if seed != data_seed or mine != backbone:
+            if seed != data_seed or table_backbone(record) != backbone:
                 raise HeadlineError(f"{root}/{arm.name}: a record of data seed {seed}, "
                                     f"backbone {record.get('backbone')} in the wrong folder")
     return arms
@@ -123,7 +125,7 @@ def schedule_violations(reports: Path) -> list[str]:
 
     A record passes when it ran all ``config.epochs`` epochs (``epochs_run``) and its stopping
     rule is not the paper's patience rule (which may end a run during the high-learning-rate
-    phase); the classical baseline has no schedule and passes.
+    phase); a baseline (the classical one) has no schedule and passes.
     """
     bad = []
     for path in sorted((reports / "seeds").glob("data*/*/*/seed_*/record.json")):
@@ -131,7 +133,7 @@ def schedule_violations(reports: Path) -> list[str]:
         if record is None:
             bad.append(f"{path}: unreadable")
             continue
-        if record.get("method") == "classical":
+        if record.get("method") in baseline_names():
             continue
         config = record.get("config") or {}
         epochs, ran = config.get("epochs"), record.get("epochs_run")
@@ -214,7 +216,8 @@ def build(reports: Path) -> dict[str, Any]:
         if seeds and per_data[seeds[0]]:
             arms = per_data[seeds[0]]
             rows = []
-            for name in [*EXTENDED_ARMS, *sorted(set(arms) - set(EXTENDED_ARMS))]:
+            listed = [*(b.name for b in baseline_specs() if b.joins == backbone), *EXTENDED_ARMS]
+            for name in [*listed, *sorted(set(arms) - set(listed))]:
                 if name not in arms:
                     rows.append({"arm": name, "missing": True})
                     continue

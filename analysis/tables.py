@@ -5,7 +5,8 @@ without results shows ``—`` (``MISSING``), never an error. Values on the *test
 
 - :func:`table1`: the paper's Table 1 — one row per registered method (no-DA / MMD /
   adversarial / the controls joint-BN and AdaBN / …, labels from the method specs), plus the
-  CNN-free classical baseline's row when its records are read (:func:`baseline_rows`),
+  row of every registered baseline whose records are read (:func:`baseline_rows`; the
+  CNN-free classical one),
   columns the registered backbones
   (DeepMerge, ResNet18) × source and target; accuracy in percent of the selected model (the
   best search trial under the selection strategy, i.e. seed 1 unless the search set another
@@ -36,7 +37,7 @@ from search.selection import DEFAULT_STRATEGY, Strategy, selected_trials
 from training.metrics import METRIC_NAMES
 from training.naming import problem_names, split_problem_name
 from training.record import write_text
-from training.registry import method_specs
+from training.registry import baseline_specs, method_specs
 
 MISSING = "—"
 DOMAINS = ("source", "target")
@@ -187,17 +188,16 @@ def table1(frame: pd.DataFrame, strategy: str | Strategy = DEFAULT_STRATEGY) -> 
 
 def baseline_rows(frame: pd.DataFrame, strategy: str | Strategy = DEFAULT_STRATEGY
                   ) -> dict[str, dict[str, str]]:
-    """Table 1 rows of CNN-free baselines found in ``frame``: ``{label: {domain: cell}}``.
+    """Table 1 rows of the registered baselines found in ``frame``: ``{label: {domain: cell}}``.
 
-    The classical baseline (``training/classical.py``, problem ``classical_gbt``) has no
-    backbone: its one cell per domain is shown under every backbone, the row to beat for each.
-    Baselines without results are left out (they are not registered problems).
+    A baseline (:class:`training.registry.BaselineSpec`; the classical one, problem
+    ``classical_gbt``) has no backbone of the table: its one cell per domain is shown under
+    every backbone, the row to beat for each. Baselines without results are left out (they
+    are not registered problems). Rows in registry order, labelled by the specs.
     """
-    from training.classical import PROBLEM, TABLE_LABEL
-
     rows = {}
-    for problem, label in ((PROBLEM, TABLE_LABEL),):
-        trials = frame[frame["problem"] == problem]
+    for spec in baseline_specs():
+        trials = frame[frame["problem"] == spec.problem]
         if trials.empty:
             continue
         selected = selected_trials(trials, strategy)
@@ -213,7 +213,7 @@ def baseline_rows(frame: pd.DataFrame, strategy: str | Strategy = DEFAULT_STRATE
                 stat["std"] if stat is not None else math.nan,
                 int(stat["n_ok"]) if stat is not None else 0,
                 int(stat["n_runs"]) if stat is not None else 0, scale=100.0, digits=1)
-        rows[label] = cells
+        rows[spec.label] = cells
     return rows
 
 
@@ -247,15 +247,13 @@ def completeness_values(frame: pd.DataFrame, strategy: str | Strategy = DEFAULT_
 
     As merger studies report them: completeness = merger recall = TP / (TP + FN), purity =
     merger precision = TP / (TP + FP), at ``p_merger >= 0.5``. One row per problem with a
-    result (the classical baseline included) × domain: the selected trial's ``completeness``,
+    result (the baselines included) × domain: the selected trial's ``completeness``,
     ``purity`` and ``TP``/``FN``/``FP``/``TN`` (from its ``predictions.npz``), and the seed
     study's ``completeness_mean``/``_std``, ``purity_mean``/``_std``, ``n_ok``, ``n_runs``.
     """
-    from training.classical import PROBLEM as CLASSICAL
-
     selected = selected_trials(frame, strategy)
     stats = seed_stats(frame).set_index(["problem", "domain", "metric"])
-    order = [*problem_grid()["problem"], CLASSICAL]
+    order = [*problem_grid()["problem"], *(spec.problem for spec in baseline_specs())]
     selected = selected.assign(_order=selected["problem"].map(
         {p: i for i, p in enumerate(order)})).sort_values("_order", na_position="last")
     rows = []

@@ -167,21 +167,31 @@ def load_plugins() -> None:
 class Registry:
     """The specs of one axis (backbones, methods, label-free diagnostics) by name, in table order.
 
-    On first use it imports every module of ``package`` (each registers its spec) and the
-    plugin modules of ``$GALAXY_DA_PLUGINS``.
+    On first use it imports every module of ``package`` and every module named in ``modules``
+    (each registers its spec) and the plugin modules of ``$GALAXY_DA_PLUGINS``.
 
     Args:
         kind: what a spec is, for messages (``"backbone"``).
         package: the package holding one module per spec (``None``: the specs are registered
-            where the registry is made).
+            where the registry is made, or by ``modules``).
         aliases: the names a spec answers to (default: its ``name``).
         check: called with each spec before it is registered (raises ``ValueError``).
+        modules: modules that register specs of this registry, outside ``package``.
+        rivals: registries whose specs share the arms of tables and figures with this one's
+            (the baselines and the methods): a name, label or colour one of them holds is
+            refused here, and the other way round (each registry checks the specs registered
+            in the other at that moment, so a clash raises whichever comes second).
     """
 
     def __init__(self, kind: str, package: str | None,
                  aliases: Callable[[Any], tuple[str, ...]] = lambda spec: (spec.name,),
-                 check: Callable[[Any], None] = lambda spec: None):
+                 check: Callable[[Any], None] = lambda spec: None,
+                 modules: tuple[str, ...] = (), rivals: tuple[Registry, ...] = ()):
         self.kind, self.package, self.aliases, self.check = kind, package, aliases, check
+        self.modules = modules
+        self.rivals = list(rivals)
+        for rival in rivals:
+            rival.rivals.append(self)
         self._specs: dict[str, Any] = {}
         self._loaded = False
 
@@ -190,22 +200,34 @@ class Registry:
             self._loaded = True
             if self.package is not None:
                 import_package_modules(self.package)
+            for module in self.modules:
+                importlib.import_module(module)
             load_plugins()
 
     def register(self, spec: Any) -> Any:
-        """Add ``spec``; its names, and its label and colour where it has them, must be new."""
+        """Add ``spec``; its names, and its label and colour where it has them, must be new.
+
+        New among this registry's specs and its ``rivals``' (the ones registered so far).
+        """
         self.check(spec)
-        taken = {alias for other in self._specs.values() for alias in self.aliases(other)}
-        clash = sorted(set(self.aliases(spec)) & taken)
-        if clash:
-            raise ValueError(f"{self.kind} {', '.join(map(repr, clash))} is already registered")
+        held = [(self, other) for other in self._specs.values()]
+        held += [(rival, other) for rival in self.rivals for other in rival._specs.values()]
+        for registry, other in held:
+            clash = sorted(set(self.aliases(spec)) & set(registry.aliases(other)))
+            if clash:
+                where = "" if registry is self else f" as a {registry.kind}"
+                raise ValueError(f"{self.kind} {', '.join(map(repr, clash))} is already "
+                                 f"registered{where}")
         for attribute in ("label", "color"):  # what tells arms apart in tables and figures
             value = str(getattr(spec, attribute, "") or "").strip().lower()
-            owner = next((other.name for other in self._specs.values() if value and value ==
+            owner = next(((registry, other) for registry, other in held if value and value ==
                           str(getattr(other, attribute, "") or "").strip().lower()), None)
             if owner is not None:
+                registry, other = owner
+                whose = (repr(other.name) if registry is self
+                         else f"the {registry.kind} {other.name!r}")
                 raise ValueError(f"{self.kind} {spec.name!r}: {attribute} "
-                                 f"{getattr(spec, attribute)!r} is already {owner!r}'s; tables "
+                                 f"{getattr(spec, attribute)!r} is already {whose}'s; tables "
                                  f"and figures tell {self.kind}s apart by it. Fix: choose another")
         self._specs[spec.name] = spec
         return spec

@@ -7,6 +7,13 @@ A method is one module in ``training/methods/`` holding its transfer loss (an ``
 choice to draw target batches, and the rows, labels and colours of tables and figures.
 Modules named in ``$GALAXY_DA_PLUGINS`` are imported too (see :mod:`models.registry`).
 
+A baseline is a classifier the DA methods are measured against that is not trained by the
+trial loop (the classical baseline, ``training/classical.py``): its own module writes trial
+records and registers a :class:`BaselineSpec` with :func:`register_baseline`; tables and
+figures read its label, colour, order and the backbone whose tables list it from the spec.
+Methods and baselines are arms of the same tables, so one name, label or colour cannot belong to
+both (the two registries are rivals, :class:`models.registry.Registry`).
+
 This module imports no network library.
 """
 
@@ -19,13 +26,21 @@ from typing import Any
 from models.registry import Hyper, Registry
 
 __all__ = [
+    "BASELINES",
+    "BASELINE_MODULES",
     "METHODS",
+    "BaselineSpec",
     "MethodSpec",
+    "baseline_names",
+    "baseline_specs",
     "create_transfer_loss",
+    "get_baseline",
     "get_method",
     "method_names",
     "method_specs",
+    "register_baseline",
     "register_method",
+    "unregister_baseline",
     "unregister_method",
 ]
 
@@ -87,6 +102,52 @@ unregister_method = METHODS.unregister  #: remove a spec (tests of a toy method)
 method_specs = METHODS.specs  #: every registered method, in table order
 method_names = METHODS.names  #: their names, in table order
 get_method = METHODS.get  #: the spec of a method name (``UnknownNameError`` lists the valid)
+
+
+@dataclass(frozen=True)
+class BaselineSpec:
+    """One baseline: a classifier outside the trial loop whose records join the tables.
+
+    Attributes:
+        name: its records' ``method`` and its arm's folder name (``classical``).
+        problem: its records' ``problem`` (``classical_gbt``); not a search problem.
+        label: its row label in tables.
+        color: matplotlib colour in figures.
+        module: the module that runs it (``python -m <module>``), writing the trial files
+            (``record.json``, ``roc.json``, ``predictions.npz``) of ``docs/CONTRACTS.md``.
+        joins: the registered backbone whose tables list its records (it has no network of
+            theirs: the classical baseline joins ``deepmerge``, the paper's backbone).
+        order: position among the arms, before every method (lower first).
+        summary: one line for listings.
+    """
+
+    name: str
+    problem: str
+    label: str
+    color: str
+    module: str
+    joins: str = "deepmerge"
+    order: int = 0
+    summary: str = ""
+
+
+def _check_baseline(spec: BaselineSpec) -> None:
+    if not spec.name or "_" in spec.name or "-" in spec.name:
+        raise ValueError(f"baseline name {spec.name!r} must be non-empty without '_' or '-' "
+                         "(it names an arm folder)")
+
+
+#: The modules that register a baseline, one line each (a user's own: ``$GALAXY_DA_PLUGINS``).
+BASELINE_MODULES = (
+    "training.classical",
+)
+BASELINES = Registry("baseline", None, check=_check_baseline, modules=BASELINE_MODULES,
+                     rivals=(METHODS,))
+register_baseline = BASELINES.register  #: add a spec (name, label and colour new to methods too)
+unregister_baseline = BASELINES.unregister  #: remove a spec (tests of a throw-away baseline)
+baseline_specs = BASELINES.specs  #: every registered baseline, in table order
+baseline_names = BASELINES.names  #: their names, in table order
+get_baseline = BASELINES.get  #: the spec of a baseline name (``UnknownNameError`` lists the valid)
 
 
 def create_transfer_loss(config: Any, feature_dim: int) -> Any:
