@@ -403,8 +403,18 @@ def update_readme(readme: Path, markdown: str) -> None:
 
 
 def readme_block(readme: Path) -> str:
-    """The text between the markers (what ``--readme`` wrote)."""
-    text = readme.read_text()
+    """The text between the markers (what ``--readme`` wrote).
+
+    Raises:
+        HeadlineError: the file or its block is missing.
+    """
+    try:
+        text = readme.read_text()
+    except OSError as exc:
+        raise HeadlineError(f"{readme}: unreadable ({exc.strerror})") from None
+    if README_START not in text or README_END not in text:
+        raise HeadlineError(f"{readme}: no {README_START!r} ... {README_END!r} block. Fix: "
+                            "add the two marker lines where Table 1 should go")
     return text.split(README_START, 1)[1].split(README_END, 1)[0].lstrip("\n")
 
 
@@ -418,6 +428,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="rewrite Table 1's block in this file (repeatable)")
     args = parser.parse_args(argv)
     try:
+        for readme in args.readme:  # every block exists before anything is written
+            readme_block(readme)
         result = build(args.reports)
         if result["schedule_violations"]:
             raise HeadlineError("runs stopped before their schedule ended:\n  "

@@ -123,6 +123,11 @@ def test_the_command_writes_tables_figure_and_readme_block(tmp_path):
         assert (tmp_path / name).is_file(), name
     assert paper_tables.readme_block(readme) == (tmp_path / "table1.md").read_text()
     assert readme.read_text().startswith("a\n") and readme.read_text().endswith("b\n")
+    for name in ("table1.md", "extended.md", "paper_tables.json"):
+        (tmp_path / name).unlink()
+    assert paper_tables.main(["--reports", str(tmp_path), "--readme", str(readme), "--readme",
+                              str(tmp_path / "no-block.md")]) == 2
+    assert not (tmp_path / "table1.md").exists()  # nothing written
 
 
 def test_every_committed_run_trained_its_whole_schedule():
