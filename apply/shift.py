@@ -64,6 +64,9 @@ MAX_BAND_SPREAD = 1.0  #: mag: filters' depths further apart than this are outsi
 MIN_SIZE_MEASURED = 0.25  #: a filter's size counts if HSM measured this share of images
 SOURCE_SB = 30.0  #: a depth reading above this is noiseless: the source domain
 MODEL_FLAGGED = 0.5  #: the model flags more than this share: outside what the model knows
+MIN_SIZE_IMAGES = 100  #: images with a measured size a filter needs to read the seeing
+MAX_SKY_OFFSET = 3.0  #: |frame level| / noise sigma above this: the sky is not subtracted
+SOURCE_SIZE_TOLERANCE = 0.3  #: noiseless images whose sizes differ more: not the source
 
 
 class ShiftError(ValueError):
@@ -71,28 +74,47 @@ class ShiftError(ValueError):
 
 
 def load_atlas(atlas: Path) -> dict[str, Any]:
-    """The atlas's ``cells.json`` (and ``atlas.json`` when it exists).
+    """The atlas's ``cells.json`` (and ``atlas.json`` when it exists), checked.
 
     Raises:
-        ShiftError: no or unreadable ``cells.json``, or one without the PSF and depth cells
-            the readings need.
+        ShiftError: no or unreadable ``cells.json``; cells that are not a mapping, sizes that
+            are not three finite positive numbers, no SB_lim-25 PSF-×1 cell, PSF cells whose
+            sizes do not grow with the PSF; an unreadable ``atlas.json``.
     """
     path = Path(atlas) / "cells.json"
+    fix = "Fix: run python analysis/shift_atlas.py --data-only, or pass --atlas DIR"
     try:
         cells = json.loads(path.read_text())
         grid = cells["cells"]
-        for cell in grid.values():
-            float(cell["limiting_sb"]), float(cell["psf_scale"])
-            np.asarray(cell["target"]["size"], dtype=float)
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise ShiftError(f"{path}: no usable atlas cell statistics ({exc}). Fix: run python "
-                         "analysis/shift_atlas.py --data-only, or pass --atlas DIR") from None
-    if not any(c["psf_scale"] == 1.0 for c in grid.values()) or len(
-            {c["psf_scale"] for c in grid.values() if c["limiting_sb"] == 25.0}) < 2:
-        raise ShiftError(f"{path}: needs depth cells at PSF x1 and PSF cells at SB_lim 25. "
-                         "Fix: run python analysis/shift_atlas.py --data-only")
+        if not isinstance(grid, dict) or not grid:
+            raise TypeError("'cells' is not a mapping of cells")
+        for name, cell in grid.items():
+            cell["limiting_sb"], cell["psf_scale"] = (float(cell["limiting_sb"]),
+                                                      float(cell["psf_scale"]))
+            size = np.asarray(cell["target"]["size"], dtype=float)
+            if size.shape != (3,) or not (np.isfinite(size) & (size > 0)).all():
+                raise ValueError(f"cell {name}: sizes {size.tolist()} are not 3 positive numbers")
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise ShiftError(f"{path}: no usable atlas cell statistics ({exc}). {fix}") from None
+    seeing = sorted((c["psf_scale"], c["target"]["size"]) for c in grid.values()
+                    if c["limiting_sb"] == 25.0)
+    if not any(c["psf_scale"] == 1.0 for c in grid.values()) or len(seeing) < 2 \
+            or seeing[0][0] != 1.0:
+        raise ShiftError(f"{path}: needs depth cells at PSF x1 and PSF cells at SB_lim 25 "
+                         f"(x1 included). {fix}")
+    for band in range(3):
+        sizes = [size[band] for _, size in seeing]
+        if any(b <= a for a, b in zip(sizes, sizes[1:], strict=False)):
+            raise ShiftError(f"{path}: the PSF cells' sizes do not grow with the PSF in filter "
+                             f"{band}. {fix}")
     table = Path(atlas) / "atlas.json"
-    rows = json.loads(table.read_text())["rows"] if table.is_file() else []
+    try:
+        rows = json.loads(table.read_text())["rows"] if table.is_file() else []
+        if not isinstance(rows, list):
+            raise TypeError("'rows' is not a list")
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ShiftError(f"{table}: unreadable atlas table ({exc}). Fix: python "
+                         "analysis/shift_atlas.py --tables-only") from None
     return {"cells": grid, "source": cells.get("source"), "rows": rows}
 
 
@@ -107,57 +129,80 @@ def _interp(x: float, xs: list[float], ys: list[float]) -> float:
 
 
 def reading(summary: dict[str, Any], atlas: dict[str, Any]) -> dict[str, Any]:
-    """Place a set's statistics (:func:`galaxies.shift_stats.summarize`) on the atlas."""
+    """Place a set's statistics (:func:`galaxies.shift_stats.summarize`) on the atlas.
+
+    The seeing is read only from filters where HSM measured at least :data:`MIN_SIZE_IMAGES`
+    images (fewer galaxies' own spread in size would read as a PSF); without one, the cell is
+    named by depth alone and the seeing is said to be unread.
+    """
     grid = atlas["cells"]
     sb_bands = np.asarray(summary["sb_lim"], dtype=float)
     sb = float(np.median(sb_bands))
-    out: dict[str, Any] = {"sb_lim": sb, "sb_lim_per_filter": sb_bands.tolist(),
-                           "size_per_filter": summary["size"], "reasons": []}
-    if sb >= SOURCE_SB:
-        out.update(psf_scale=None, cell="source", neighbour=None, distance=None, outside=False)
+    n_bands = len(sb_bands)
+    measured = summary.get("size_ok") or [1.0] * n_bands
+    counts = summary.get("size_n") or [summary.get("n", 0)] * n_bands
+    size_err = summary.get("size_err") or [0.0] * n_bands
+    usable = [b for b, size in enumerate(summary["size"])
+              if size is not None and math.isfinite(size) and measured[b] >= MIN_SIZE_MEASURED]
+    out: dict[str, Any] = {
+        "sb_lim": sb, "sb_lim_per_filter": sb_bands.tolist(),
+        "size_per_filter": [summary["size"][b] if b in usable else None for b in range(n_bands)],
+        "psf_scale": None, "psf_scale_err": None, "psf_scale_per_filter": [], "reasons": []}
+    reasons = out["reasons"]
+    offsets = [v for v in summary.get("sky_offset") or [] if v is not None and math.isfinite(v)]
+    if offsets and max(abs(v) for v in offsets) > MAX_SKY_OFFSET:
+        reasons.append(f"the sky is not subtracted (frame level {max(offsets, key=abs):.1f} "
+                       "noise sigmas from zero)")
+    if float(np.ptp(sb_bands)) > MAX_BAND_SPREAD:
+        reasons.append(f"the filters' depths differ by {np.ptp(sb_bands):.1f} mag (the atlas "
+                       "has one depth for all filters)")
+    if bool((sb_bands >= SOURCE_SB).all()):  # no sky noise in any filter: the source domain?
+        source = (atlas.get("source") or {}).get("size") or []
+        if len(usable) < n_bands:
+            reasons.append("no sky noise and no measurable light: blank or constant images")
+        elif source and any(abs(summary["size"][b] / source[b] - 1) > SOURCE_SIZE_TOLERANCE
+                            for b in usable):
+            reasons.append("no sky noise, but light sizes unlike the simulation's source")
+        out.update(cell="source", neighbour=None, distance=None, outside=bool(reasons))
         return out
     depth = {c["limiting_sb"]: c["target"]["size"] for c in grid.values()
              if c["psf_scale"] == 1.0}
     seeing = {c["psf_scale"]: c["target"]["size"] for c in grid.values()
               if c["limiting_sb"] == 25.0}
     scales, errors = [], []
-    measured = summary.get("size_ok") or [1.0] * len(summary["size"])
-    size_err = summary.get("size_err") or [0.0] * len(summary["size"])
-    for band, size in enumerate(summary["size"]):
-        if size is None or not math.isfinite(size) or measured[band] < MIN_SIZE_MEASURED:
+    for band in usable:
+        if counts[band] < MIN_SIZE_IMAGES:
             continue
+        size = summary["size"][band]
         reference = _interp(sb, list(depth), [v[band] for v in depth.values()])
         ratios = [v[band] / seeing[1.0][band] for v in seeing.values()]
         scales.append(_interp(size / reference, ratios, list(seeing)))
         err = size_err[band] if size_err[band] is not None and math.isfinite(size_err[band]) \
             else 0.0
         errors.append(abs(_interp((size + err) / reference, ratios, list(seeing)) - scales[-1]))
-    psf = float(np.median(scales)) if scales else math.nan
+    psf = float(np.median(scales)) if scales else None
     # The median's bootstrap error per filter, combined as if the filters were independent.
-    psf_err = float(np.median(errors) / math.sqrt(len(errors))) if errors else math.nan
-    out["psf_scale"] = psf
-    out["psf_scale_err"] = psf_err
-    out["psf_scale_per_filter"] = scales
+    psf_err = float(np.median(errors) / math.sqrt(len(errors))) if errors else None
+    out.update(psf_scale=psf, psf_scale_err=psf_err, psf_scale_per_filter=scales)
+    if psf is None:
+        out["seeing_note"] = (f"seeing not read: it needs at least {MIN_SIZE_IMAGES} images "
+                              "whose light HSM measures in a filter")
     distances = {name: math.hypot((sb - c["limiting_sb"]) / SB_STEP,
-                                  ((psf if math.isfinite(psf) else 1.0) - c["psf_scale"])
-                                  / PSF_STEP) for name, c in grid.items()}
+                                  0.0 if psf is None else (psf - c["psf_scale"]) / PSF_STEP)
+                 for name, c in grid.items() if psf is not None or c["psf_scale"] == 1.0}
     ranked = sorted(distances, key=distances.get)
     out.update(cell=ranked[0], neighbour=ranked[1] if len(ranked) > 1 else None,
                distance=distances[ranked[0]])
     depths = [c["limiting_sb"] for c in grid.values()]
     psfs = [c["psf_scale"] for c in grid.values()]
-    reasons = out["reasons"]
     if not min(depths) - SB_STEP / 2 <= sb <= max(depths) + SB_STEP / 2:
         reasons.append(f"noise depth SB_lim {sb:.1f} mag/arcsec² is beyond the atlas's "
                        f"{min(depths):g}-{max(depths):g}")
-    if float(np.ptp(sb_bands)) > MAX_BAND_SPREAD:
-        reasons.append(f"the filters' depths differ by {np.ptp(sb_bands):.1f} mag (the atlas "
-                       "has one depth for all filters)")
-    if not scales:
+    if not usable:
         reasons.append("the light's size could not be measured (HSM failed in more than "
                        f"{100 * (1 - MIN_SIZE_MEASURED):.0f} % of the images in every filter)")
-    elif (psf + 2 * psf_err < min(psfs) - PSF_STEP / 2
-          or psf - 2 * psf_err > max(psfs) + PSF_STEP / 2):
+    elif psf is not None and (psf + 2 * psf_err < min(psfs) - PSF_STEP / 2
+                              or psf - 2 * psf_err > max(psfs) + PSF_STEP / 2):
         reasons.append(f"seeing x{psf:.2f} ± {psf_err:.2f} the source's PSF is beyond the "
                        f"atlas's x{min(psfs):g}-x{max(psfs):g}")
     if not reasons and distances[ranked[0]] > MAX_STEPS:

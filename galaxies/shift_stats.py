@@ -79,12 +79,26 @@ def light_size(images: np.ndarray) -> np.ndarray:
     return out
 
 
+def sky_offset(images: np.ndarray) -> np.ndarray:
+    """Per filter, the median frame level in units of the median frame noise, ``[C]``.
+
+    About 0 for sky-subtracted images (the project's convention); a large value means a sky
+    pedestal (or other units). NaN where there is no noise to compare with.
+    """
+    frame = frame_pixels(np.asarray(images, dtype=np.float64))
+    level = np.median(np.median(frame, axis=2), axis=0)
+    sigma = np.median(noise_sigma(images), axis=0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(sigma > 0, level / sigma, np.nan)
+
+
 def summarize(images: np.ndarray) -> dict[str, Any]:
     """Per filter: the median SB_lim and light size of a set, with their bootstrap spread.
 
     ``{"n": N, "sb_lim": [C], "sb_lim_err": [C], "size": [C], "size_err": [C],
-    "size_ok": [C]}``: medians over the images, and the std of the median over 200 bootstrap
-    resamples (seed 0) as its uncertainty; ``size_ok`` is the fraction HSM measured.
+    "size_ok": [C], "size_n": [C], "sky_offset": [C]}``: medians over the images, and the std
+    of the median over 200 bootstrap resamples (seed 0) as its uncertainty; ``size_ok`` is the
+    fraction HSM measured and ``size_n`` their number; ``sky_offset`` is :func:`sky_offset`.
     """
     images = np.asarray(images)
     sb = limiting_sb(noise_sigma(images))
@@ -93,17 +107,23 @@ def summarize(images: np.ndarray) -> dict[str, Any]:
     picks = rng.integers(0, len(images), size=(200, len(images)))
 
     def median_and_err(values: np.ndarray) -> tuple[list[float], list[float]]:
+        import warnings
+
         medians, errs = [], []
-        for band in range(values.shape[1]):
-            column = values[:, band]
-            medians.append(float(np.nanmedian(column)) if np.isfinite(column).any()
-                           else math.nan)
-            boot = np.nanmedian(column[picks], axis=1) if np.isfinite(column).any() else []
-            errs.append(float(np.nanstd(boot)) if len(boot) else math.nan)
+        with warnings.catch_warnings():  # a bootstrap draw of only NaN sizes is NaN, as meant
+            warnings.simplefilter("ignore", RuntimeWarning)
+            for band in range(values.shape[1]):
+                column = values[:, band]
+                medians.append(float(np.nanmedian(column)) if np.isfinite(column).any()
+                               else math.nan)
+                boot = np.nanmedian(column[picks], axis=1) if np.isfinite(column).any() else []
+                errs.append(float(np.nanstd(boot)) if len(boot) else math.nan)
         return medians, errs
 
     sb_median, sb_err = median_and_err(sb)
     size_median, size_err = median_and_err(size)
     return {"n": int(len(images)), "sb_lim": sb_median, "sb_lim_err": sb_err,
             "size": size_median, "size_err": size_err,
-            "size_ok": [float(np.isfinite(size[:, b]).mean()) for b in range(size.shape[1])]}
+            "size_ok": [float(np.isfinite(size[:, b]).mean()) for b in range(size.shape[1])],
+            "size_n": [int(np.isfinite(size[:, b]).sum()) for b in range(size.shape[1])],
+            "sky_offset": [float(v) for v in sky_offset(images)]}
