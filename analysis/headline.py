@@ -32,6 +32,7 @@ import argparse
 import math
 import shutil
 import sys
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -176,6 +177,10 @@ def load_arm_folders(root: str | Path) -> list[Arm]:
             record = read_json(folder / RECORD)
             if record is None or record.get("status") != "ok":
                 raise HeadlineError(f"{folder}: record missing or not ok")
+            if record.get("seed") != int(folder.name[5:]) or arm_name(record) != name:
+                raise HeadlineError(f"{folder}: holds the record of {arm_name(record)} seed "
+                                    f"{record.get('seed')}, not of its folder. Fix: copy "
+                                    "records with analysis/headline.py collect")
             try:
                 with np.load(folder / PREDICTIONS) as archive:
                     for domain in DOMAINS:
@@ -186,7 +191,7 @@ def load_arm_folders(root: str | Path) -> list[Arm]:
                         if domain in groups and not np.array_equal(groups[domain], ids):
                             raise HeadlineError(f"{folder}: other {domain} test images")
                         groups[domain] = ids
-            except (OSError, KeyError, ValueError) as exc:
+            except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as exc:
                 if isinstance(exc, HeadlineError):
                     raise
                 raise HeadlineError(f"{folder}/{PREDICTIONS} unreadable ({exc})") from exc

@@ -50,7 +50,9 @@ evaluator and the seed pool: Ray's wheel alone is larger than what the device to
 so the Ray evaluator's ``--gpus-per-trial 1/K`` packing is for a cluster, ``jobs/``), ResNet18
 first (what a CPU cannot do), and ten ResNet18 seeds.
 ``--deadline-min M`` starts nothing after M minutes (a search gets the time left as its
-``--timeout``) and then still builds the tables from what finished.
+``--timeout``; one with less than a minute left is not started); whatever still runs
+:data:`GRACE_S` seconds after the deadline is stopped (it resumes on the next run), and the
+tables are built from what finished.
 
 Exit status: 0 every stage done; 1 a stage failed or the deadline left work undone; 2 bad
 arguments; 130 interrupted (Ctrl-C: one line; rerunning resumes).
@@ -93,6 +95,8 @@ PAPER_SIZE = ("--n-mergers", "8120", "--n-nonmergers", "7306")
 ROC_POINTS = 200  #: points kept of each committed ROC curve (:func:`thin_roc`)
 SEARCH_ARGS = ("--budget", "paper", "--stopper", "sha", "--search", "cbo", "--seed", "42")
 GPU_PACK = 8  #: trials at once on one GPU in the ``gpu`` profile
+GRACE_S = 60  #: a running trial may overrun the deadline by this much before it is stopped
+MIN_SEARCH_S = 60  #: a search is not started with less time than this left
 
 
 @dataclass(frozen=True)
@@ -143,8 +147,19 @@ class Job:
     prepare: Any = None
 
     def done(self) -> bool:
-        """Every record of the job exists (a rerun skips it)."""
-        return all(record.is_file() for record in self.records)
+        """Every record of the job exists and says ``ok`` (a rerun skips it).
+
+        A failed or stopped trial is run again, resuming from its ``resume.pt`` if it has one.
+        """
+        return all(_record_ok(record) for record in self.records)
+
+
+def _record_ok(path: Path) -> bool:
+    """``path`` is a readable record whose status is ``ok``."""
+    try:
+        return json.loads(path.read_text()).get("status") == "ok"
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 @dataclass
@@ -343,28 +358,44 @@ def run_jobs(jobs: list[Job], reports: Path, workers: int, deadline: float | Non
     starts; the undone ones count as a failure (exit 1: rerun to resume).
     """
     import os
+    import signal
     import threading
     from concurrent.futures import ThreadPoolExecutor
 
     env = {**os.environ, "OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // workers))}
     lock = threading.Lock()
 
+    def say(text: str) -> None:
+        with lock:
+            print(text, flush=True)
+
     def one(job: Job) -> int:
-        if not job.done():
-            if deadline is not None and time.monotonic() > deadline:
-                return 1
-            command = job.command or job.prepare()
-            job.log.parent.mkdir(parents=True, exist_ok=True)
-            with job.log.open("a") as handle:
-                code = subprocess.call(command, cwd=REPO, stdout=handle,
-                                       stderr=subprocess.STDOUT, env=env)
-            with lock:
-                print(f"{job.label}: exit {code}", flush=True)
-            if code != 0 or not job.done():
-                return 1
-        for record in job.records:
-            (collect or (lambda trial: collect_seed(trial, reports)))(record.parent)
-        return 0
+        try:
+            if not job.done():
+                if deadline is not None and time.monotonic() > deadline:
+                    return 1
+                command = job.command or job.prepare()
+                job.log.parent.mkdir(parents=True, exist_ok=True)
+                limit = None if deadline is None else deadline - time.monotonic() + GRACE_S
+                with job.log.open("a") as handle:
+                    process = subprocess.Popen(command, cwd=REPO, stdout=handle,
+                                               stderr=subprocess.STDOUT, env=env,
+                                               start_new_session=True)
+                    try:
+                        code = process.wait(timeout=limit)
+                    except subprocess.TimeoutExpired:  # past the deadline: stop, resume later
+                        os.killpg(process.pid, signal.SIGTERM)
+                        code = process.wait()
+                        say(f"{job.label}: stopped at the deadline (rerun to resume)")
+                say(f"{job.label}: exit {code}")
+                if code != 0 or not job.done():
+                    return 1
+            for record in job.records:
+                (collect or (lambda trial: collect_seed(trial, reports)))(record.parent)
+            return 0
+        except (OSError, ValueError, KeyError) as exc:  # a missing input, an unusable record
+            say(f"{job.label}: not run ({type(exc).__name__}: {exc})")
+            return 1
 
     with ThreadPoolExecutor(max_workers=workers) as pool:
         return max([0, *pool.map(one, jobs)])
@@ -534,14 +565,33 @@ def searches_table(reports: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
-def run(command: list[str], log: Path | None = None) -> int:
-    """Run one stage's command from the repository root; its output to ``log`` if given."""
+def run(command: list[str], log: Path | None = None, timeout: float | None = None) -> int:
+    """Run one stage's command from the repository root; its output to ``log`` if given.
+
+    After ``timeout`` seconds the command's process group gets SIGTERM (a search stops its
+    trials and keeps what finished; rerunning resumes) and the exit status is returned.
+    """
+    import os
+    import signal
+
     print("$ " + shlex.join(c if c != sys.executable else "python" for c in command), flush=True)
-    if log is None:
-        return subprocess.call(command, cwd=REPO)
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with log.open("a") as handle:
-        return subprocess.call(command, cwd=REPO, stdout=handle, stderr=subprocess.STDOUT)
+    handle = None
+    if log is not None:
+        log.parent.mkdir(parents=True, exist_ok=True)
+        handle = log.open("a")
+    try:
+        process = subprocess.Popen(command, cwd=REPO, stdout=handle,
+                                   stderr=subprocess.STDOUT if handle else None,
+                                   start_new_session=timeout is not None)
+        try:
+            return process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGTERM)
+            print(f"stopped at the deadline: {command[1]} (rerun to resume)", flush=True)
+            return process.wait()
+    finally:
+        if handle is not None:
+            handle.close()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -595,13 +645,22 @@ def main(argv: list[str] | None = None) -> int:
             if not stage.done_when.is_file() and run(stage.commands[0]) != 0:
                 return 1
         elif stage.kind == "search":
+            if left is not None and left < MIN_SEARCH_S:
+                print(f"deadline: {stage.name} not started ({left:.0f} s left)", flush=True)
+                status = 1
+                continue
             command = search_command(stage.problem, args.runs, DEV_DATA, profile, left)
-            code = run(command, runs / f"search_{stage.problem}.log")
+            code = run(command, runs / f"search_{stage.problem}.log",
+                       None if left is None else left + GRACE_S)
             if code != 0:
                 status = 1
             elif (runs / "search" / stage.problem / "results.csv").is_file():
-                copy_search(runs / "search" / stage.problem, reports / "searches" /
-                            stage.problem)
+                try:
+                    copy_search(runs / "search" / stage.problem, reports / "searches" /
+                                stage.problem)
+                except (OSError, ValueError) as exc:  # e.g. no trial ran the whole schedule
+                    print(f"{stage.name}: not copied ({exc})", flush=True)
+                    status = 1
         else:
             print(f"{stage.name}: {sum(not j.done() for j in stage.jobs)} of "
                   f"{len(stage.jobs)} jobs to run", flush=True)

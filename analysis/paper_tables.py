@@ -299,7 +299,7 @@ def table1_markdown(result: dict[str, Any]) -> str:
         versions = "; ".join(f"{k} {', '.join(v)}" for k, v in made["versions"].items())
         lines.append("")
         lines.append(f"Made by `python analysis/paper_study.py` ({made['records']} runs, "
-                     f"{made['wall_hours']:.1f} h of trial wall time, two trials at a time) on "
+                     f"{made['wall_hours']:.1f} h of summed trial wall time) on "
                      f"{'; '.join(made['machines'])}, precision {', '.join(made['precision'])}; "
                      f"{versions}.")
     return "\n".join(lines) + "\n"
@@ -428,6 +428,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="rewrite Table 1's block in this file (repeatable)")
     args = parser.parse_args(argv)
     try:
+        if not args.reports.is_dir():
+            raise HeadlineError(f"--reports {args.reports}: no such folder. Fix: pass the "
+                                "study's reports folder (default reports/paper)")
         for readme in args.readme:  # every block exists before anything is written
             readme_block(readme)
         result = build(args.reports)

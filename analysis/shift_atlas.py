@@ -261,6 +261,10 @@ def tables(reports: Path) -> int:
     except HeadlineError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if not result["rows"]:
+        print(f"no atlas records under {reports / 'seeds'} yet: nothing written (python "
+              "analysis/shift_atlas.py trains them)")
+        return 0
     reports.mkdir(parents=True, exist_ok=True)
     (reports / "atlas.json").write_text(json.dumps(result, indent=1) + "\n")
     (reports / "atlas.md").write_text(markdown(result))
@@ -282,11 +286,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=2, help="trials at once (default 2)")
     parser.add_argument("--deadline-min", type=float, default=None, metavar="M",
                         help="start no training after M minutes, then build the table")
-    parser.add_argument("--data-only", action="store_true",
-                        help="only simulate the cells and write their shift statistics")
-    parser.add_argument("--tables-only", action="store_true",
-                        help="only the table and figure from the committed records")
-    parser.add_argument("--dry-run", action="store_true", help="print the commands and exit")
+    only = parser.add_mutually_exclusive_group()
+    only.add_argument("--data-only", action="store_true",
+                      help="only simulate the cells and write their shift statistics")
+    only.add_argument("--tables-only", action="store_true",
+                      help="only the table and figure from the committed records")
+    only.add_argument("--dry-run", action="store_true", help="print the commands and exit")
     args = parser.parse_args(argv)
     if args.workers < 1:
         parser.error("--workers must be >= 1")
@@ -329,10 +334,12 @@ def main(argv: list[str] | None = None) -> int:
               "makes them); their methods wait", flush=True)
 
     def collect(trial: Path) -> None:
-        cell = trial.parent.parent.name
-        record = json.loads((trial / "record.json").read_text())
         from analysis.headline import arm_name
 
+        cell = trial.parent.parent.name
+        record = json.loads((trial / "record.json").read_text())
+        if record.get("status") != "ok":
+            raise ValueError(f"{trial}: record status {record.get('status')!r}, not ok")
         copy_seed(trial, reports / "seeds" / cell / arm_name(record) / trial.name)
 
     status = run_jobs(ready, reports, args.workers, deadline, collect)

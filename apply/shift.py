@@ -149,13 +149,6 @@ def reading(summary: dict[str, Any], atlas: dict[str, Any]) -> dict[str, Any]:
         "size_per_filter": [summary["size"][b] if b in usable else None for b in range(n_bands)],
         "psf_scale": None, "psf_scale_err": None, "psf_scale_per_filter": [], "reasons": []}
     reasons = out["reasons"]
-    offsets = [v for v in summary.get("sky_offset") or [] if v is not None and math.isfinite(v)]
-    if offsets and max(abs(v) for v in offsets) > MAX_SKY_OFFSET:
-        reasons.append(f"the sky is not subtracted (frame level {max(offsets, key=abs):.1f} "
-                       "noise sigmas from zero)")
-    if float(np.ptp(sb_bands)) > MAX_BAND_SPREAD:
-        reasons.append(f"the filters' depths differ by {np.ptp(sb_bands):.1f} mag (the atlas "
-                       "has one depth for all filters)")
     if bool((sb_bands >= SOURCE_SB).all()):  # no sky noise in any filter: the source domain?
         source = (atlas.get("source") or {}).get("size") or []
         if len(usable) < n_bands:
@@ -165,6 +158,13 @@ def reading(summary: dict[str, Any], atlas: dict[str, Any]) -> dict[str, Any]:
             reasons.append("no sky noise, but light sizes unlike the simulation's source")
         out.update(cell="source", neighbour=None, distance=None, outside=bool(reasons))
         return out
+    offsets = [v for v in summary.get("sky_offset") or [] if v is not None and math.isfinite(v)]
+    if offsets and max(abs(v) for v in offsets) > MAX_SKY_OFFSET:
+        reasons.append(f"the sky is not subtracted (frame level {max(offsets, key=abs):.1f} "
+                       "noise sigmas from zero)")
+    if float(np.ptp(sb_bands)) > MAX_BAND_SPREAD:
+        reasons.append(f"the filters' depths differ by {np.ptp(sb_bands):.1f} mag (the atlas "
+                       "has one depth for all filters)")
     depth = {c["limiting_sb"]: c["target"]["size"] for c in grid.values()
              if c["psf_scale"] == 1.0}
     seeing = {c["psf_scale"]: c["target"]["size"] for c in grid.values()
@@ -310,12 +310,16 @@ def report(result: dict[str, Any]) -> str:
              f"noise depth SB_lim per filter (mag/arcsec²): {_fmt(r['sb_lim_per_filter'])}",
              f"light size per filter (pixels, median): {_fmt(r['size_per_filter'], 2)}"]
     if r["cell"] == "source":
-        lines.append("reading: no sky noise — like the simulation's source domain (PSF only)")
+        lines.append("reading: no sky noise" + ("" if r["outside"] else
+                                                " — like the simulation's source domain"))
+        if r["outside"]:
+            lines.append("the reading is outside the atlas: " + "; ".join(r["reasons"]))
     else:
         psf = r["psf_scale"]
         lines.append(f"reading: SB_lim ≈ {r['sb_lim']:.1f}, seeing ≈ x{psf:.2f} ± "
-                     f"{r['psf_scale_err']:.2f}" if psf is not None and math.isfinite(psf)
-                     else f"reading: SB_lim ≈ {r['sb_lim']:.1f}, seeing not measurable")
+                     f"{r['psf_scale_err']:.2f}" if psf is not None
+                     else f"reading: SB_lim ≈ {r['sb_lim']:.1f}; "
+                     + r.get("seeing_note", "seeing not read"))
         if r["outside"]:
             lines.append("the reading is outside the atlas: " + "; ".join(r["reasons"]))
         else:
@@ -380,6 +384,10 @@ def main(argv: list[str] | None = None) -> int:
     from galaxies.validate import InvalidDatasetError
 
     args = build_parser().parse_args(argv)
+    if args.json is not None and (args.json.is_dir() or not args.json.parent.is_dir()):
+        print(f"error: --json {args.json}: not a file in an existing folder. Fix: pass a path "
+              "whose folder exists", file=sys.stderr)
+        return 2
     try:
         result = measure(args.images, args.atlas, args.trial, args.split)
     except (ShiftError, InvalidDatasetError) as exc:
@@ -387,8 +395,21 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print(report(result))
     if args.json:
-        args.json.write_text(json.dumps(result, indent=1, default=float) + "\n")
+        args.json.write_text(json.dumps(_json_safe(result), indent=1, allow_nan=False) + "\n")
     return 0
+
+
+def _json_safe(value: Any) -> Any:
+    """Plain JSON: numpy numbers as Python numbers, NaN and infinities as ``null``."""
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
 
 
 if __name__ == "__main__":

@@ -6,7 +6,8 @@
 #
 # Runs `analysis/paper_study.py --profile gpu` (GPU_PACK trials packed on the GPU as processes,
 # ResNet18 first: what the CPU cannot do, then the DeepMerge stages) with a deadline of
-# DEADLINE_MIN minutes (default 8, inside the device tool's 10-minute call), training folders in
+# DEADLINE_MIN minutes (default 8; a trial still running a minute later is stopped, so the call
+# ends inside the device tool's 10 minutes), training folders in
 # /tmp (checkpoints never come back) and the study's records and tables in $OUT/reports: copy
 # them into reports/paper/ and commit. Also $OUT/gpu_study.log, $OUT/nvidia-smi.txt and
 # $OUT/wall.json (wall time, device). Resumable like the study: rerun on a warm machine to go on.

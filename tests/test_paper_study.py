@@ -189,3 +189,31 @@ def test_adabn_re_scores_the_no_da_seed_with_its_configuration(tiny_domain_pair,
     assert record["method"] == "adabn" and record["reevaluated_from"]
     assert {k: v for k, v in record["config"].items() if k != "method"} == \
         {k: v for k, v in none["config"].items() if k != "method"}
+
+
+def test_a_failed_record_is_rerun_and_a_missing_input_is_one_line(tmp_path, capsys):
+    """Review findings: a record that is not ok does not count as done; a job whose input is
+    missing (AdaBN without its no-DA seed) is reported, not raised through the pool."""
+    record = tmp_path / "seed_1" / "record.json"
+    record.parent.mkdir()
+    record.write_text(json.dumps({"status": "failed"}))
+    rerun = paper_study.Job("rerun", [sys.executable, "-c", "raise SystemExit(0)"], [record],
+                            tmp_path / "log")
+    assert not rerun.done()
+    assert paper_study.run_jobs([rerun], tmp_path, 1, deadline=None) == 1  # ran, still failed
+    assert "rerun: exit 0" in capsys.readouterr().out
+    adabn = paper_study.adabn_job(11, 1, tmp_path / "runs", paper_study.PROFILES["cpu"])
+    assert paper_study.run_jobs([adabn], tmp_path, 1, deadline=None) == 1
+    assert "not run (FileNotFoundError" in capsys.readouterr().out
+
+
+def test_a_job_running_past_the_deadline_is_stopped(tmp_path, monkeypatch, capsys):
+    import time
+
+    monkeypatch.setattr(paper_study, "GRACE_S", 0.5)
+    job = paper_study.Job("slow", [sys.executable, "-c", "import time; time.sleep(60)"],
+                          [tmp_path / "record.json"], tmp_path / "log")
+    tick = time.monotonic()
+    assert paper_study.run_jobs([job], tmp_path, 1, deadline=time.monotonic() + 1) == 1
+    assert time.monotonic() - tick < 20
+    assert "stopped at the deadline" in capsys.readouterr().out

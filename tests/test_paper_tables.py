@@ -145,3 +145,22 @@ def test_committed_tables_equal_the_records():
               if paper_tables.README_START in path.read_text()]
     for path in blocks:
         assert paper_tables.readme_block(path) == paper_tables.table1_markdown(result), path
+
+
+def test_copied_corrupt_or_missing_records_are_one_line(tmp_path, capsys):
+    """Review findings: a seed folder holding another seed's record, a corrupt predictions
+    file and a missing --reports folder are refused (exit 2), not counted or raised."""
+    import shutil
+
+    for seed in (1, 2):
+        fake_seed(tmp_path, "none", seed, {"source": 0.9, "target": 0.6})
+    arm = tmp_path / "seeds/data11/deepmerge/none"
+    shutil.copytree(arm / "seed_2", arm / "seed_7")
+    assert paper_tables.main(["--reports", str(tmp_path)]) == 2
+    assert "not of its folder" in capsys.readouterr().err
+    shutil.rmtree(arm / "seed_7")
+    (arm / "seed_2" / "predictions.npz").write_bytes(b"garbage")
+    assert paper_tables.main(["--reports", str(tmp_path)]) == 2
+    assert "unreadable" in capsys.readouterr().err
+    assert paper_tables.main(["--reports", str(tmp_path / "nope")]) == 2
+    assert "no such folder" in capsys.readouterr().err

@@ -109,7 +109,8 @@ def test_readings_on_a_fake_atlas():
     atlas = fake_atlas()
 
     def read(sb, size, ok=1.0):
-        return shift.reading({"sb_lim": sb, "size": size, "size_ok": [ok] * 3}, atlas)
+        return shift.reading({"n": 500, "sb_lim": sb, "size": size, "size_ok": [ok] * 3},
+                             atlas)
 
     mid = read([25.0] * 3, [3.75, 2.75, 4.55])  # half-way between x1 and x1.25
     assert mid["psf_scale"] == pytest.approx(1.125, abs=0.01)
@@ -182,3 +183,101 @@ def test_raw_hubble_stamps_are_outside(tmp_path, capsys):
     assert "verdict: OUTSIDE" in out and "beyond the atlas's 23-27" in out
     # docs/APPLY.md: "raw 8-bit Hubble stamps read as SB_lim ≈ 17"
     assert 16.5 < shift.measure(tmp_path / "raw.npy", ATLAS)["reading"]["sb_lim"] < 17.5
+
+
+def test_blank_constant_mixed_and_pedestal_images_are_outside(tmp_path):
+    """Review findings: none of these may read as the source domain or a cell."""
+    rng = np.random.default_rng(0)
+    sigma = noise_sigma(25.0)
+    mixed = np.zeros((120, 3, 75, 75), np.float32)
+    mixed[:, 0] = rng.normal(0, sigma, (120, 75, 75))
+    cases = {"blank": np.zeros((20, 3, 75, 75), np.float32),
+             "constant": np.full((20, 3, 75, 75), 5.0, np.float32),
+             "mixed": mixed,
+             "pedestal": (rng.normal(0, sigma, (40, 3, 75, 75)) + 0.05).astype(np.float32)}
+    for name, images in cases.items():
+        np.save(tmp_path / f"{name}.npy", images)
+        result = shift.measure(tmp_path / f"{name}.npy", ATLAS)
+        assert result["verdict"]["outside"], name
+    pedestal = shift.measure(tmp_path / "pedestal.npy", ATLAS)["verdict"]["reasons"]
+    assert any("sky is not subtracted" in reason for reason in pedestal)
+
+
+def test_few_images_do_not_read_the_seeing_and_json_is_strict(tmp_path):
+    data = simulate(tmp_path / "pair", 25.0, 1.0, n=20)
+    with h5py.File(data / "target.h5") as handle:
+        np.save(tmp_path / "few.npy", handle["images"][:3])
+    result = shift.measure(tmp_path / "few.npy", ATLAS)
+    place = result["reading"]
+    assert place["psf_scale"] is None and "seeing not read" in place["seeing_note"]
+    assert place["cell"] == "sb25" and not result["verdict"]["outside"]
+    rng = np.random.default_rng(1)
+    np.save(tmp_path / "noise.npy", rng.normal(0, noise_sigma(25.0), (10, 3, 75, 75)))
+    assert shift.main(["--images", str(tmp_path / "noise.npy"), "--json",
+                       str(tmp_path / "n.json")]) == 0
+    json.loads((tmp_path / "n.json").read_text(), parse_constant=lambda c: 1 / 0)  # no NaN
+
+
+def test_a_bad_atlas_is_one_line(tmp_path, capsys):
+    rng = np.random.default_rng(2)
+    np.save(tmp_path / "x.npy", rng.normal(0, noise_sigma(25.0), (5, 3, 75, 75)))
+    good = json.loads((ATLAS / "cells.json").read_text())
+
+    def atlas(name, cells=None, table=None):
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "cells.json").write_text(json.dumps(cells if cells is not None else good))
+        if table is not None:
+            (folder / "atlas.json").write_text(table)
+        return folder
+
+    two = json.loads(json.dumps(good))
+    two["cells"]["sb24"]["target"]["size"] = [3.0, 2.0]
+    flat = json.loads(json.dumps(good))
+    flat["cells"]["sb25-psf1.5"]["target"]["size"] = flat["cells"]["sb25"]["target"]["size"]
+    no_ref = json.loads(json.dumps(good))
+    del no_ref["cells"]["sb25"]
+    folders = [atlas("list", {"cells": [1, 2]}), atlas("two", two), atlas("flat", flat),
+               atlas("noref", no_ref), atlas("table", table="{not json")]
+    for folder in folders:
+        assert shift.main(["--images", str(tmp_path / "x.npy"), "--atlas", str(folder)]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and err.count("\n") == 1, (folder.name, err)
+    assert shift.main(["--images", str(tmp_path / "x.npy"), "--json",
+                       str(tmp_path / "nodir" / "x.json")]) == 2
+    assert "--json" in capsys.readouterr().err
+
+
+def test_the_atlas_table_and_figure_from_fake_records(tmp_path, capsys):
+    """analysis/shift_atlas.py --tables-only: per cell and method, the target accuracy and the
+    share of the no-DA -> oracle gap; records of another data seed are refused."""
+    import shutil
+
+    from test_paper_tables import fake_seed
+
+    from analysis import shift_atlas
+
+    reports = tmp_path / "atlas"
+    for cell, floor in (("sb23", 0.55), ("sb25", 0.65)):
+        staging = tmp_path / f"staging_{cell}"
+        for arm, rate in (("none", floor), ("mmd", 0.8), ("oracle", 0.9)):
+            for seed in (1, 2):
+                fake_seed(staging, arm, seed, {"source": 0.9, "target": rate}, data_seed=21)
+        shutil.copytree(staging / "seeds/data21/deepmerge", reports / "seeds" / cell)
+    result = shift_atlas.build(reports)
+    rows = {(r["cell"], r["arm"]): r for r in result["rows"]}
+    mmd = rows[("sb23", "mmd")]
+    floor = np.mean(rows[("sb23", "none")]["target"]["per_seed"])
+    ceiling = np.mean(rows[("sb23", "oracle")]["target"]["per_seed"])
+    assert mmd["oracle_gap_share"] == pytest.approx(
+        (np.mean(mmd["target"]["per_seed"]) - floor) / (ceiling - floor))
+    assert shift_atlas.main(["--tables-only", "--reports", str(reports)]) == 0
+    table = (reports / "atlas.md").read_text()
+    assert "| `sb23` | 23 | 1 |" in table and "not run yet" in table  # joint-BN, DANN, CDAN
+    assert (reports / "atlas.png").is_file() and (reports / "atlas.json").is_file()
+    other = tmp_path / "other"
+    fake_seed(tmp_path / "staging_other", "none", 1, {"source": 0.9, "target": 0.6},
+              data_seed=11)
+    shutil.copytree(tmp_path / "staging_other/seeds/data11/deepmerge", other / "seeds" / "sb24")
+    assert shift_atlas.main(["--tables-only", "--reports", str(other)]) == 2
+    assert "not the atlas's 21" in capsys.readouterr().err
