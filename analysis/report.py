@@ -47,7 +47,6 @@ from pathlib import Path
 
 import pandas as pd
 
-from analysis import diagnostics as diagnostics_module
 from analysis import figures, tables
 from galaxies.atomic import check_writable, write_error_message
 from search.results import discover, load_runs, load_search
@@ -180,7 +179,9 @@ def build_report(runs: Iterable[str | os.PathLike], out: str | os.PathLike,
         paths = figures.save_figure(figures.seeds_figure(frame), fig_dir / "seeds")
         report.files += paths
         figure_links.append(("seed studies", paths[0]))
-    if diagnostics:
+    if diagnostics:  # imported here: the diagnostics load torch, a plain report never does
+        from analysis import diagnostics as diagnostics_module
+
         paths = [inside(out, p)
                  for p in diagnostics_module.diagnostics_figures(frame, out, strategy_obj)]
         report.files += paths
@@ -245,8 +246,14 @@ def main(argv: list[str] | None = None) -> int:
                         "reliability diagrams of the selected models (loads their checkpoints "
                         "and runs them on the test images; slower)")
     args = parser.parse_args(argv)
+    shown: tuple[type[Warning], ...] = ()  # warnings printed as one line each
+    if args.diagnostics:  # imported here: the diagnostics load torch, a plain report never does
+        from analysis.diagnostics import DiagnosticsWarning
+
+        shown = (DiagnosticsWarning,)
     with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", diagnostics_module.DiagnosticsWarning)
+        for category in shown:
+            warnings.simplefilter("always", category)
         try:
             out = Path(args.out)
             if out.is_dir() and any(out.iterdir()) and not (out / "report.md").is_file():
@@ -262,7 +269,7 @@ def main(argv: list[str] | None = None) -> int:
                 raise
             parser.exit(2, f"error: {message or exc}\n")
     for warning in caught:
-        if issubclass(warning.category, diagnostics_module.DiagnosticsWarning):
+        if issubclass(warning.category, shown):
             print(f"warning: {warning.message}", file=sys.stderr)
         else:
             warnings.showwarning(warning.message, warning.category, warning.filename,
