@@ -229,8 +229,8 @@ def _markdown(report: Report, found, strategy: str, figure_links, names) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``analysis/report.py``; returns the exit status."""
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of ``analysis/report.py``."""
     parser = argparse.ArgumentParser(
         prog="analysis/report.py", description="Tables (Table 1, all metrics, best "
         "configurations, seed studies) and figures (Figure 1, search progress; with "
@@ -245,6 +245,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="also draw latent spaces (Isomap, t-SNE), Grad-CAM maps and "
                         "reliability diagrams of the selected models (loads their checkpoints "
                         "and runs them on the test images; slower)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``analysis/report.py``; returns the exit status."""
+    parser = build_parser()
     args = parser.parse_args(argv)
     shown: tuple[type[Warning], ...] = ()  # warnings printed as one line each
     if args.diagnostics:  # imported here: the diagnostics load torch, a plain report never does
