@@ -47,7 +47,6 @@ from pathlib import Path
 
 import pandas as pd
 
-from analysis import diagnostics as diagnostics_module
 from analysis import figures, tables
 from galaxies.atomic import check_writable, write_error_message
 from search.results import discover, load_runs, load_search
@@ -180,7 +179,9 @@ def build_report(runs: Iterable[str | os.PathLike], out: str | os.PathLike,
         paths = figures.save_figure(figures.seeds_figure(frame), fig_dir / "seeds")
         report.files += paths
         figure_links.append(("seed studies", paths[0]))
-    if diagnostics:
+    if diagnostics:  # imported here: the diagnostics load torch, a plain report never does
+        from analysis import diagnostics as diagnostics_module
+
         paths = [inside(out, p)
                  for p in diagnostics_module.diagnostics_figures(frame, out, strategy_obj)]
         report.files += paths
@@ -228,8 +229,8 @@ def _markdown(report: Report, found, strategy: str, figure_links, names) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``analysis/report.py``; returns the exit status."""
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of ``analysis/report.py``."""
     parser = argparse.ArgumentParser(
         prog="analysis/report.py", description="Tables (Table 1, all metrics, best "
         "configurations, seed studies) and figures (Figure 1, search progress; with "
@@ -244,9 +245,21 @@ def main(argv: list[str] | None = None) -> int:
                         help="also draw latent spaces (Isomap, t-SNE), Grad-CAM maps and "
                         "reliability diagrams of the selected models (loads their checkpoints "
                         "and runs them on the test images; slower)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``analysis/report.py``; returns the exit status."""
+    parser = build_parser()
     args = parser.parse_args(argv)
+    shown: tuple[type[Warning], ...] = ()  # warnings printed as one line each
+    if args.diagnostics:  # imported here: the diagnostics load torch, a plain report never does
+        from analysis.diagnostics import DiagnosticsWarning
+
+        shown = (DiagnosticsWarning,)
     with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", diagnostics_module.DiagnosticsWarning)
+        for category in shown:
+            warnings.simplefilter("always", category)
         try:
             out = Path(args.out)
             if out.is_dir() and any(out.iterdir()) and not (out / "report.md").is_file():
@@ -262,7 +275,7 @@ def main(argv: list[str] | None = None) -> int:
                 raise
             parser.exit(2, f"error: {message or exc}\n")
     for warning in caught:
-        if issubclass(warning.category, diagnostics_module.DiagnosticsWarning):
+        if issubclass(warning.category, shown):
             print(f"warning: {warning.message}", file=sys.stderr)
         else:
             warnings.showwarning(warning.message, warning.category, warning.filename,

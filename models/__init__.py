@@ -12,18 +12,36 @@ Public API::
 A backbone is one module in ``models/backbones/`` holding its network and its spec.
 """
 
-from models.base import Backbone
-from models.grl import GradientReverseFunction, grad_reverse
-from models.heads import Classifier, ClassifierHead, DomainClassifier, create_classifier
-from models.registry import (
-    BackboneSpec,
-    Hyper,
-    UnknownNameError,
-    backbone_names,
-    backbone_specs,
-    get_backbone,
-    register_backbone,
-)
+#: Public name -> the module that defines it; imported on first use (PEP 562), so that
+#: ``import models.registry`` (the specs, read by search problems and tables) does not load torch.
+_EXPORTS = {
+    "Backbone": "models.base",
+    "BackboneSpec": "models.registry",
+    "Classifier": "models.heads",
+    "ClassifierHead": "models.heads",
+    "DomainClassifier": "models.heads",
+    "GradientReverseFunction": "models.grl",
+    "Hyper": "models.registry",
+    "UnknownNameError": "models.registry",
+    "backbone_names": "models.registry",
+    "backbone_specs": "models.registry",
+    "create_classifier": "models.heads",
+    "get_backbone": "models.registry",
+    "grad_reverse": "models.grl",
+    "register_backbone": "models.registry",
+}
+
+
+def __getattr__(name: str):
+    """Import the module holding ``name`` when it is first asked for."""
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'models' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "Backbone",

@@ -202,8 +202,8 @@ def write_html(status: dict[str, Any], path: str | os.PathLike) -> None:
                f"<body><pre>{body}</pre><p>read at {status['read_at']}</p></body></html>\n")
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``search/status.py`` / ``galaxy-da-status``."""
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of ``search/status.py``."""
     parser = argparse.ArgumentParser(prog="search/status.py",
                                      description=__doc__.splitlines()[0])
     parser.add_argument("log_dir", help="the search's --log-dir")
@@ -212,6 +212,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print the status as JSON")
     parser.add_argument("--html", default=None, metavar="FILE",
                         help="also write a static HTML page of the status")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``search/status.py`` / ``galaxy-da-status``."""
+    parser = build_parser()
     args = parser.parse_args(argv)
     if args.watch is not None and not args.watch > 0:
         parser.exit(2, f"error: --watch must be > 0 seconds, got {args.watch}\n")

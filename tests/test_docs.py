@@ -36,7 +36,8 @@ def results_section(page: str, heading: str) -> str:
 
 
 def test_readme_is_a_map_and_every_link_resolves():
-    """Issue 23: README under 200 lines; every relative link of README and docs/ exists."""
+    """Issue 23: README under 200 lines; every relative link of README and docs/ exists; every
+    Markdown page the README names is linked."""
     import re
 
     readme = (REPO / "README.md").read_text()
@@ -52,8 +53,43 @@ def test_readme_is_a_map_and_every_link_resolves():
             if "#" in target and path.suffix == ".md":
                 assert target.split("#")[1] in map(anchor, headings(path)), \
                     f"{page.relative_to(REPO)} links to a missing heading {target}"
-    for name in ("DATA", "METHODS", "SEARCH", "APPLY", "ARCHITECTURE", "CONTRACTS", "HISTORY"):
+    for name in ("DATA", "METHODS", "SEARCH", "APPLY", "ARCHITECTURE", "CONTRACTS", "HISTORY",
+                 "EXTENDING"):
         assert f"(docs/{name}.md)" in readme, name
+    # a Markdown page the README names is a link, not a path to copy
+    named = set(re.findall(r"(?<![\w./-])([\w./-]+\.md)\b", readme))
+    assert len(named) >= 10
+    linked = {target.split("#")[0] for target in re.findall(r"\]\(([^)\s]+)\)", readme)}
+    assert not named - linked, f"README names without linking: {sorted(named - linked)}"
+
+
+def test_readme_quick_start_commands_parse():
+    """Every command of the README's Quick start has valid flags (``sbatch`` lines aside)."""
+    import shlex
+
+    from analysis.report import build_parser as report_parser
+    from apply.predict import build_parser as predict_parser
+    from apply.shift import build_parser as shift_parser
+    from search.cli import build_parser as search_parser
+    from search.seeds import build_parser as seeds_parser
+    from search.status import build_parser as status_parser
+    from training.train import build_parser as train_parser
+
+    parsers = {"training/train.py": train_parser, "search/run.py": search_parser,
+               "search/status.py": status_parser, "search/seeds.py": seeds_parser,
+               "analysis/report.py": report_parser, "apply/predict.py": predict_parser,
+               "apply/shift.py": shift_parser}
+    readme = (REPO / "README.md").read_text()
+    block = readme.split("## Quick start")[1].split("```bash\n")[1].split("```")[0]
+    seen = []
+    for line in block.splitlines():
+        words = shlex.split(line, comments=True)
+        if not words or words[0] == "sbatch":
+            continue
+        assert words[0] == "python" and words[1] in parsers, f"no parser for: {line}"
+        parsers[words[1]]().parse_args(words[2:])  # exits (fails the test) on a bad flag
+        seen.append(words[1])
+    assert len(seen) >= 6 and set(seen) <= set(parsers)
 
 
 def test_results_index_links_every_page_and_section():

@@ -4,8 +4,13 @@ downward or within its layer, and no group of modules imports itself in a circle
 from __future__ import annotations
 
 import ast
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
+
+import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -132,3 +137,36 @@ def test_no_module_uses_another_modules_private_names():
                     and not node.attr.startswith("__") and aliases[node.value.id] != name):
                 found.append(f"{name}: {aliases[node.value.id]}.{node.attr}")
     assert not found, "private names used across modules:\n" + "\n".join(sorted(found))
+
+
+#: The analysis modules that load torch on import, each with its reason. Every other one must
+#: not (tables, figures and reports read records; a registry imports the spec modules that
+#: define networks only when it is first asked for its specs).
+ANALYSIS_NEEDS_TORCH = {
+    "analysis.diagnostics": "applies trained networks (latent spaces, Grad-CAM, reliability)",
+}
+
+
+def analysis_modules() -> list[str]:
+    return sorted(name for name in modules() if name.split(".")[0] == "analysis")
+
+
+def test_the_torch_exceptions_are_analysis_modules():
+    assert set(ANALYSIS_NEEDS_TORCH) <= set(analysis_modules())
+
+
+@pytest.mark.parametrize("module", [m for m in analysis_modules() if m not in ANALYSIS_NEEDS_TORCH])
+def test_analysis_module_imports_without_torch(module):
+    """Issue 23: ``import analysis.<x>`` loads torch only where ``<x>`` needs it."""
+    code = f"import sys, {module}; print('torch' in sys.modules)"
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False", f"import {module} loads torch"
+
+
+def test_the_trial_loop_stays_small():
+    """Issue 23: ``training/loop.py`` reads top to bottom; its collaborators hold the rest."""
+    lines = len((REPO / "training" / "loop.py").read_text().splitlines())
+    assert lines < 450, f"training/loop.py has {lines} lines"

@@ -14,11 +14,15 @@ from training.registry import create_transfer_loss, method_names
 
 torch.set_num_threads(2)
 
-EXPECTED_DIMS = {"deepmerge": (2592, 2592), "resnet18": (512, 256)}  # backbone, transfer
+#: The feature sizes of the built-in backbones (backbone, transfer); a new backbone is checked
+#: against its own spec (docs/EXTENDING.md: no list here to edit).
+EXPECTED_DIMS = {"deepmerge": (2592, 2592), "resnet18": (512, 256)}
 
 
 def test_registry_lists_both_backbones():
-    assert backbone_names() == ["deepmerge", "resnet18"]
+    names = backbone_names()
+    assert {"deepmerge", "resnet18"} <= set(names)
+    assert names.index("deepmerge") < names.index("resnet18")
     assert get_backbone("resnet") is get_backbone("resnet18")
 
 
@@ -35,7 +39,7 @@ def test_backbone_feature_shapes(name):
     spec = get_backbone(name)
     bb = spec.build(default_config("none", name)).eval()
     x = torch.randn(2, 3, 75, 75)
-    assert bb.feature_dim == spec.feature_dim == EXPECTED_DIMS[name][0]
+    assert bb.feature_dim == spec.feature_dim == EXPECTED_DIMS.get(name, (spec.feature_dim,))[0]
     assert bb.features(x).shape == (2, bb.feature_dim)
     assert torch.equal(bb(x), bb.features(x))
 
@@ -46,7 +50,8 @@ def test_every_backbone_and_method_trains_one_step(backbone, method):
     torch.manual_seed(0)
     cfg = default_config(method, backbone)
     model = create_classifier(cfg)
-    assert model.feature_dim == EXPECTED_DIMS[backbone][1]
+    if backbone in EXPECTED_DIMS:
+        assert model.feature_dim == EXPECTED_DIMS[backbone][1]
     loss_fn = create_transfer_loss(cfg, model.feature_dim)
     loss_fn.set_progress(0.5)
     groups = [{"params": list(model.parameters()), "lr": cfg.lr}]

@@ -23,14 +23,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from models.registry import Registry
-from training import evaluate
-from training import validators as v
 from training.metrics import mean_entropy
+
+if TYPE_CHECKING:  # the registry is read by tables and search problems without torch
+    import torch
 
 __all__ = [
     "COMPUTED_AFTER",
@@ -176,23 +177,37 @@ def _target_val_entropy(outputs: ValidationOutputs) -> float:
     return mean_entropy(outputs.target_prob_merger)
 
 
+# The formulas need torch; they are imported when a trial computes them, so reading the
+# registry (tables, ``results.csv`` columns, objectives) stays torch-free.
+
+
 def _feature_mmd_val(outputs: ValidationOutputs) -> float:
+    from training import evaluate
+
     return evaluate.feature_mmd(outputs.source_features, outputs.target_features)
 
 
 def _target_val_im(outputs: ValidationOutputs) -> float:
+    from training import validators as v
+
     return v.information_maximization(v.class_probabilities(outputs.target_prob_merger))
 
 
 def _target_val_snd(outputs: ValidationOutputs) -> float:
+    from training import validators as v
+
     return v.soft_neighborhood_density(outputs.target_features)
 
 
 def _target_val_bnm(outputs: ValidationOutputs) -> float:
+    from training import validators as v
+
     return v.batch_nuclear_norm(v.class_probabilities(outputs.target_prob_merger))
 
 
 def _dev_risk(outputs: ValidationOutputs) -> float:
+    from training import validators as v
+
     return v.dev_risk(outputs.source_features, outputs.source_losses, outputs.target_features)
 
 
