@@ -366,8 +366,9 @@ def run_classical(data_dir: str | os.PathLike, out_dir: str | os.PathLike, seed:
     out_dir.mkdir(parents=True, exist_ok=True)
     measure_start = time.perf_counter()
     cache = Path(statistics_path) if statistics_path is not None else out_dir / STATISTICS
+    identity = data_identity(data_dir)
     stats = cached_statistics(data, needed, cache, workers=workers,
-                              progress=progress, identity=data_identity(data_dir))
+                              progress=progress, identity=identity)
     measure_s = time.perf_counter() - measure_start
 
     features = feature_columns()
@@ -425,7 +426,8 @@ def run_classical(data_dir: str | os.PathLike, out_dir: str | os.PathLike, seed:
         status="ok", metrics=metrics, wall_time_s=time.perf_counter() - start,
         machine=machine(torch.device("cpu")),
         data={"dir": portable_path(bench.data_dir), "source_attrs": bench.source.attrs,
-              "target_attrs": bench.target.attrs, "channel_stats": None},
+              "target_attrs": bench.target.attrs, "channel_stats": None,
+              "identity": identity},
         files={"roc": "roc.json", "predictions": PREDICTIONS})
     write_json(out_dir / RECORD, record)
     return record
