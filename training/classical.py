@@ -464,23 +464,46 @@ def run_seed_study(data_dir: str | os.PathLike, out_dir: str | os.PathLike, seed
     """Seeds 1..``seeds`` of the classical baseline as a seed study (``search.seeds`` layout).
 
     Writes ``out_dir/seeds.json`` (``problem, method, backbone, config, seeds, origin,
-    data_dir, command, versions``) and ``out_dir/seed_<S>/`` trials; the statistics are
+    data_dir, data, command, versions``) and ``out_dir/seed_<S>/`` trials; the statistics are
     measured once (``out_dir/statistics.npz``). A seed whose record is ``ok`` is not rerun.
+
+    Raises:
+        InvalidDatasetError: the data files are missing or do not follow the schema.
+        ClassicalError: bad arguments, or ``out_dir`` holds a study made on other data
+            (``galaxies.pairs.same_data`` of its ``seeds.json`` or an ``ok`` seed record;
+            nothing is written then).
     """
-    from training.record import RECORD, package_versions, portable_path, read_json, write_json
+    from galaxies.pairs import data_identity
+    from galaxies.validate import validate_pair
+    from training.record import (
+        RECORD,
+        package_versions,
+        portable_path,
+        read_json,
+        study_data_mismatch,
+        write_json,
+    )
 
     if seeds < 1:
         raise ClassicalError(f"--seeds {seeds} must be >= 1. Fix: pass a positive count")
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise ClassicalError(f"--out {out_dir} is a file. Fix: pass a folder")
+    identity = data_identity(data_dir)
+    if None in identity.values():
+        validate_pair(data_dir)  # a missing or unreadable file: its own one-line error
+    why = study_data_mismatch(out_dir, identity)
+    if why:
+        raise ClassicalError(f"{out_dir} holds a seed study made on other data than {data_dir} "
+                             f"({why}). Fix: pass the study's own --data, or choose another "
+                             "--out")
     out_dir.mkdir(parents=True, exist_ok=True)
     write_json(out_dir / "seeds.json", {
         "problem": PROBLEM, "method": METHOD, "backbone": BACKBONE,
         "config": {"method": METHOD, "backbone": BACKBONE,
                    "max_train_galaxies": max_train_galaxies},
         "seeds": list(range(1, seeds + 1)), "origin": "training/classical.py defaults",
-        "data_dir": portable_path(data_dir), "command": command,
+        "data_dir": portable_path(data_dir), "data": identity, "command": command,
         "versions": package_versions()})
     records = []
     for seed in range(1, seeds + 1):
