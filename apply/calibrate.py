@@ -60,18 +60,20 @@ def calibrate_trial(trial_dir: str | Path, data_dir: str | Path | None = None,
     Raises:
         ModelLoadError: the folder holds no usable model.
         InvalidDatasetError: the data folder is missing or invalid, or is not the data the
-            trial was trained on.
+            trial was trained on (``galaxies.pairs.same_data``).
     """
     from apply.inference import load_trained
     from galaxies.datasets import load_benchmark
+    from galaxies.pairs import data_identity, same_data
     from galaxies.validate import InvalidDatasetError
-    from training.record import json_safe_attrs, portable_path, resolve_path, write_json
+    from training.record import portable_path, recorded_identity, resolve_path, write_json
 
     model = load_trained(trial_dir, device)
     data_dir = Path(data_dir) if data_dir else resolve_path(model.record["data"]["dir"])
     bench = load_benchmark(data_dir)
-    if model.record["data"].get("source_attrs") != json_safe_attrs(bench.source.attrs):
-        raise InvalidDatasetError(data_dir, f"is not the data {trial_dir} was trained on",
+    why = same_data(recorded_identity(model.record), data_identity(data_dir))
+    if why:
+        raise InvalidDatasetError(data_dir, f"is not the data {trial_dir} was trained on ({why})",
                                   "pass the trial's own data folder with --data")
     logits, labels = {}, {}
     for domain, split in EVALUATED:

@@ -223,8 +223,9 @@ def refuse_existing_pair(out_dir: str | os.PathLike, force: bool) -> str | None:
 def data_identity(data_dir: str | os.PathLike) -> dict[str, Any]:
     """What makes two data folders the same data: per domain, its size and HDF5 attributes.
 
-    The one "same data?" answer of searches (``search.json``), seed studies and the classical
-    baseline; it holds the ``pair_id`` when the files have one.
+    ``{domain: {"bytes", "rows", "attrs"} | None}`` (``None``: the file cannot be read); it
+    holds the ``pair_id`` when the files have one. Stored in ``search.json``, ``seeds.json``,
+    every trial record (``data.identity``) and ``resume.pt``; :func:`same_data` compares two.
 
     A moved or copied folder keeps its identity; a re-simulated one with another seed or
     generator, or another data set, does not.
@@ -241,3 +242,85 @@ def data_identity(data_dir: str | os.PathLike) -> dict[str, Any]:
         identity[domain] = {"bytes": path.stat().st_size, "rows": rows,
                             "attrs": json.loads(json.dumps(attrs, default=str))}
     return identity
+
+
+#: The fields of a domain's identity :func:`same_data` compares, in the order it reports them.
+IDENTITY_FIELDS = ("rows", "attrs", "bytes")
+
+
+def same_data(a: Mapping[str, Any] | None, b: Mapping[str, Any] | None) -> str | None:
+    """The one "same data?" check: ``None`` when identities ``a`` and ``b`` agree, else one line.
+
+    Used by search resume, both seed studies (``search/seeds.py`` and the classical
+    baseline's), trial resume (``resume.pt``), ``train.py --from-trial``,
+    ``apply/calibrate.py`` and ``apply/fit_ood.py``. The line says what differs, ``a``'s value
+    first, e.g. ``source: attribute seed 1 vs 2; target: attribute seed 1 vs 2``.
+
+    Per domain it compares the fields of :data:`IDENTITY_FIELDS` that *both* identities hold
+    (after the JSON round trip a record makes; non-finite floats count as ``null``), so a
+    partial identity is compared on what it knows: a record written before records carried
+    ``data.identity`` gives its attributes only (``training.record.recorded_identity``), and
+    the check falls back to comparing attributes. An identity that is ``None`` (or has no
+    domain at all) is unknown and agrees with anything; a domain that is ``None`` on one side
+    only (its file could not be read) differs.
+    """
+    if not a or not b:
+        return None
+    reasons = []
+    for domain in DOMAINS:
+        if domain not in a or domain not in b:
+            continue
+        mine, theirs = a[domain], b[domain]
+        if (mine is None) != (theirs is None):
+            side = "first" if mine is None else "second"
+            reasons.append(f"{domain}: no readable {domain}.h5 in the {side}")
+            continue
+        if mine is None:
+            continue
+        found = []
+        for field in IDENTITY_FIELDS:
+            if field not in mine or field not in theirs:
+                continue
+            left, right = _canonical(mine[field]), _canonical(theirs[field])
+            if left == right:
+                continue
+            if field == "attrs" and isinstance(left, dict) and isinstance(right, dict):
+                found.append(_attrs_difference(left, right))
+            elif field != "bytes" or not found:  # the size only when nothing else says why
+                found.append(f"{field} {_short(left)} vs {_short(right)}")
+        if found:
+            reasons.append(f"{domain}: " + ", ".join(found))
+    return "; ".join(reasons) or None
+
+
+def _attrs_difference(left: dict[str, Any], right: dict[str, Any], most: int = 3) -> str:
+    """The attributes that differ (the pair id last: it follows from the others)."""
+    keys = sorted((k for k in set(left) | set(right) if left.get(k) != right.get(k)),
+                  key=lambda k: (k == PAIR_ID_ATTR, k))
+    missing = object()
+    parts = [f"attribute {k} {_short(left.get(k, missing))} vs {_short(right.get(k, missing))}"
+             for k in keys[:most]]
+    more = f" (+{len(keys) - most} more)" if len(keys) > most else ""
+    return ", ".join(parts) + more
+
+
+def _short(value: Any, width: int = 24) -> str:
+    """``value`` in a few characters (``-`` for a missing attribute)."""
+    if not isinstance(value, (str, int, float, bool, list, dict, type(None))):
+        return "-"
+    text = json.dumps(value) if not isinstance(value, str) else value
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def _canonical(value: Any) -> Any:
+    """``value`` as a JSON record holds it: non-finite floats ``None``, tuples lists."""
+    def finite(item: Any) -> Any:
+        if isinstance(item, float) and not np.isfinite(item):
+            return None
+        if isinstance(item, dict):
+            return {str(k): finite(v) for k, v in item.items()}
+        if isinstance(item, (list, tuple)):
+            return [finite(v) for v in item]
+        return item
+
+    return json.loads(json.dumps(finite(value), default=str))

@@ -18,7 +18,7 @@ from typing import Any
 import pandas as pd
 
 from galaxies.atomic import write_error_message
-from galaxies.pairs import data_identity
+from galaxies.pairs import data_identity, same_data
 from galaxies.validate import InvalidDatasetError
 from problems import Problem, UnknownProblemError, all_problems, get_problem
 from search.algorithms import build_search
@@ -118,8 +118,8 @@ def check_log_dir(state: LogDirState, log_dir: Path, args: Any, problem: Problem
     """Refuse to overwrite results, or to resume a different search.
 
     The search's identity is its problem, fixed values, objective, stopper and data (the
-    data's identity, not its path: a moved benchmark is the same data). ``data=None``: not
-    checked (yet).
+    data's identity compared by ``galaxies.pairs.same_data``, not its path: a moved benchmark
+    is the same data). ``data=None``: not checked (yet).
 
     Raises:
         CliError: results exist without ``--resume``; or the resumed search differs, or its
@@ -142,11 +142,12 @@ def check_log_dir(state: LogDirState, log_dir: Path, args: Any, problem: Problem
             raise CliError(f"--resume: {log_dir} holds (problem, fixed, objective, stopper) = "
                            f"{old}; this command asks for {new}; rerun the original command "
                            "with --resume")
-        if data is not None and before.get("data") and before["data"] != data:
+        why = same_data(before.get("data"), data) if data is not None else None
+        if why:
             raise CliError(f"--resume: {log_dir} was searched on other data than --data "
                            f"{args.data or 'the embedded benchmark'} (search.json: "
-                           f"{before.get('data_dir')}). Fix: pass the search's own --data, "
-                           "or start a new --log-dir")
+                           f"{before.get('data_dir')}; {why}). Fix: pass the search's own "
+                           "--data, or start a new --log-dir")
 
 
 def run_search(args: Any, problem: Problem, fixed: dict[str, Any], log_dir: Path,

@@ -15,8 +15,11 @@ full ``config``, so the search's fixed ``--set`` values (``epochs``...) are kept
 items are applied on top (without a search: on top of the problem's default configuration).
 Each seed is one trial of the project's one runner (:mod:`search.runner`: the same run
 function and evaluators as a search) into ``DIR/seed_<S>``; seeds whose record says ``ok``
-are skipped, failed ones are rerun. ``DIR/seeds.json`` holds the configuration and
-where it came from; a ``DIR`` that holds a study of another configuration is refused.
+are skipped, failed ones are rerun. ``DIR/seeds.json`` holds the configuration, where it
+came from and the data's identity (``galaxies.pairs.data_identity``); a ``DIR`` that holds a
+study of another configuration, or whose ``seeds.json`` or ``ok`` seed records were made on
+other data (``galaxies.pairs.same_data``: the data, not its folder's path, so a moved
+benchmark is the same data), is refused before anything is written.
 
 Data: ``--data``, else the search's own data folder (``search.json``), else the embedded
 benchmark. Paths in ``seeds.json`` are relative to the repository (or absolute outside it).
@@ -36,6 +39,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from galaxies.pairs import data_identity
 from galaxies.validate import InvalidDatasetError
 from search.cli import resources, runner_parent
 from search.runner import Resources, TrialContext, check_data, run_configurations
@@ -54,6 +58,7 @@ from training.record import (
     read_json,
     read_record,
     resolve_path,
+    study_data_mismatch,
     write_json,
 )
 
@@ -206,7 +211,10 @@ def study_data(args: argparse.Namespace, origin: dict[str, Any]) -> str:
 
 def study_document(args: argparse.Namespace, config: dict[str, Any], origin: dict[str, Any],
                    data_dir: str) -> dict[str, Any]:
-    """The content of ``seeds.json`` (the same for every task of one study)."""
+    """The content of ``seeds.json`` (the same for every task of one study on one data).
+
+    ``data`` is the data's identity (``galaxies.pairs.data_identity``).
+    """
     command = ["python", "search/seeds.py", "--problem", args.problem]
     command += ["--from-search", origin["log_dir"]] if origin["kind"] == "search" else []
     for item in args.overrides:
@@ -216,7 +224,8 @@ def study_document(args: argparse.Namespace, config: dict[str, Any], origin: dic
     return {"problem": args.problem, "method": config["method"], "backbone": config["backbone"],
             "config": {k: v for k, v in config.items() if k != "seed"},
             "seeds": list(range(1, args.seeds + 1)), "origin": origin,
-            "data_dir": portable_path(data_dir), "command": shlex.join(command),
+            "data_dir": portable_path(data_dir), "data": data_identity(data_dir),
+            "command": shlex.join(command),
             "versions": package_versions()}
 
 
@@ -224,11 +233,14 @@ def write_study(out: Path, document: dict[str, Any]) -> None:
     """Write ``seeds.json``; refuse a folder that is not this study's.
 
     A folder is this study's when it is new, empty (or holds only ``seed_<S>`` folders of a
-    study whose ``seeds.json`` was not written yet), or holds this study's ``seeds.json``.
+    study whose ``seeds.json`` was not written yet), or holds this study's ``seeds.json``, and
+    neither that file nor an ``ok`` seed record was made on other data
+    (``training.record.study_data_mismatch``; records older than ``data.identity`` are
+    compared on their attributes).
 
     Raises:
         CliError: ``out`` is a file, holds other files, or holds a study of another problem,
-            configuration or data folder.
+            configuration or data.
     """
     if out.exists() and not out.is_dir():
         raise CliError(f"--out {out} is a file. Fix: pass a folder path")
@@ -243,13 +255,18 @@ def write_study(out: Path, document: dict[str, Any]) -> None:
                            "new --out")
     out.mkdir(parents=True, exist_ok=True)
     before = read_json(path) or {}
-    keys = ("problem", "config", "data_dir")
+    keys = ("problem", "config")
     if before and any(before.get(k) != json.loads(json.dumps(document[k])) for k in keys):
         diff = sorted(k for k in set(before.get("config", {})) | set(document["config"])
                       if before.get("config", {}).get(k) != document["config"].get(k))
         raise CliError(f"{out} holds a seed study of another configuration (problem "
-                       f"{before.get('problem')}, data {before.get('data_dir')}, differs in "
-                       f"{diff or 'problem/data'}); choose another --out")
+                       f"{before.get('problem')}, differs in {diff or 'problem'}); choose "
+                       "another --out")
+    why = study_data_mismatch(out, document["data"])
+    if why:
+        raise CliError(f"{out} holds a seed study made on other data than --data "
+                       f"{document['data_dir']} ({why}). Fix: pass the study's own --data "
+                       f"(seeds.json: {before.get('data_dir', '?')}), or choose another --out")
     write_json(path, document)
 
 

@@ -11,6 +11,7 @@ import pytest
 
 from galaxies import morphometry
 from galaxies.datasets import load_benchmark
+from galaxies.pairs import data_identity
 from galaxies.schema import SPLITS, domain_paths, load_domain_arrays, write_domain
 from training import classical
 from training.metrics import METRIC_NAMES, classification_metrics
@@ -48,7 +49,10 @@ def test_record_follows_the_trial_schema(trial):
     assert config["max_train_galaxies"] == MAX_TRAIN
     for key, value in classical.GBT_PARAMS.items():
         assert config[key] == value
-    assert set(record["data"]) == {"dir", "source_attrs", "target_attrs", "channel_stats"}
+    # the skeleton's data keys (identity: what seed studies and --from-trial compare)
+    assert set(record["data"]) == set(skeleton["data"]) == {
+        "dir", "source_attrs", "target_attrs", "channel_stats", "identity"}
+    assert record["data"]["identity"] == data_identity(trial["data"])
     assert record["data"]["channel_stats"] is None
     assert set(record["metrics"]) == set(SPLIT_KEYS)
     for values in record["metrics"].values():

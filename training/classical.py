@@ -366,8 +366,9 @@ def run_classical(data_dir: str | os.PathLike, out_dir: str | os.PathLike, seed:
     out_dir.mkdir(parents=True, exist_ok=True)
     measure_start = time.perf_counter()
     cache = Path(statistics_path) if statistics_path is not None else out_dir / STATISTICS
+    identity = data_identity(data_dir)
     stats = cached_statistics(data, needed, cache, workers=workers,
-                              progress=progress, identity=data_identity(data_dir))
+                              progress=progress, identity=identity)
     measure_s = time.perf_counter() - measure_start
 
     features = feature_columns()
@@ -425,7 +426,8 @@ def run_classical(data_dir: str | os.PathLike, out_dir: str | os.PathLike, seed:
         status="ok", metrics=metrics, wall_time_s=time.perf_counter() - start,
         machine=machine(torch.device("cpu")),
         data={"dir": portable_path(bench.data_dir), "source_attrs": bench.source.attrs,
-              "target_attrs": bench.target.attrs, "channel_stats": None},
+              "target_attrs": bench.target.attrs, "channel_stats": None,
+              "identity": identity},
         files={"roc": "roc.json", "predictions": PREDICTIONS})
     write_json(out_dir / RECORD, record)
     return record
@@ -462,23 +464,46 @@ def run_seed_study(data_dir: str | os.PathLike, out_dir: str | os.PathLike, seed
     """Seeds 1..``seeds`` of the classical baseline as a seed study (``search.seeds`` layout).
 
     Writes ``out_dir/seeds.json`` (``problem, method, backbone, config, seeds, origin,
-    data_dir, command, versions``) and ``out_dir/seed_<S>/`` trials; the statistics are
+    data_dir, data, command, versions``) and ``out_dir/seed_<S>/`` trials; the statistics are
     measured once (``out_dir/statistics.npz``). A seed whose record is ``ok`` is not rerun.
+
+    Raises:
+        InvalidDatasetError: the data files are missing or do not follow the schema.
+        ClassicalError: bad arguments, or ``out_dir`` holds a study made on other data
+            (``galaxies.pairs.same_data`` of its ``seeds.json`` or an ``ok`` seed record;
+            nothing is written then).
     """
-    from training.record import RECORD, package_versions, portable_path, read_json, write_json
+    from galaxies.pairs import data_identity
+    from galaxies.validate import validate_pair
+    from training.record import (
+        RECORD,
+        package_versions,
+        portable_path,
+        read_json,
+        study_data_mismatch,
+        write_json,
+    )
 
     if seeds < 1:
         raise ClassicalError(f"--seeds {seeds} must be >= 1. Fix: pass a positive count")
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise ClassicalError(f"--out {out_dir} is a file. Fix: pass a folder")
+    identity = data_identity(data_dir)
+    if None in identity.values():
+        validate_pair(data_dir)  # a missing or unreadable file: its own one-line error
+    why = study_data_mismatch(out_dir, identity)
+    if why:
+        raise ClassicalError(f"{out_dir} holds a seed study made on other data than {data_dir} "
+                             f"({why}). Fix: pass the study's own --data, or choose another "
+                             "--out")
     out_dir.mkdir(parents=True, exist_ok=True)
     write_json(out_dir / "seeds.json", {
         "problem": PROBLEM, "method": METHOD, "backbone": BACKBONE,
         "config": {"method": METHOD, "backbone": BACKBONE,
                    "max_train_galaxies": max_train_galaxies},
         "seeds": list(range(1, seeds + 1)), "origin": "training/classical.py defaults",
-        "data_dir": portable_path(data_dir), "command": command,
+        "data_dir": portable_path(data_dir), "data": identity, "command": command,
         "versions": package_versions()})
     records = []
     for seed in range(1, seeds + 1):

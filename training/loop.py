@@ -23,9 +23,10 @@ then ``record.json``.
 
 Preemption: a trial started again in the same folder (a resumed search, a requeued job,
 ``train.py`` with the same ``--out``) continues from the epoch after the last one
-checkpointed when the file's fingerprint matches its configuration, problem, data, device
-type and torch version; a file that does not match, or cannot be read, is ignored with a
-:class:`training.resume.ResumeWarning` and the trial starts afresh (overwriting it). On the
+checkpointed when the file's fingerprint matches its configuration, problem, data (also
+compared by ``galaxies.pairs.same_data``), device type and torch version; a file that does
+not match, or cannot be read, is ignored with a :class:`training.resume.ResumeWarning` and
+the trial starts afresh (overwriting it). On the
 CPU, at equal thread counts, the resumed trial's record equals an uninterrupted run's
 (losses, metrics, best epoch, diagnostics, weights; ``tests/test_trial_resume.py``).
 ``resume.pt`` is removed once ``record.json`` is written.
@@ -246,7 +247,8 @@ def run_trial(
         trainer = Trainer(config, bench, device)
         record["compute_path"], record["machine"] = trainer.path.to_dict(), machine(device)
         fingerprint = resume_fingerprint(trainer, problem, record)
-        previous = usable_resume(out_dir, fingerprint) if resume else None
+        identity = record["data"]["identity"]
+        previous = usable_resume(out_dir, fingerprint, identity) if resume else None
         state, resumed = None, []
         if previous is not None:
             try:
@@ -277,7 +279,7 @@ def run_trial(
             payload = resume_payload(trainer, fit_values(fit_state), record["history"],
                                      fingerprint,
                                      problem, elapsed_before + time.perf_counter() - start,
-                                     resumed, on_epoch)
+                                     resumed, on_epoch, identity)
             with atomic_path(out_dir / RESUME) as tmp:
                 torch.save(payload, tmp)
 

@@ -10,6 +10,8 @@
   temporary file, so no truncated record, table or ``summary.csv`` remains;
 - :func:`read_json`, :func:`read_record`: readers that return ``None`` for a missing or
   unreadable file;
+- :func:`recorded_identity`, :func:`study_data_mismatch`: the data a record (or a seed
+  study's records) was made on, for ``galaxies.pairs.same_data``;
 - :func:`package_versions`: the versions a result depends on;
 - :func:`portable_path`, :func:`resolve_path`: paths as stored in records and reports
   (relative to the repository root when under it), and back.
@@ -29,6 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from galaxies.atomic import atomic_path
+from galaxies.pairs import data_identity, same_data
 
 if TYPE_CHECKING:
     from galaxies.datasets import Benchmark
@@ -49,7 +52,9 @@ __all__ = [
     "portable_path",
     "read_json",
     "read_record",
+    "recorded_identity",
     "resolve_path",
+    "study_data_mismatch",
     "write_json",
     "write_npz",
     "write_text",
@@ -142,21 +147,67 @@ def record_skeleton(problem: str, config: dict[str, Any], device: str | None
         "machine": None,
         "host": platform.node(),
         "versions": package_versions(),
-        "data": {"dir": None, "source_attrs": None, "target_attrs": None, "channel_stats": None},
+        "data": {"dir": None, "source_attrs": None, "target_attrs": None, "channel_stats": None,
+                 "identity": None},
         "files": {},
     }
 
 
 def base_record(config: TrainConfig, problem: str, bench: Benchmark, device: str) -> dict:
-    """A record with everything known before training (status ``running``)."""
+    """A record with everything known before training (status ``running``).
+
+    ``data.identity`` is ``galaxies.pairs.data_identity`` of the benchmark's folder: what
+    seed studies, resume, ``--from-trial``, calibration and the OOD fit compare.
+    """
     record = record_skeleton(problem, config.to_dict(), device)
-    record["data"] = {
-        "dir": portable_path(bench.data_dir),
-        "source_attrs": bench.source.attrs,
-        "target_attrs": bench.target.attrs,
-        "channel_stats": bench.stats.to_dict(),
-    }
+    record["data"].update(
+        dir=portable_path(bench.data_dir),
+        source_attrs=bench.source.attrs,
+        target_attrs=bench.target.attrs,
+        channel_stats=bench.stats.to_dict(),
+        identity=data_identity(bench.data_dir),
+    )
     return record
+
+
+def recorded_identity(record: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The data identity a trial record states, for ``galaxies.pairs.same_data``.
+
+    ``record["data"]["identity"]``; a record written before records carried it (committed
+    reports, older runs) has its domains' attributes only, so its identity is unknown and
+    ``{domain: {"attrs": ...}}`` is returned: ``same_data`` then falls back to comparing the
+    attributes. ``None`` when the record states neither (a failure record).
+    """
+    data = (record or {}).get("data") or {}
+    if data.get("identity"):
+        return data["identity"]
+    attrs = {domain: data.get(f"{domain}_attrs") for domain in ("source", "target")}
+    if not any(value is not None for value in attrs.values()):
+        return None
+    return {domain: {"attrs": value} for domain, value in attrs.items() if value is not None}
+
+
+def study_data_mismatch(study_dir: str | os.PathLike, identity: dict[str, Any]) -> str | None:
+    """Why the seed study in ``study_dir`` was made on other data than ``identity``, or ``None``.
+
+    Compares (``galaxies.pairs.same_data``) the ``data`` of ``study_dir/seeds.json`` and of
+    every ``seed_<S>/record.json`` with status ``ok`` (the records a rerun keeps); the first
+    difference is returned as ``"<file>: <what differs>"``. Used by ``search/seeds.py`` and
+    ``training/classical.py --seeds``.
+    """
+    study_dir = Path(study_dir)
+    study = read_json(study_dir / "seeds.json") or {}
+    why = same_data(study.get("data"), identity)
+    if why:
+        return f"seeds.json: {why}"
+    for folder in sorted(study_dir.glob("seed_*")):
+        record = read_record(folder)
+        if record is None or record.get("status") != "ok":
+            continue
+        why = same_data(recorded_identity(record), identity)
+        if why:
+            return f"{folder.name}/{RECORD}: {why}"
+    return None
 
 
 def failure_record(problem: str, config: dict[str, Any], failure: Failure, error: str,

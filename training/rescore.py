@@ -14,12 +14,13 @@ from typing import Any
 from galaxies.datasets import (
     load_benchmark,
 )
+from galaxies.pairs import data_identity, same_data
 from training.checkpoint import CHECKPOINT, CheckpointError, read_checkpoint
 from training.config import TrainConfig
 from training.naming import problem_name
 from training.record import (
     base_record,
-    json_safe_attrs,
+    recorded_identity,
     write_json,
 )
 from training.registry import get_method
@@ -45,7 +46,9 @@ def reevaluate_trial(config: TrainConfig, trained_dir: str | os.PathLike,
 
     Raises:
         ReevaluationError: the trial is not ``ok``, has no checkpoint, was trained on other
-            data, or its configuration would not train the same network.
+            data (``galaxies.pairs.same_data`` of its record's ``data.identity``, or of its
+            attributes for a record older than the identity), or its configuration would not
+            train the same network.
         InvalidDatasetError: the data files are missing or invalid.
     """
     start = time.perf_counter()
@@ -68,9 +71,10 @@ def reevaluate_trial(config: TrainConfig, trained_dir: str | os.PathLike,
             f"would (fields that differ: {differ or 'none'}; both methods must be source-only "
             "with lambda_tl = 0). Fix: train this configuration instead")
     bench = load_benchmark(data_dir)
-    if trained["data"]["source_attrs"] != json_safe_attrs(bench.source.attrs):
-        raise ReevaluationError(f"{trained_dir} was trained on other data than {data_dir}. "
-                                "Fix: pass the trial's own data folder")
+    why = same_data(recorded_identity(trained), data_identity(data_dir))
+    if why:
+        raise ReevaluationError(f"{trained_dir} was trained on other data than {data_dir} "
+                                f"({why}). Fix: pass the trial's own data folder")
     out_dir.mkdir(parents=True, exist_ok=True)
     device = resolve_device(config.device)
     problem = problem or problem_name(config.method, config.backbone)

@@ -1,9 +1,11 @@
 """The epoch checkpoint of a running trial (``resume.pt``): its fingerprint, payload and reader.
 
 A trial started again in the same folder continues after its last completed epoch when the
-file's fingerprint (:func:`resume_fingerprint`) matches its configuration, problem, data,
-device type, compute path and torch version; otherwise it starts afresh with a
-:class:`ResumeWarning`. The payload holds only tensors and plain values
+file was written on the same data (``galaxies.pairs.same_data`` of the ``data`` identity it
+holds; a file written before it held one is judged by its fingerprint alone) and its
+fingerprint (:func:`resume_fingerprint`) matches its configuration, problem, data, device
+type, compute path and torch version; otherwise it starts afresh with a one-line
+:class:`ResumeWarning` saying why. The payload holds only tensors and plain values
 (``torch.load(..., weights_only=True)`` reads it).
 """
 
@@ -20,6 +22,7 @@ from typing import Any
 
 import torch
 
+from galaxies.pairs import same_data
 from training.record import (
     json_safe_attrs,
 )
@@ -38,7 +41,9 @@ def resume_fingerprint(trainer: Trainer, problem: str, record: dict[str, Any]) -
     attributes, pair id included, the rows of every split and the channel statistics computed
     from the training pixels), the device type, the resolved compute path (``precision=auto``
     resolves per machine), the torch version and :data:`RESUME_FORMAT`.
-    Not the data folder's path (a moved benchmark is the same data) nor the host.
+    Not the data folder's path (a moved benchmark is the same data) nor the host. The
+    record's ``data.identity`` is not hashed (files written before it existed stay
+    resumable): :func:`usable_resume` compares it with ``same_data``.
     """
     data = record["data"]
     payload = {
@@ -75,8 +80,13 @@ def read_resume(trial_dir: str | os.PathLike, mmap: bool = False) -> dict[str, A
     return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
 
 
-def usable_resume(out_dir: Path, fingerprint: str) -> dict[str, Any] | None:
-    """The ``resume.pt`` of ``out_dir`` when it matches ``fingerprint``; else warn, ``None``."""
+def usable_resume(out_dir: Path, fingerprint: str, identity: dict[str, Any] | None = None
+                  ) -> dict[str, Any] | None:
+    """The ``resume.pt`` of ``out_dir`` when it continues this trial; else warn, ``None``.
+
+    It must hold the same data as ``identity`` (``galaxies.pairs.same_data``; unchecked when
+    either is missing) and match ``fingerprint``.
+    """
     path = out_dir / RESUME
     try:
         resume = read_resume(out_dir)
@@ -85,6 +95,11 @@ def usable_resume(out_dir: Path, fingerprint: str) -> dict[str, Any] | None:
                       "from epoch 1 and will overwrite it", ResumeWarning, stacklevel=3)
         return None
     if resume is None:
+        return None
+    why = same_data(resume.get("data"), identity) if isinstance(resume, dict) else None
+    if why:
+        warnings.warn(f"{path} was written on other data ({why}); the trial starts from "
+                      "epoch 1 and will overwrite it", ResumeWarning, stacklevel=3)
         return None
     if not isinstance(resume, dict) or resume.get("fingerprint") != fingerprint:
         warnings.warn(f"{path} belongs to another configuration, data, device or torch version "
@@ -96,15 +111,16 @@ def usable_resume(out_dir: Path, fingerprint: str) -> dict[str, Any] | None:
 
 def resume_payload(trainer: Trainer, fit: dict[str, Any], history: list[dict[str, Any]],
                    fingerprint: str, problem: str, elapsed_s: float,
-                   resumed: list[dict[str, Any]], on_epoch: Any = None) -> dict[str, Any]:
+                   resumed: list[dict[str, Any]], on_epoch: Any = None,
+                   data: dict[str, Any] | None = None) -> dict[str, Any]:
     """The content of ``resume.pt`` after epoch ``fit["epoch"]``.
 
     ``{format, fingerprint, problem, config, epoch, trainer (:meth:`Trainer.state_dict`), fit
     (the plain values of :class:`training.loop.FitState`: best epoch, loss and weights
     (``"model"`` when they are the epoch's own), patience counter, done, stopped, peak lr),
     history, elapsed_s, resumed, on_epoch (the callback's ``state_dict()`` or ``None``),
-    host, written_at}``; only tensors and plain Python values (``torch.load(...,
-    weights_only=True)`` reads it).
+    data (the record's ``data.identity``), host, written_at}``; only tensors and plain Python
+    values (``torch.load(..., weights_only=True)`` reads it).
     """
     saver = getattr(on_epoch, "state_dict", None)
     return {
@@ -113,7 +129,7 @@ def resume_payload(trainer: Trainer, fit: dict[str, Any], history: list[dict[str
         "trainer": trainer.state_dict(),
         "fit": fit,
         "history": list(history), "elapsed_s": elapsed_s, "resumed": list(resumed),
-        "on_epoch": saver() if callable(saver) else None,
+        "on_epoch": saver() if callable(saver) else None, "data": data,
         "host": platform.node(), "written_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
 
