@@ -73,6 +73,14 @@ def test_table1_and_extended_from_fake_records(tmp_path):
     assert "| DeepMerge | MMD | 86.9 / 76.6 | 86.6 ± 1.3 / 77.3 ± 0.6 |" in markdown
     assert "| ResNet18 | DANN | 92.3 / 71.6 | — | not run yet |" in markdown
     assert f"{100 * np.mean(per_seed):.1f} ± {100 * np.std(per_seed, ddof=1):.1f}" in markdown
+    # The comparison with the paper, written from the numbers (seeds common to the rows).
+    lines = paper_tables.comparison_lines(result)
+    assert len(lines) == 2 and lines[0].startswith("DeepMerge, data seed 11")
+    none11 = result["table1"][0]["ours"]["11"]["target"]["per_seed"]
+    gain = 100 * (np.mean(per_seed) - np.mean(none11))
+    assert f"MMD {gain:+.1f} (paper {77.3 - 57.0:+.1f})" in lines[0]
+    assert "all three rows have: 1, 2, 3;" in lines[0] and "all three rows have: 1;" in lines[1]
+    assert "\n- DeepMerge, data seed 11" in markdown
     # The extended table: the share of the no-DA -> oracle gap, by hand.
     rows = {r["arm"]: r for r in result["extended"]["deepmerge"]["arms"]}
     assert rows["sidda"] == {"arm": "sidda", "missing": True}
