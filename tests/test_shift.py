@@ -281,3 +281,19 @@ def test_the_atlas_table_and_figure_from_fake_records(tmp_path, capsys):
     shutil.copytree(tmp_path / "staging_other/seeds/data11/deepmerge", other / "seeds" / "sb24")
     assert shift_atlas.main(["--tables-only", "--reports", str(other)]) == 2
     assert "not the atlas's 21" in capsys.readouterr().err
+
+
+def test_the_meter_reads_a_fits_folder(tmp_path):
+    """Issue 26: the meter runs on a folder of FITS files (one object each) as on HDF5."""
+    from astropy.io import fits
+
+    data = simulate(tmp_path / "pair", 26.0, 1.0, n=100)
+    with h5py.File(data / "target.h5") as handle:
+        images = handle["images"][:160]
+    folder = tmp_path / "fits"
+    folder.mkdir()
+    for i, image in enumerate(images):
+        fits.PrimaryHDU(image).writeto(folder / f"obj{i:03d}.fits")
+    result = shift.measure(folder, ATLAS)
+    assert result["format"].startswith("fits") and result["n_measured"] == 160
+    assert result["reading"]["cell"] == "sb26" and not result["verdict"]["outside"]
