@@ -129,6 +129,26 @@ def cell_summaries(cells: list[str]) -> dict[str, Any]:
     return out
 
 
+def cells_table(cells: dict[str, Any]) -> str:
+    """Markdown: each cell's asked shift and its measured statistics (``cells.json``)."""
+    lines = ["| cell | SB_lim asked | PSF × asked | SB_lim read (F814W, F356W, F160W) | median "
+             "light size, px (F814W, F356W, F160W) | share HSM measured |",
+             "| --- | --- | --- | --- | --- | --- |"]
+
+    def row(name: str, sb: str, psf: str, summary: dict[str, Any]) -> str:
+        return (f"| {name} | {sb} | {psf} | {', '.join(f'{v:.1f}' for v in summary['sb_lim'])} | "
+                + ", ".join(f"{v:.2f} ± {e:.2f}" for v, e in zip(summary["size"],
+                                                                 summary["size_err"],
+                                                                 strict=True))
+                + f" | {', '.join(f'{v:.2f}' for v in summary['size_ok'])} |")
+
+    lines.append(row("source", "no noise", "1", cells["source"]))
+    for name, cell in cells["cells"].items():
+        lines.append(row(f"`{name}`", f"{cell['limiting_sb']:g}", f"{cell['psf_scale']:g}",
+                         cell["target"]))
+    return "\n".join(lines) + "\n"
+
+
 def load_cells(reports: Path) -> dict[str, dict[str, Any]]:
     """``{cell: {arm: Arm}}`` of the committed records (cells without records left out).
 

@@ -170,6 +170,21 @@ def test_apply_page_ood_rates_equal_the_records():
         assert f"{record['target_test']['n']} test target images" in text
 
 
+def test_results_shift_cells_table_equals_the_record():
+    """benchmarks/results/shift.md's cell statistics are reports/atlas/cells.json's."""
+    import json
+
+    from analysis.shift_atlas import cells_table
+
+    cells = json.loads((REPO / "reports/atlas/cells.json").read_text())
+    section = results_section("shift.md", "The shift atlas's cells and the shift meter")
+    assert cells_table(cells) in section
+    f160 = [cells["cells"][c]["target"]["size"][2] for c in ("sb25", "sb25-psf1.25",
+                                                              "sb25-psf1.5")]
+    assert "F160W " + " → ".join(f"{v:.2f}" for v in f160) in section
+    assert f"{100 * cells['cells']['sb23']['target']['size_ok'][0]:.0f} % in F814W" in section
+
+
 def test_results_calibration_table_equals_the_committed_summary():
     import json
 
