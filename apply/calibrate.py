@@ -62,19 +62,10 @@ def calibrate_trial(trial_dir: str | Path, data_dir: str | Path | None = None,
         InvalidDatasetError: the data folder is missing or invalid, or is not the data the
             trial was trained on (``galaxies.pairs.same_data``).
     """
-    from apply.inference import load_trained
-    from galaxies.datasets import load_benchmark
-    from galaxies.pairs import data_identity, same_data
-    from galaxies.validate import InvalidDatasetError
-    from training.record import portable_path, recorded_identity, resolve_path, write_json
+    from apply.inference import load_with_data
+    from training.record import portable_path, write_json
 
-    model = load_trained(trial_dir, device)
-    data_dir = Path(data_dir) if data_dir else resolve_path(model.record["data"]["dir"])
-    bench = load_benchmark(data_dir)
-    why = same_data(recorded_identity(model.record), data_identity(data_dir))
-    if why:
-        raise InvalidDatasetError(data_dir, f"is not the data {trial_dir} was trained on ({why})",
-                                  "pass the trial's own data folder with --data")
+    model, bench, data_dir = load_with_data(trial_dir, data_dir, device)
     logits, labels = {}, {}
     for domain, split in EVALUATED:
         part = getattr(bench, domain).subset(split)

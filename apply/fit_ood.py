@@ -36,22 +36,13 @@ def fit_trial(trial_dir: str | Path, data_dir: str | Path | None = None,
             trial was trained on (``galaxies.pairs.same_data``).
         OodReferenceError: ``alpha`` outside (0, 1), too few images, non-finite features.
     """
-    from apply.inference import load_trained
+    from apply.inference import load_with_data
     from apply.ood import check_alpha, fit_reference, images_key, write_reference
-    from galaxies.datasets import load_benchmark
-    from galaxies.pairs import data_identity, same_data
-    from galaxies.validate import InvalidDatasetError
     from training.checkpoint import CHECKPOINT, checkpoint_sha256
-    from training.record import portable_path, recorded_identity, resolve_path
+    from training.record import portable_path
 
     check_alpha(alpha)
-    model = load_trained(trial_dir, device)
-    data_dir = Path(data_dir) if data_dir else resolve_path(model.record["data"]["dir"])
-    bench = load_benchmark(data_dir)
-    why = same_data(recorded_identity(model.record), data_identity(data_dir))
-    if why:
-        raise InvalidDatasetError(data_dir, f"is not the data {trial_dir} was trained on ({why})",
-                                  "pass the trial's own data folder with --data")
+    model, bench, data_dir = load_with_data(trial_dir, data_dir, device)
     # The reference and the threshold read target train and validation images; no labels.
     train = bench.target.subset("train").images
     val = bench.target.subset("val").images

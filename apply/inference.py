@@ -233,3 +233,29 @@ def load_trained(trial_dir: str | os.PathLike, device: str | torch.device = "cpu
     temperature = read_temperature(trial_dir)
     return TrainedModel(trial_dir, record.get("problem", ""), config, record, networks, stats,
                         temperature, device)
+
+
+def load_with_data(trial_dir: str | os.PathLike, data_dir: str | os.PathLike | None = None,
+                   device: str | torch.device = "cpu") -> tuple[TrainedModel, Any, Path]:
+    """A finished trial's model and the data it was trained on: ``(model, benchmark, dir)``.
+
+    ``data_dir`` defaults to the folder the record names; it must hold the same data
+    (``galaxies.pairs.same_data`` against the record's identity).
+
+    Raises:
+        ModelLoadError: the folder holds no usable model.
+        InvalidDatasetError: the data folder is missing or invalid, or is other data.
+    """
+    from galaxies.datasets import load_benchmark
+    from galaxies.pairs import data_identity, same_data
+    from galaxies.validate import InvalidDatasetError
+    from training.record import recorded_identity, resolve_path
+
+    model = load_trained(trial_dir, device)
+    data_dir = Path(data_dir) if data_dir else resolve_path(model.record["data"]["dir"])
+    bench = load_benchmark(data_dir)
+    why = same_data(recorded_identity(model.record), data_identity(data_dir))
+    if why:
+        raise InvalidDatasetError(data_dir, f"is not the data {trial_dir} was trained on ({why})",
+                                  "pass the trial's own data folder with --data")
+    return model, bench, data_dir

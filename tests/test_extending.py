@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from test_registry import MeanGapLoss  # the throw-away transfer loss of tests/test_registry.py
 from torch import nn
 
 from analysis import tables
@@ -28,24 +29,12 @@ from search.runner import metadata_keys
 from training.label_free import DiagnosticSpec, record_diagnostic_names, registered_diagnostic
 from training.registry import METHODS, MethodSpec, method_names
 from training.train import main as train_main
-from training.transfer import TransferLoss
 
 FAST = ["--set", "epochs=1", "--set", "max_batches_per_epoch=2", "--set", "batch_size=8",
         "--quiet"]
 
 
 # --- a method and a validator together ----------------------------------------------------
-
-
-class MeanGapLoss(TransferLoss):
-    """Throw-away transfer loss: ``‖mean(f_s) - mean(f_t)‖^p``."""
-
-    def __init__(self, power: float):
-        super().__init__()
-        self.power = power
-
-    def forward(self, f_s: torch.Tensor, f_t: torch.Tensor) -> torch.Tensor:
-        return (f_s.mean(0) - f_t.mean(0)).norm() ** self.power
 
 
 GAP = MethodSpec(
