@@ -248,7 +248,7 @@ def write_study(out: Path, document: dict[str, Any]) -> None:
     if out.is_dir() and not path.is_file():
         foreign = sorted(p.name for p in out.iterdir()  # a concurrent seed's temporary files
                          if not (p.is_dir() and SEED_DIR_RE.fullmatch(p.name))
-                         and not p.name.startswith("."))
+                         and not p.name.startswith((".", SEEDS_JSON + ".tmp")))
         if foreign:
             raise CliError(f"{out} holds files that are not a seed study ({', '.join(foreign[:3])}"
                            f"{', ...' if len(foreign) > 3 else ''}). Fix: choose an empty or "

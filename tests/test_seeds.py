@@ -170,3 +170,21 @@ def test_ray_tasks(runs, tmp_path):
         assert record(out / f"seed_{seed}")["metrics"]["target_test"] == pytest.approx(
             record(runs / f"seeds/mmd_deepmerge/seed_{seed}")["metrics"]["target_test"],
             rel=1e-3, abs=1e-4)
+
+
+def test_a_concurrent_tasks_temporary_seeds_json_is_not_foreign(tmp_path):
+    """Slurm array tasks start together: one may be writing seeds.json (galaxies.atomic's
+    ``seeds.json.tmp*``) while another checks the folder; that is not a foreign file."""
+    from search.seeds import write_study
+
+    out = tmp_path / "study"
+    out.mkdir()
+    (out / "seeds.json.tmpab12cd").write_text("{")
+    document = {"problem": "none_deepmerge", "config": {"lr": 1.0}, "data": None,
+                "data_dir": "x"}
+    write_study(out, document)
+    assert json.loads((out / "seeds.json").read_text())["problem"] == "none_deepmerge"
+    (out / "notes.txt").write_text("mine")
+    (out / "seeds.json").unlink()
+    with pytest.raises(Exception, match="not a seed study"):
+        write_study(out, document)
