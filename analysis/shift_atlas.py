@@ -25,12 +25,14 @@ Stages (each the documented CLI as a subprocess; rerunning skips finished work):
    (:func:`galaxies.shift_stats.summarize` of the source and of each target's test split) go
    to ``reports/atlas/cells.json``, the reference the shift meter (``apply/shift.py``) reads.
 2. **Training**, in every cell, training seeds 1-3 (seed-major, so a stopped run leaves
-   balanced cells): no-DA, joint-BN, MMD, DANN, CDAN and the target-trained oracle
-   (:data:`METHODS`), each with the configuration its committed search on *development* data
-   chose (``reports/paper/searches/<problem>/``; joint-BN and the oracle with the no-DA pick,
-   ``search/seeds.py --shared-config``). CDAN is the newer method with the highest target
-   accuracy in the methods table ("Every method at its default configuration"), a choice read
-   on held-out data seed 3, which the atlas never uses. Every run trains its whole one-cycle
+   balanced cells): no-DA, joint-BN, MMD, DANN, the target-trained oracle (:data:`METHODS`)
+   and the best newer method (:func:`newer_method`), each with the configuration its
+   committed search on *development* data chose (``reports/paper/searches/<problem>/``;
+   joint-BN and the oracle with the no-DA pick, ``search/seeds.py --shared-config``). The
+   newer method is chosen on development data only: of CORAL, MMD+FE, DANN+FE, CDAN and SIDDA,
+   the one whose search's label-free pick has the highest target *validation* accuracy on
+   development data seed 2 (``selection.json``); until all five searches are committed
+   (``analysis/paper_study.py`` makes them) that method waits. Every run trains its whole one-cycle
    schedule (``stopping=best``). Each finished seed is copied (record, per-image test
    predictions, thinned ROC) to ``reports/atlas/seeds/<cell>/<arm>/seed_<S>/``.
 3. **Table and figure**: ``reports/atlas/atlas.md`` / ``atlas.json`` (per cell and method the
@@ -67,10 +69,10 @@ CELLS = {"sb23": (23.0, 1.0), "sb24": (24.0, 1.0), "sb25": (25.0, 1.0), "sb26": 
 #: problem -> the search whose pick it trains (``reports/paper/searches/<search>``).
 METHODS = {"none_deepmerge": "none_deepmerge", "jointbn_deepmerge": "none_deepmerge",
            "mmd_deepmerge": "mmd_deepmerge", "dann_deepmerge": "dann_deepmerge",
-           "cdan_deepmerge": "cdan_deepmerge", "oracle_deepmerge": "none_deepmerge"}
-ARMS = ("none", "jointbn", "mmd", "dann", "cdan", "oracle")
+           "oracle_deepmerge": "none_deepmerge"}
+ARMS = ("none", "jointbn", "mmd", "dann", "oracle")  #: and the newer method's, after DANN
 ARM_LABELS = {"none": "no-DA", "jointbn": "joint-BN", "mmd": "MMD", "dann": "DANN",
-              "cdan": "CDAN", "oracle": "oracle (target labels)"}
+              "oracle": "oracle (target labels)"}
 SEEDS = 3
 SEARCHES = Path("reports/paper/searches")
 
@@ -88,12 +90,31 @@ def simulate_command(cell: str, workers: int) -> list[str]:
             "--target-psf-scale", f"{psf:g}", "--workers", str(max(workers, 2)), "--quiet"]
 
 
-def atlas_jobs(runs: Path, cells: list[str]) -> list[Job]:
-    """Every training seed of every cell and method, seed-major."""
+def newer_method(searches: Path) -> str | None:
+    """The newer method of the atlas, chosen on development data (module docstring).
+
+    Of :data:`analysis.paper_study.NEWER`, the problem whose committed search's label-free
+    pick reached the highest target validation accuracy (``selection.json``); ``None`` until
+    every one of them is committed.
+    """
+    from analysis.paper_study import NEWER
+
+    scores = {}
+    for problem in NEWER:
+        selection = searches / problem / "selection.json"
+        if not selection.is_file():
+            return None
+        scores[problem] = json.loads(selection.read_text())["label_free"]["target_val_accuracy"]
+    return max(scores, key=scores.get)
+
+
+def atlas_jobs(runs: Path, cells: list[str], newer: str | None = None) -> list[Job]:
+    """Every training seed of every cell and method (and ``newer``'s), seed-major."""
+    methods = {**METHODS, **({newer: newer} if newer else {})}
     jobs = []
     for seed in range(1, SEEDS + 1):
         for cell in cells:
-            for problem, search in METHODS.items():
+            for problem, search in methods.items():
                 out = runs / cell / problem
                 jobs.append(Job(f"{cell} {problem} seed {seed}", [
                     sys.executable, "search/seeds.py", "--problem", problem, "--from-search",
@@ -180,9 +201,7 @@ def build(reports: Path) -> dict[str, Any]:
     rows = []
     for cell, arms in cells.items():
         sb, psf = CELLS[cell]
-        for name in ARMS:
-            if name not in arms:
-                continue
+        for name in arm_order(arms):
             summary = arm_summary(arms[name])
             share = gap_share(arms, name)
             rows.append({"cell": cell, "limiting_sb": sb, "psf_scale": psf, "arm": name,
@@ -190,6 +209,22 @@ def build(reports: Path) -> dict[str, Any]:
                          "source": summary["source"],
                          "oracle_gap_share": None if share is None else share["share"]})
     return {"data_seed": ATLAS_DATA_SEED, "rows": rows}
+
+
+def arm_order(arms) -> list[str]:
+    """:data:`ARMS` present, the newer method's arm after DANN, the oracle last."""
+    extra = sorted(set(arms) - set(ARMS))
+    order = [a for a in ARMS if a != "oracle"] + extra + ["oracle"]
+    return [a for a in order if a in arms]
+
+
+def label(arm: str) -> str:
+    """An arm's column label (a newer method's from its spec)."""
+    if arm in ARM_LABELS:
+        return ARM_LABELS[arm]
+    from training.registry import get_method
+
+    return get_method(arm).label
 
 
 def accuracy_at(reports: Path, cell: str, arm: str) -> dict[str, Any] | None:
@@ -214,14 +249,15 @@ def markdown(result: dict[str, Any]) -> str:
     by_cell: dict[str, dict[str, Any]] = {}
     for row in result["rows"]:
         by_cell.setdefault(row["cell"], {})[row["arm"]] = row
-    head = ["cell", "SB_lim", "PSF ×", *(ARM_LABELS[a] for a in ARMS)]
+    arms = arm_order({*ARMS, *(row["arm"] for row in result["rows"])})
+    head = ["cell", "SB_lim", "PSF ×", *(label(a) for a in arms)]
     lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
     for cell in CELLS:
         if cell not in by_cell:
             continue
         sb, psf = CELLS[cell]
         cells = []
-        for arm in ARMS:
+        for arm in arms:
             row = by_cell[cell].get(arm)
             if row is None:
                 cells.append("not run yet")
@@ -245,11 +281,12 @@ def figure(result: dict[str, Any]):
 
     fig = new_figure(12, 4.6)
     depth, seeing = fig.subplots(1, 2, sharey=True)
-    for ax, axis, fixed, label in ((depth, "limiting_sb", ("psf_scale", 1.0),
+    arms = arm_order({row["arm"] for row in result["rows"]})
+    for ax, axis, fixed, title in ((depth, "limiting_sb", ("psf_scale", 1.0),
                                     "target SB_lim (mag/arcsec²), PSF as the source's"),
                                    (seeing, "psf_scale", ("limiting_sb", 25.0),
                                     "target PSF FWHM / source PSF FWHM, SB_lim = 25")):
-        for arm in ARMS:
+        for arm in arms:
             rows = sorted((r for r in result["rows"] if r["arm"] == arm
                            and r[fixed[0]] == fixed[1]), key=lambda r: r[axis])
             if not rows:
@@ -259,9 +296,9 @@ def figure(result: dict[str, Any]):
             err = [100 * r["target"]["std"] if math.isfinite(r["target"]["std"]) else 0
                    for r in rows]
             style = {"linestyle": "--"} if arm in ("oracle", "none") else {}
-            ax.errorbar(x, y, yerr=err, marker="o", capsize=3, label=ARM_LABELS[arm],
+            ax.errorbar(x, y, yerr=err, marker="o", capsize=3, label=label(arm),
                         color=get_method(arm).color, **style)
-        ax.set_xlabel(label)
+        ax.set_xlabel(title)
         ax.grid(alpha=0.3)
     depth.invert_xaxis()  # shallower (more shift) to the right
     depth.set_ylabel("target test accuracy (%), mean ± std over seeds")
@@ -321,11 +358,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.tables_only:
         return tables(reports)
     cells = args.cells or list(CELLS)
-    jobs = atlas_jobs(args.runs, cells)
+    newer = newer_method(REPO / SEARCHES)
+    jobs = atlas_jobs(args.runs, cells, newer)
     if args.dry_run:
         for command in [simulate_command(c, args.workers) for c in cells] + [j.command
                                                                                for j in jobs]:
             print(shlex.join(c if c != sys.executable else "python" for c in command))
+        if newer is None:
+            print("# the newer method is chosen when the five newer searches are committed")
         print(f"python analysis/shift_atlas.py --tables-only --reports {args.reports}")
         return 0
     deadline = (time.monotonic() + 60 * args.deadline_min
@@ -352,6 +392,10 @@ def main(argv: list[str] | None = None) -> int:
     if missing:
         print(f"not committed yet: the searches {missing} (python analysis/paper_study.py "
               "makes them); their methods wait", flush=True)
+    if newer is None:
+        print("the newer method waits: it is chosen once the searches of CORAL, MMD+FE, "
+              "DANN+FE, CDAN and SIDDA are committed (python analysis/paper_study.py)",
+              flush=True)
 
     def collect(trial: Path) -> None:
         from analysis.headline import arm_name
@@ -363,7 +407,7 @@ def main(argv: list[str] | None = None) -> int:
         copy_seed(trial, reports / "seeds" / cell / arm_name(record) / trial.name)
 
     status = run_jobs(ready, reports, args.workers, deadline, collect)
-    return max(status, 1 if missing else 0, tables(reports))
+    return max(status, 1 if missing or newer is None else 0, tables(reports))
 
 
 if __name__ == "__main__":

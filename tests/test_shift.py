@@ -139,7 +139,9 @@ def test_the_atlas_dry_run_lists_every_cell_and_method():
     assert all(f"--seed {shift_atlas.ATLAS_DATA_SEED} " in line for line in simulations)
     assert shift_atlas.ATLAS_DATA_SEED in HELD_OUT_DATA_SEEDS
     trainings = [line for line in lines if line.startswith("python search/seeds.py")]
-    assert len(trainings) == 7 * len(shift_atlas.METHODS) * shift_atlas.SEEDS
+    newer = shift_atlas.newer_method(REPO / shift_atlas.SEARCHES)
+    assert len(trainings) == 7 * (len(shift_atlas.METHODS) + (newer is not None)) * 3
+    assert shift_atlas.SEEDS == 3
     assert all("--from-search reports/paper/searches/" in line for line in trainings)
     oracle = [line for line in trainings if "--problem oracle_deepmerge " in line]
     assert all("searches/none_deepmerge --shared-config" in line for line in oracle)
@@ -248,6 +250,25 @@ def test_a_bad_atlas_is_one_line(tmp_path, capsys):
     assert "--json" in capsys.readouterr().err
 
 
+def test_the_newer_method_is_chosen_on_development_data(tmp_path):
+    """Of the five newer methods, the one whose search's label-free pick has the highest
+    target validation accuracy on development data; none until all five are committed."""
+    from analysis import shift_atlas
+    from analysis.paper_study import NEWER
+
+    for i, problem in enumerate(NEWER[:-1]):
+        (tmp_path / problem).mkdir()
+        (tmp_path / problem / "selection.json").write_text(json.dumps(
+            {"label_free": {"target_val_accuracy": 70.0 + i}}))
+    assert shift_atlas.newer_method(tmp_path) is None
+    (tmp_path / NEWER[-1]).mkdir()
+    (tmp_path / NEWER[-1] / "selection.json").write_text(json.dumps(
+        {"label_free": {"target_val_accuracy": 60.0}}))
+    assert shift_atlas.newer_method(tmp_path) == NEWER[-2]
+    jobs = shift_atlas.atlas_jobs(tmp_path / "runs", ["sb25"], NEWER[-2])
+    assert sum(f"--problem {NEWER[-2]} " in " ".join(j.command) for j in jobs) == 3
+
+
 def test_the_atlas_table_and_figure_from_fake_records(tmp_path, capsys):
     """analysis/shift_atlas.py --tables-only: per cell and method, the target accuracy and the
     share of the no-DA -> oracle gap; records of another data seed are refused."""
@@ -260,7 +281,7 @@ def test_the_atlas_table_and_figure_from_fake_records(tmp_path, capsys):
     reports = tmp_path / "atlas"
     for cell, floor in (("sb23", 0.55), ("sb25", 0.65)):
         staging = tmp_path / f"staging_{cell}"
-        for arm, rate in (("none", floor), ("mmd", 0.8), ("oracle", 0.9)):
+        for arm, rate in (("none", floor), ("mmd", 0.8), ("cdan", 0.75), ("oracle", 0.9)):
             for seed in (1, 2):
                 fake_seed(staging, arm, seed, {"source": 0.9, "target": rate}, data_seed=21)
         shutil.copytree(staging / "seeds/data21/deepmerge", reports / "seeds" / cell)
@@ -273,7 +294,9 @@ def test_the_atlas_table_and_figure_from_fake_records(tmp_path, capsys):
         (np.mean(mmd["target"]["per_seed"]) - floor) / (ceiling - floor))
     assert shift_atlas.main(["--tables-only", "--reports", str(reports)]) == 0
     table = (reports / "atlas.md").read_text()
-    assert "| `sb23` | 23 | 1 |" in table and "not run yet" in table  # joint-BN, DANN, CDAN
+    assert "| `sb23` | 23 | 1 |" in table and "not run yet" in table  # joint-BN, DANN
+    head = table.splitlines()[0]
+    assert head.index("DANN") < head.index("CDAN") < head.index("oracle")  # a newer method
     assert (reports / "atlas.png").is_file() and (reports / "atlas.json").is_file()
     other = tmp_path / "other"
     fake_seed(tmp_path / "staging_other", "none", 1, {"source": 0.9, "target": 0.6},
