@@ -460,20 +460,14 @@ def seed_folder(reports: Path, record: dict[str, Any]) -> Path:
 
     ``<arm>`` is :func:`analysis.headline.arm_name` (the method, ``-perdomain`` for per-domain
     normalisation), so that :func:`analysis.headline.load_arm_folders` reads the folder; the
-    classical baseline (no network) sits with the DeepMerge arms (:func:`table_backbone`).
+    classical baseline (no network) sits with the arms of the backbone its spec joins
+    (:func:`analysis.headline.table_backbone`).
     """
-    from analysis.headline import arm_name
+    from analysis.headline import arm_name, table_backbone
 
     data_seed = record["data"]["source_attrs"]["seed"]
     return (reports / "seeds" / f"data{data_seed}" / table_backbone(record) / arm_name(record)
             / f"seed_{record['seed']}")
-
-
-def table_backbone(record: dict[str, Any]) -> str:
-    """The backbone whose tables list the record (a baseline's: the one its spec joins)."""
-    from analysis.headline import table_backbone as joined
-
-    return joined(record)
 
 
 def thin_roc(curves: dict[str, Any], max_points: int = ROC_POINTS) -> dict[str, Any]:

@@ -227,17 +227,6 @@ def label(arm: str) -> str:
     return get_method(arm).label
 
 
-def accuracy_at(reports: Path, cell: str, arm: str) -> dict[str, Any] | None:
-    """The committed target accuracy of ``arm`` in ``cell`` (for the shift meter), or None."""
-    table = reports / "atlas.json"
-    if not table.is_file():
-        return None
-    for row in json.loads(table.read_text())["rows"]:
-        if row["cell"] == cell and row["arm"] == arm:
-            return row
-    return None
-
-
 def _pct(stats: dict[str, Any]) -> str:
     if len(stats["per_seed"]) < 2:
         return f"{100 * stats['mean']:.1f} (1 seed)"
