@@ -33,15 +33,24 @@ Stages (each one the documented CLI, run as a subprocess; rerunning skips what i
    controls) — joint-BN, per-domain normalisation, the target-trained oracle — AdaBN
    (re-scores the no-DA seeds' networks), the classical baseline, and CORAL, MMD+FE, DANN+FE,
    CDAN and SIDDA with their own searches' picks.
-6. **ResNet18**: no-DA, MMD and DANN with their searches' picks (:data:`RESNET_SEEDS` seeds),
-   joint-BN and the oracle with the no-DA search's pick.
+6. **ResNet18**: no-DA, MMD and DANN with their searches' picks (the profile's
+   ``resnet_seeds``: 3 on a CPU, 10 on a GPU), joint-BN and the oracle with the no-DA
+   search's pick (one seed on a CPU, as the issue allows; as many as the rows on a GPU).
 7. Table 1, the extended table and Figure 1 from the committed copies
-   (``analysis/paper_tables.py``; a run stopped before its schedule ended is refused).
+   (``analysis/paper_tables.py``; a run stopped before its schedule ended is refused); with
+   the default ``--reports`` also README's and ``benchmarks/results/paper-scale.md``'s
+   "Results at a glance" block (:data:`README_DOCS`).
 
 Every finished seed's record, per-image test predictions and thinned ROC curves are copied to
-``--reports/seeds/data<D>/<backbone>/<arm>/seed_<S>/`` (:func:`collect_seed`). Training
-folders (checkpoints included) go to ``--runs`` (default ``runs/paper``, ignored by git); the
-command commits nothing.
+``--reports/seeds/data<D>/<backbone>/<arm>/seed_<S>/`` (:func:`collect_seed`), and each search
+to ``--reports/searches/<problem>/`` (:func:`copy_search`). Training folders (checkpoints
+included) go to ``--runs`` (default ``runs/paper``, ignored by git); the command commits
+nothing. **Resuming reads the committed copies**: a search whose copy holds all its trials is
+not rerun, every seed trains the pick of its search's *committed copy* (so what is trained is
+what the reports show), and a seed whose committed record is ``ok`` is not retrained, so a
+fresh clone or another machine (the GPU script) goes on where the commits end. (AdaBN
+re-scores the no-DA seed's network, which only its training folder holds: it runs where
+that seed was trained.)
 
 Profiles (:data:`PROFILES`): ``cpu`` runs two trials at a time with one torch thread each, in
 the order above (the DeepMerge rows first: ResNet18 costs the most); ``gpu`` packs
@@ -97,6 +106,8 @@ SEARCH_ARGS = ("--budget", "paper", "--stopper", "sha", "--search", "cbo", "--se
 GPU_PACK = 8  #: trials at once on one GPU in the ``gpu`` profile
 GRACE_S = 60  #: a running trial may overrun the deadline by this much before it is stopped
 MIN_SEARCH_S = 60  #: a search is not started with less time than this left
+#: The documents whose "Results at a glance" block the tables refresh (default reports only).
+README_DOCS = ("README.md", "benchmarks/results/paper-scale.md")
 
 
 @dataclass(frozen=True)
@@ -138,6 +149,7 @@ class Job:
         records: the ``record.json`` files that exist once the job is done.
         log: its output file.
         prepare: builds the command when the job starts (else ``None``).
+        committed: where :func:`collect_seed` copies the records (``--reports``).
     """
 
     label: str
@@ -145,13 +157,18 @@ class Job:
     records: list[Path]
     log: Path
     prepare: Any = None
+    committed: list[Path] = field(default_factory=list)
 
     def done(self) -> bool:
-        """Every record of the job exists and says ``ok`` (a rerun skips it).
+        """Every record of the job says ``ok``, under ``--runs`` or as committed copies.
 
+        A committed copy (``--reports``, :func:`committed_seed`) counts: a fresh clone or
+        another machine resumes the study without retraining what is already in ``reports/``.
         A failed or stopped trial is run again, resuming from its ``resume.pt`` if it has one.
         """
-        return all(_record_ok(record) for record in self.records)
+        if all(_record_ok(record) for record in self.records):
+            return True
+        return bool(self.committed) and all(_record_ok(record) for record in self.committed)
 
 
 def _record_ok(path: Path) -> bool:
@@ -197,29 +214,55 @@ def held_out_dir(seed: int) -> str:
     return f"data/benchmark-v4-seed{seed}-heldout-paper"
 
 
+def committed_seed(reports: Path, data_seed: int, problem: str, seed: int,
+                   per_domain: bool = False) -> Path:
+    """Where :func:`collect_seed` puts the record of ``problem``'s training seed ``seed``.
+
+    ``reports/seeds/data<D>/<backbone>/<arm>/seed_<S>/record.json`` (:func:`seed_folder`),
+    computed before the trial exists: the arm is the problem's method (``-perdomain`` for
+    per-domain normalisation), a baseline's name sits with the backbone its spec joins.
+    """
+    from problems import get_problem
+    from training.record import RECORD
+    from training.registry import baseline_names, get_baseline
+
+    if problem in baseline_names():
+        backbone, arm = get_baseline(problem).joins, problem
+    else:
+        spec = get_problem(problem)
+        backbone, arm = spec.backbone, spec.method + ("-perdomain" if per_domain else "")
+    return reports / "seeds" / f"data{data_seed}" / backbone / arm / f"seed_{seed}" / RECORD
+
+
 def seed_job(problem: str, data_seed: int, seed: int, n_seeds: int, runs: Path,
              profile: Profile, search: str | None = None, study: str | None = None,
-             sets: tuple[str, ...] = ()) -> Job:
+             sets: tuple[str, ...] = (), reports: Path = Path("reports/paper")) -> Job:
     """Training seed ``seed`` (of ``n_seeds``) of ``problem`` on a held-out data seed.
 
     ``search`` is the search whose pick is trained (default: ``problem``'s own; another
-    problem's means ``--shared-config``); ``study`` names the seed folder (default the
+    problem's means ``--shared-config``), read from its committed copy
+    (``reports/searches/<search>``, :func:`copy_search`): what is trained is what the reports
+    show, on this machine or a fresh clone. ``study`` names the seed folder (default the
     problem), ``sets`` are extra ``--set`` items (per-domain normalisation).
     """
     search = search or problem
     study = study or problem
     out = runs / "seeds" / f"data{data_seed}" / study
     command = [sys.executable, "search/seeds.py", "--problem", problem, "--from-search",
-               str(runs / "search" / search), *(["--shared-config"] if search != problem else []),
+               str(reports / "searches" / search),
+               *(["--shared-config"] if search != problem else []),
                "--seeds", str(n_seeds), "--only-seed", str(seed), "--data", held_out_dir(data_seed),
                "--out", str(out), "--workers", "1", "--evaluator", "serial", "--quiet",
                *(x for item in (*profile.seed_sets, *sets) for x in ("--set", item))]
     return Job(f"{study} data seed {data_seed} seed {seed}", command,
                [out / f"seed_{seed}" / "record.json"],
-               runs / "logs" / f"seeds_data{data_seed}_{study}_{seed}.log")
+               runs / "logs" / f"seeds_data{data_seed}_{study}_{seed}.log",
+               committed=[committed_seed(reports, data_seed, problem, seed,
+                                         "normalization=per_domain" in sets)])
 
 
-def seed_jobs(runs: Path, profile: Profile = PROFILES["cpu"]) -> list[Job]:
+def seed_jobs(runs: Path, profile: Profile = PROFILES["cpu"],
+              reports: Path = Path("reports/paper")) -> list[Job]:
     """Table 1's DeepMerge rows.
 
     Seed-major across the held-out data seeds: training seed 1 of every problem on every data
@@ -232,12 +275,13 @@ def seed_jobs(runs: Path, profile: Profile = PROFILES["cpu"]) -> list[Job]:
             if seed > n_seeds:
                 continue
             for problem in DEEPMERGE:
-                jobs.append(seed_job(problem, data_seed, seed, n_seeds, runs, profile))
+                jobs.append(seed_job(problem, data_seed, seed, n_seeds, runs, profile,
+                                     reports=reports))
     return jobs
 
 
 def adabn_job(data_seed: int, seed: int, runs: Path, profile: Profile,
-              data: str | None = None) -> Job:
+              data: str | None = None, reports: Path = Path("reports/paper")) -> Job:
     """AdaBN: the no-DA seed's network re-scored with target BatchNorm statistics.
 
     AdaBN trains exactly as no-DA does (``tests/test_controls.py``), so it re-scores the
@@ -249,6 +293,11 @@ def adabn_job(data_seed: int, seed: int, runs: Path, profile: Profile,
     def prepare() -> list[str]:
         from problems import get_problem
 
+        if not (source / "record.json").is_file():
+            raise FileNotFoundError(
+                f"{source}: AdaBN re-scores this no-DA seed's network, which only a training "
+                "folder holds (checkpoints are not committed). Fix: rerun the study where that "
+                "seed was trained, or move its committed copy out of reports/ to retrain it")
         config = json.loads((source / "record.json").read_text())["config"]
         defaults = get_problem("adabn_deepmerge").defaults.to_dict()
         sets = [f"{k}={v}" for k, v in config.items()  # what the no-DA pick changed
@@ -260,49 +309,57 @@ def adabn_job(data_seed: int, seed: int, runs: Path, profile: Profile,
 
     return Job(f"adabn_deepmerge data seed {data_seed} seed {seed}", None,
                [out / "record.json"], runs / "logs" / f"seeds_data{data_seed}_adabn_{seed}.log",
-               prepare)
+               prepare, [committed_seed(reports, data_seed, "adabn_deepmerge", seed)])
 
 
-def extended_jobs(runs: Path, profile: Profile) -> list[Job]:
+def extended_jobs(runs: Path, profile: Profile,
+                  reports: Path = Path("reports/paper")) -> list[Job]:
     """The extended DeepMerge table's seeds on the first held-out data seed (seed-major)."""
     data_seed = next(iter(HELD_OUT))
     jobs = []
     for seed in range(1, EXTENDED_SEEDS + 1):
         jobs += [seed_job(p, data_seed, seed, EXTENDED_SEEDS, runs, profile,
-                          search="none_deepmerge") for p in CONTROLS["deepmerge"]]
+                          search="none_deepmerge", reports=reports)
+                 for p in CONTROLS["deepmerge"]]
         jobs.append(seed_job("none_deepmerge", data_seed, seed, EXTENDED_SEEDS, runs, profile,
                              study="none_deepmerge-perdomain",
-                             sets=("normalization=per_domain",)))
-        jobs.append(adabn_job(data_seed, seed, runs, profile))
+                             sets=("normalization=per_domain",), reports=reports))
+        jobs.append(adabn_job(data_seed, seed, runs, profile, reports=reports))
     out = runs / "seeds" / f"data{data_seed}" / "classical"
     jobs.append(Job(f"classical data seed {data_seed}", [
         sys.executable, "training/classical.py", "--data", held_out_dir(data_seed), "--out",
         str(out), "--seeds", str(EXTENDED_SEEDS), "--workers", "1", "--quiet"],
         [out / f"seed_{s}" / "record.json" for s in range(1, EXTENDED_SEEDS + 1)],
-        runs / "logs" / f"classical_data{data_seed}.log"))
+        runs / "logs" / f"classical_data{data_seed}.log",
+        committed=[committed_seed(reports, data_seed, "classical", s)
+                   for s in range(1, EXTENDED_SEEDS + 1)]))
     return jobs
 
 
-def newer_jobs(runs: Path, profile: Profile) -> list[Job]:
+def newer_jobs(runs: Path, profile: Profile,
+               reports: Path = Path("reports/paper")) -> list[Job]:
     """The five newer methods' seeds with their own searches' picks (seed-major)."""
     data_seed = next(iter(HELD_OUT))
-    return [seed_job(p, data_seed, seed, EXTENDED_SEEDS, runs, profile)
+    return [seed_job(p, data_seed, seed, EXTENDED_SEEDS, runs, profile, reports=reports)
             for seed in range(1, EXTENDED_SEEDS + 1) for p in NEWER]
 
 
-def resnet_jobs(runs: Path, profile: Profile) -> list[Job]:
+def resnet_jobs(runs: Path, profile: Profile,
+                reports: Path = Path("reports/paper")) -> list[Job]:
     """ResNet18's Table 1 rows, then its joint-BN and oracle rows (seed-major)."""
     data_seed = next(iter(HELD_OUT))
     n_seeds = profile.resnet_seeds
-    jobs = [seed_job(p, data_seed, seed, n_seeds, runs, profile)
+    jobs = [seed_job(p, data_seed, seed, n_seeds, runs, profile, reports=reports)
             for seed in range(1, n_seeds + 1) for p in RESNET]
     n_controls = n_seeds if profile.name == "gpu" else 1
-    jobs += [seed_job(p, data_seed, seed, n_controls, runs, profile, search="none_resnet")
+    jobs += [seed_job(p, data_seed, seed, n_controls, runs, profile, search="none_resnet",
+                      reports=reports)
              for seed in range(1, n_controls + 1) for p in CONTROLS["resnet18"]]
     return jobs
 
 
-def plan(runs: Path, profile: Profile, problems: list[str]) -> list[Stage]:
+def plan(runs: Path, profile: Profile, problems: list[str],
+         reports: Path = Path("reports/paper")) -> list[Stage]:
     """Every stage of the study in the profile's order (``problems`` filters searches/seeds)."""
     simulate = Stage("simulate", "development data", [[
         sys.executable, "galaxies/simulate.py", "--out", DEV_DATA, *DEV_SIMULATION,
@@ -322,13 +379,14 @@ def plan(runs: Path, profile: Profile, problems: list[str]) -> list[Stage]:
         return [Stage("seeds", name, jobs=kept)] if kept else []
 
     deepmerge = [*searches(DEEPMERGE), *held_out,
-                 *seeds("Table 1: DeepMerge rows", seed_jobs(runs, profile)),
+                 *seeds("Table 1: DeepMerge rows", seed_jobs(runs, profile, reports)),
                  *seeds("extended table: controls, AdaBN, classical, oracle",
-                        extended_jobs(runs, profile)),
+                        extended_jobs(runs, profile, reports)),
                  *searches(NEWER), *seeds("extended table: newer methods",
-                                          newer_jobs(runs, profile))]
+                                          newer_jobs(runs, profile, reports))]
     resnet = [*searches(RESNET)]
-    resnet += seeds("Table 1: ResNet18 rows, joint-BN, oracle", resnet_jobs(runs, profile))
+    resnet += seeds("Table 1: ResNet18 rows, joint-BN, oracle",
+                    resnet_jobs(runs, profile, reports))
     if profile.resnet_first:
         return [simulate, *held_out, *resnet, *deepmerge]
     return [simulate, *deepmerge, *resnet]
@@ -354,8 +412,9 @@ def run_jobs(jobs: list[Job], reports: Path, workers: int, deadline: float | Non
 
     Each job gets ``cores // workers`` torch threads (``OMP_NUM_THREADS``, at least one).
 
-    A job already done is only copied. After ``deadline`` (``time.monotonic()``) no job
-    starts; the undone ones count as a failure (exit 1: rerun to resume).
+    A job already done is only copied (nothing, when only its committed copy exists). After
+    ``deadline`` (``time.monotonic()``) no job starts; the undone ones count as a failure
+    (exit 1: rerun to resume).
     """
     import os
     import signal
@@ -390,8 +449,9 @@ def run_jobs(jobs: list[Job], reports: Path, workers: int, deadline: float | Non
                 say(f"{job.label}: exit {code}")
                 if code != 0 or not job.done():
                     return 1
-            for record in job.records:
-                (collect or (lambda trial: collect_seed(trial, reports)))(record.parent)
+            for record in job.records:  # none when only the committed copies exist
+                if _record_ok(record):
+                    (collect or (lambda trial: collect_seed(trial, reports)))(record.parent)
             return 0
         except (OSError, ValueError, KeyError) as exc:  # a missing input, an unusable record
             say(f"{job.label}: not run ({type(exc).__name__}: {exc})")
@@ -526,6 +586,20 @@ def collect_seeds(runs: Path, reports: Path) -> list[Path]:
     return written
 
 
+def committed_search_done(copy: Path, problem: str) -> bool:
+    """``copy`` (:func:`copy_search`'s folder) holds the whole search.
+
+    That is ``selection.json`` and :data:`SEARCHES` trials in ``results.csv``; the search's
+    stage is then skipped (a fresh clone, the GPU script).
+    """
+    import csv
+
+    if not (copy / "selection.json").is_file() or not (copy / "results.csv").is_file():
+        return False
+    with (copy / "results.csv").open(newline="") as handle:
+        return sum(1 for _ in csv.DictReader(handle)) >= SEARCHES[problem]
+
+
 def copy_search(log_dir: Path, out: Path) -> None:
     """``results.csv``, ``search.json`` and each trial's ``record.json`` (no checkpoints)."""
     out.mkdir(parents=True, exist_ok=True)
@@ -617,13 +691,16 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--deadline-min must be > 0")
     problems = args.only or list(SEARCHES)
     runs, reports = REPO / args.runs, REPO / args.reports  # an absolute path stays itself
-    stages = plan(args.runs, profile, problems)
+    stages = plan(args.runs, profile, problems, args.reports)
+    docs = README_DOCS if reports.resolve() == (REPO / "reports" / "paper").resolve() else ()
+    tables_args = ["analysis/paper_tables.py", "--reports", str(args.reports),
+                   *(x for doc in docs for x in ("--readme", doc))]
     if args.dry_run:
         for stage in stages:
             for command in stage.commands or [j.command or ["(prepared when it starts)",
                                                             j.label] for j in stage.jobs]:
                 print(shlex.join(c if c != sys.executable else "python" for c in command))
-        print(f"python analysis/paper_tables.py --reports {args.reports}")
+        print(shlex.join(["python", *tables_args]))
         return 0
     deadline = (time.monotonic() + 60 * args.deadline_min
                 if args.deadline_min is not None else None)
@@ -642,6 +719,10 @@ def main(argv: list[str] | None = None) -> int:
             if left is not None and left < MIN_SEARCH_S:
                 print(f"deadline: {stage.name} not started ({left:.0f} s left)", flush=True)
                 status = 1
+                continue
+            if committed_search_done(reports / "searches" / stage.problem, stage.problem):
+                print(f"{stage.name}: committed ({args.reports}/searches/{stage.problem})",
+                      flush=True)
                 continue
             command = search_command(stage.problem, args.runs, DEV_DATA, profile, left)
             code = run(command, runs / f"search_{stage.problem}.log",
@@ -662,8 +743,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{stage.name}: done after {(time.monotonic() - tick) / 60:.1f} min", flush=True)
     from analysis import paper_tables  # every table and figure from the records so far
 
-    print(f"$ python analysis/paper_tables.py --reports {args.reports}", flush=True)
-    return max(status, paper_tables.main(["--reports", str(reports)]))
+    print(shlex.join(["$", "python", *tables_args]), flush=True)
+    return max(status, paper_tables.main(["--reports", str(reports), *(
+        x for doc in docs for x in ("--readme", str(REPO / doc)))]))
 
 
 def _with_workers(flags: tuple[str, ...], workers: int) -> tuple[str, ...]:

@@ -9,8 +9,10 @@
 # DEADLINE_MIN minutes (default 8; a trial still running a minute later is stopped, so the call
 # ends inside the device tool's 10 minutes), training folders in
 # /tmp (checkpoints never come back) and the study's records and tables in $OUT/reports: copy
-# them into reports/paper/ and commit. Also $OUT/gpu_study.log, $OUT/nvidia-smi.txt and
-# $OUT/wall.json (wall time, device). Resumable like the study: rerun on a warm machine to go on.
+# them into reports/paper/ and commit. $OUT/reports starts as a copy of the committed
+# reports/paper/, so the study skips every search and seed already there. Also
+# $OUT/gpu_study.log, $OUT/nvidia-smi.txt and $OUT/wall.json (wall time, device). Resumable
+# like the study: rerun on a warm machine to go on.
 #
 # The device's python3 holds torch but not GalSim, DeepHyper or ConfigSpace: wheels in .whl/
 # (python 3.12, manylinux) are installed to /tmp/site first. GalSim's wheel alone is 56 MB, so
@@ -20,10 +22,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:?set OUT to the folder that comes back}
-PY=${PY:-python3}
+if [ -z "${PY:-}" ]; then  # this checkout's environment where there is one (make install)
+  if [ -x .venv/bin/python ]; then PY=.venv/bin/python; else PY=python3; fi
+fi
 DEADLINE_MIN=${DEADLINE_MIN:-8}
 RUNS=${RUNS:-/tmp/paper_runs}
-mkdir -p "$OUT"
+mkdir -p "$OUT/reports"
+# The committed records first: finished searches and seeds are not rerun (paper_study resumes
+# from them), and what comes back is the whole reports/paper/ with the GPU's records added.
+cp -rn reports/paper/. "$OUT/reports/"
 if [ -z "${DRY_RUN:-}" ] && compgen -G ".whl/*.whl" > /dev/null; then
   "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
       --target /tmp/site .whl/*.whl
@@ -32,8 +39,8 @@ fi
 export PYTHONPATH=${PYTHONPATH:-$PWD} PYTHONUNBUFFERED=1
 for module in torch galsim deephyper ConfigSpace h5py pandas sklearn matplotlib tqdm; do
   "$PY" -c "import $module" 2> /dev/null || {
-    echo "error: python package '$module' is missing on this machine. Fix: carry its wheel" \
-         "in .whl/ (see /work/.library/device/README.md)" >&2; exit 2; }
+    echo "error: python package '$module' is missing for $PY. Fix: set PY to a python" \
+         "that has it, or put its wheel in .whl/ (benchmarks/results/gpu.md)" >&2; exit 2; }
 done
 if [ -n "${DRY_RUN:-}" ]; then
   exec "$PY" analysis/paper_study.py --profile gpu --runs "$RUNS" --reports "$OUT/reports" \

@@ -55,7 +55,10 @@ def test_dry_run_lists_every_search_with_the_paper_protocol():
 
     assert set(paper_study.HELD_OUT) <= set(HELD_OUT_DATA_SEEDS)
     assert "--seed 2 " in lines[0] and 2 in DEVELOPMENT_DATA_SEEDS
-    assert lines[-1] == "python analysis/paper_tables.py --reports reports/paper"
+    assert lines[-1] == ("python analysis/paper_tables.py --reports reports/paper "
+                         "--readme README.md --readme benchmarks/results/paper-scale.md")
+    # Every seed trains the pick of its search's committed copy (what the reports show).
+    assert all("--from-search reports/paper/searches/" in line for line in seeds)
 
 
 def test_dry_run_lists_the_extended_table_and_resnet18():
@@ -64,7 +67,7 @@ def test_dry_run_lists_the_extended_table_and_resnet18():
     for problem in ("jointbn_deepmerge", "oracle_deepmerge"):  # the no-DA search's pick
         mine = [line for line in extended if f"--problem {problem} " in line]
         assert len(mine) == paper_study.EXTENDED_SEEDS
-        assert all("--from-search runs/paper/search/none_deepmerge --shared-config" in line
+        assert all("--from-search reports/paper/searches/none_deepmerge --shared-config" in line
                    for line in mine)
     perdomain = [line for line in extended if "none_deepmerge-perdomain" in line]
     assert len(perdomain) == 3 and all("--set normalization=per_domain" in x for x in perdomain)
@@ -80,7 +83,7 @@ def test_dry_run_lists_the_extended_table_and_resnet18():
         assert sum(f"--problem {problem} " in x and "seeds.py" in x for x in lines) == 3
     for problem in paper_study.CONTROLS["resnet18"]:
         line = next(x for x in lines if f"--problem {problem} " in x)
-        assert "--from-search runs/paper/search/none_resnet --shared-config" in line
+        assert "--from-search reports/paper/searches/none_resnet --shared-config" in line
 
 
 def test_gpu_profile_packs_trials_and_runs_resnet18_first(tmp_path):
@@ -165,7 +168,9 @@ def test_gpu_study_script_dry_run(tmp_path):
     env["PY"] = "python-that-does-not-exist"
     bad = subprocess.run(["bash", "benchmarks/gpu_study.sh"], cwd=REPO, env=env,
                          capture_output=True, text=True)
-    assert bad.returncode == 2 and "missing on this machine" in bad.stderr
+    assert bad.returncode == 2 and "is missing for python-that-does-not-exist" in bad.stderr
+    # The committed records travel in $OUT/reports: finished work is not rerun there.
+    assert (tmp_path / "reports" / "searches" / "none_deepmerge" / "selection.json").is_file()
 
 
 def test_adabn_re_scores_the_no_da_seed_with_its_configuration(tiny_domain_pair,
@@ -217,3 +222,76 @@ def test_a_job_running_past_the_deadline_is_stopped(tmp_path, monkeypatch, capsy
     assert paper_study.run_jobs([job], tmp_path, 1, deadline=time.monotonic() + 1) == 1
     assert time.monotonic() - tick < 20
     assert "stopped at the deadline" in capsys.readouterr().out
+
+
+def test_committed_copies_count_as_done(tmp_path, capsys):
+    """A fresh clone (or the GPU script) resumes from reports/: a seed whose committed record
+    is ok is not retrained, a search whose copy holds all its trials is not rerun."""
+    job = paper_study.seed_job("mmd_deepmerge", 11, 1, 10, tmp_path / "runs",
+                               paper_study.PROFILES["cpu"], reports=tmp_path / "reports")
+    assert job.committed == [tmp_path / "reports" / "seeds" / "data11" / "deepmerge" / "mmd"
+                             / "seed_1" / "record.json"]
+    assert not job.done()
+    job.committed[0].parent.mkdir(parents=True)
+    job.committed[0].write_text(json.dumps({"status": "failed"}))
+    assert not job.done()  # a failed copy is trained again
+    job.committed[0].write_text(json.dumps({"status": "ok"}))
+    assert job.done()
+    job.command = [sys.executable, "-c", "raise SystemExit(5)"]  # would fail if started
+    assert paper_study.run_jobs([job], tmp_path / "reports", 1, deadline=None) == 0
+    assert not job.log.exists() and "exit" not in capsys.readouterr().out
+    perdomain = paper_study.seed_job("none_deepmerge", 11, 2, 3, tmp_path, paper_study.PROFILES[
+        "cpu"], study="none_deepmerge-perdomain", sets=("normalization=per_domain",))
+    assert perdomain.committed[0].parts[-4:] == ("deepmerge", "none-perdomain", "seed_2",
+                                                 "record.json")
+    classical = [j for j in paper_study.extended_jobs(tmp_path, paper_study.PROFILES["cpu"])
+                 if j.label.startswith("classical")][0]
+    assert [p.parts[-4:-1] for p in classical.committed] == [
+        ("deepmerge", "classical", f"seed_{s}") for s in (1, 2, 3)]
+
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    assert not paper_study.committed_search_done(copy, "coral_deepmerge")
+    (copy / "selection.json").write_text("{}")
+    rows = ["job_id,objective"] + [f"{i},0.5" for i in range(9)]
+    (copy / "results.csv").write_text("\n".join(rows) + "\n")
+    assert not paper_study.committed_search_done(copy, "coral_deepmerge")  # 9 of 10
+    (copy / "results.csv").write_text("\n".join([*rows, "9,0.4"]) + "\n")
+    assert paper_study.committed_search_done(copy, "coral_deepmerge")
+
+
+def test_the_committed_seed_folder_is_where_collect_seed_writes(tiny_domain_pair,
+                                                                 tmp_path_factory):
+    runs = make_runs(tmp_path_factory.getbasetemp() / "analysis", tiny_domain_pair)
+    reports = tmp_path_factory.mktemp("reports")
+    for problem in ("none_deepmerge", "mmd_deepmerge"):
+        trial = next((runs / "search" / problem / "trials").glob("*/record.json")).parent
+        out = paper_study.collect_seed(trial, reports)
+        record = json.loads((out / "record.json").read_text())
+        assert out / "record.json" == paper_study.committed_seed(
+            reports, record["data"]["source_attrs"]["seed"], problem, record["seed"])
+
+
+def test_every_committed_seed_trains_its_committed_search_pick():
+    """The committed seeds' configurations are the picks of the committed searches, as the
+    study's own commands choose them (search/seeds.py's choose_configuration)."""
+    from search.seeds import build_parser, choose_configuration
+
+    jobs = [job for job in (*paper_study.seed_jobs(Path("runs/paper")),
+                            *paper_study.extended_jobs(Path("runs/paper"),
+                                                       paper_study.PROFILES["cpu"]),
+                            *paper_study.newer_jobs(Path("runs/paper"),
+                                                    paper_study.PROFILES["cpu"]),
+                            *paper_study.resnet_jobs(Path("runs/paper"),
+                                                     paper_study.PROFILES["cpu"]))
+            if job.command and "search/seeds.py" in job.command
+            and all(paper_study._record_ok(REPO / p) for p in job.committed)]
+    assert len(jobs) >= 9  # Table 1's DeepMerge rows on data seed 11 at least
+    for job in jobs:
+        args = build_parser().parse_args(job.command[2:])
+        args.from_search = str(REPO / args.from_search)
+        config, origin = choose_configuration(args)
+        record = json.loads((REPO / job.committed[0]).read_text())
+        assert origin["kind"] == "search"
+        assert {k: v for k, v in record["config"].items() if k != "seed"} == \
+            {k: v for k, v in config.items() if k != "seed"}, job.label
