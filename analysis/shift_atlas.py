@@ -153,15 +153,17 @@ def cell_summaries(cells: list[str]) -> dict[str, Any]:
 def cells_table(cells: dict[str, Any]) -> str:
     """Markdown: each cell's asked shift and its measured statistics (``cells.json``)."""
     lines = ["| cell | SB_lim asked | PSF × asked | SB_lim read (F814W, F356W, F160W) | median "
-             "light size, px (F814W, F356W, F160W) | share HSM measured |",
-             "| --- | --- | --- | --- | --- | --- |"]
+             "core size, px (the seeing's statistic) | median adaptive light size, px | share "
+             "HSM measured |", "| --- | --- | --- | --- | --- | --- | --- |"]
+
+    def sizes(summary: dict[str, Any], key: str, digits: int = 2) -> str:
+        return ", ".join(f"{v:.{digits}f} ± {e:.{digits}f}"
+                         for v, e in zip(summary[key], summary[f"{key}_err"], strict=True))
 
     def row(name: str, sb: str, psf: str, summary: dict[str, Any]) -> str:
         return (f"| {name} | {sb} | {psf} | {', '.join(f'{v:.1f}' for v in summary['sb_lim'])} | "
-                + ", ".join(f"{v:.2f} ± {e:.2f}" for v, e in zip(summary["size"],
-                                                                 summary["size_err"],
-                                                                 strict=True))
-                + f" | {', '.join(f'{v:.2f}' for v in summary['size_ok'])} |")
+                f"{sizes(summary, 'core', 3)} | {sizes(summary, 'size')} | "
+                f"{', '.join(f'{v:.2f}' for v in summary['size_ok'])} |")
 
     lines.append(row("source", "no noise", "1", cells["source"]))
     for name, cell in cells["cells"].items():
@@ -365,6 +367,9 @@ def main(argv: list[str] | None = None) -> int:
             return 1
     summaries = reports / "cells.json"
     known = json.loads(summaries.read_text()) if summaries.is_file() else {"cells": {}}
+    stale = [c for c, cell in known["cells"].items() if "core" not in cell["target"]]
+    if stale:  # measured before the core size (the meter's seeing statistic) existed
+        known = {"cells": {}}
     if set(cells) - set(known["cells"]):
         print(f"shift statistics of {len(cells)} cells -> {args.reports / 'cells.json'}",
               flush=True)

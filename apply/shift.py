@@ -7,18 +7,21 @@ Example::
     python apply/shift.py --images fits_folder/ --atlas reports/atlas
 
 Reads the images (any input of ``apply/predict.py``: the project's HDF5, a ``.npy`` array
-[N, 3, 75, 75] or [N, 75, 75, 3], a FITS cube or a folder of FITS files) and measures two
+[N, 3, 75, 75] or [N, 75, 75, 3], a FITS cube or a folder of FITS files) and measures
 physical statistics per filter (:mod:`galaxies.shift_stats`): the sky-noise depth (the
-SB_lim the frame noise corresponds to) and the median adaptive-moment size of the light. It
+SB_lim the frame noise corresponds to), the median size of the light's core under a fixed
+2-px Gaussian weight (the seeing's statistic: a nucleus's width follows the PSF, whatever
+the share of mergers in the set) and the median adaptive-moment size of the light. It
 places them on the shift atlas (``analysis/shift_atlas.py``; the cells' statistics,
 ``<atlas>/cells.json``, measured on the atlas's own simulated target images):
 
 * the **noise depth** reading :math:`\widehat{\mathrm{SB}}` is the median over filters;
 * the **seeing** reading :math:`\hat s` (target PSF FWHM / source PSF FWHM) inverts, filter
-  by filter, the ratio of the median size to that of the atlas's PSF-×1 targets at the same
+  by filter, the ratio of the median core size to that of the atlas's PSF-×1 targets at the same
   depth, on the curve the atlas's PSF cells (×1, ×1.25, ×1.5 at SB_lim 25) trace (linear,
   extrapolated beyond ×1.5), then takes the median over filters; its error propagates the
-  median sizes' bootstrap errors (a few hundred galaxies read the seeing to about ±0.1);
+  median core sizes' bootstrap errors and adds :data:`SEEING_CLASS_MIX` in quadrature (a
+  set of only mergers or only non-mergers reads about ×0.05 off the mixed one);
 * the **nearest cell** minimises :math:`\sqrt{(\Delta\mathrm{SB}/1\,\mathrm{mag})^2 +
   (\Delta s/0.25)^2}` (the grid's steps), and the next nearest is named as its neighbour.
 
@@ -40,7 +43,7 @@ measured yet" until the atlas's records exist), and what share of the images the
 out-of-distribution reference flags (:mod:`apply.ood`, ``python apply/fit_ood.py --trial``):
 the model-feature view beside the physical one. When the model flags more than half of them
 (:data:`MODEL_FLAGGED`), the verdict is outside too, whatever cell their noise and size
-resemble: a model's features see more than two statistics do.
+resemble: a model's features see more than a few statistics do.
 
 Exit status: 0 measured (inside or outside); 2 bad input (one line on stderr).
 """
@@ -64,7 +67,15 @@ MAX_BAND_SPREAD = 1.0  #: mag: filters' depths further apart than this are outsi
 MIN_SIZE_MEASURED = 0.25  #: a filter's size counts if HSM measured this share of images
 SOURCE_SB = 30.0  #: a depth reading above this is noiseless: the source domain
 MODEL_FLAGGED = 0.5  #: the model flags more than this share: outside what the model knows
-MIN_SIZE_IMAGES = 100  #: images with a measured size a filter needs to read the seeing
+MIN_SIZE_IMAGES = 100  #: images with a measured core a filter needs to read the seeing
+#: The statistic the seeing is read from: the light's core size (robust to the merger
+#: fraction of the set; ``galaxies.shift_stats.core_size``), not the adaptive size.
+SEEING_STAT = "core"
+#: Systematic error of the seeing reading from the share of mergers in the set: on
+#: development data seed 2 (400 + 400 images per PSF cell) only mergers read ×0.03-0.06
+#: higher and only non-mergers ×0.05-0.06 lower than the mixed set (the adaptive size:
+#: ×0.17-0.24; benchmarks/records/seeing_statistic_dev.json)
+SEEING_CLASS_MIX = 0.05
 MAX_SKY_OFFSET = 3.0  #: |frame level| / noise sigma above this: the sky is not subtracted
 SOURCE_SIZE_TOLERANCE = 0.3  #: noiseless images whose sizes differ more: not the source
 
@@ -91,12 +102,14 @@ def load_atlas(atlas: Path) -> dict[str, Any]:
         for name, cell in grid.items():
             cell["limiting_sb"], cell["psf_scale"] = (float(cell["limiting_sb"]),
                                                       float(cell["psf_scale"]))
-            size = np.asarray(cell["target"]["size"], dtype=float)
-            if size.shape != (3,) or not (np.isfinite(size) & (size > 0)).all():
-                raise ValueError(f"cell {name}: sizes {size.tolist()} are not 3 positive numbers")
+            for key in ("size", SEEING_STAT):
+                size = np.asarray(cell["target"][key], dtype=float)
+                if size.shape != (3,) or not (np.isfinite(size) & (size > 0)).all():
+                    raise ValueError(f"cell {name}: {key} {size.tolist()} are not 3 positive "
+                                     "numbers")
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         raise ShiftError(f"{path}: no usable atlas cell statistics ({exc}). {fix}") from None
-    seeing = sorted((c["psf_scale"], c["target"]["size"]) for c in grid.values()
+    seeing = sorted((c["psf_scale"], c["target"][SEEING_STAT]) for c in grid.values()
                     if c["limiting_sb"] == 25.0)
     if not any(c["psf_scale"] == 1.0 for c in grid.values()) or len(seeing) < 2 \
             or seeing[0][0] != 1.0:
@@ -105,8 +118,8 @@ def load_atlas(atlas: Path) -> dict[str, Any]:
     for band in range(3):
         sizes = [size[band] for _, size in seeing]
         if any(b <= a for a, b in zip(sizes, sizes[1:], strict=False)):
-            raise ShiftError(f"{path}: the PSF cells' sizes do not grow with the PSF in filter "
-                             f"{band}. {fix}")
+            raise ShiftError(f"{path}: the PSF cells' core sizes do not grow with the PSF in "
+                             f"filter {band}. {fix}")
     table = Path(atlas) / "atlas.json"
     try:
         rows = json.loads(table.read_text())["rows"] if table.is_file() else []
@@ -140,13 +153,15 @@ def reading(summary: dict[str, Any], atlas: dict[str, Any]) -> dict[str, Any]:
     sb = float(np.median(sb_bands))
     n_bands = len(sb_bands)
     measured = summary.get("size_ok") or [1.0] * n_bands
-    counts = summary.get("size_n") or [summary.get("n", 0)] * n_bands
-    size_err = summary.get("size_err") or [0.0] * n_bands
+    counts = summary.get("core_n") or [summary.get("n", 0)] * n_bands
+    core = summary.get("core") or [None] * n_bands
+    core_err = summary.get("core_err") or [0.0] * n_bands
     usable = [b for b, size in enumerate(summary["size"])
               if size is not None and math.isfinite(size) and measured[b] >= MIN_SIZE_MEASURED]
     out: dict[str, Any] = {
         "sb_lim": sb, "sb_lim_per_filter": sb_bands.tolist(),
         "size_per_filter": [summary["size"][b] if b in usable else None for b in range(n_bands)],
+        "core_per_filter": [core[b] if b in usable else None for b in range(n_bands)],
         "psf_scale": None, "psf_scale_err": None, "psf_scale_per_filter": [], "reasons": []}
     reasons = out["reasons"]
     if bool((sb_bands >= SOURCE_SB).all()):  # no sky noise in any filter: the source domain?
@@ -165,28 +180,30 @@ def reading(summary: dict[str, Any], atlas: dict[str, Any]) -> dict[str, Any]:
     if float(np.ptp(sb_bands)) > MAX_BAND_SPREAD:
         reasons.append(f"the filters' depths differ by {np.ptp(sb_bands):.1f} mag (the atlas "
                        "has one depth for all filters)")
-    depth = {c["limiting_sb"]: c["target"]["size"] for c in grid.values()
+    depth = {c["limiting_sb"]: c["target"][SEEING_STAT] for c in grid.values()
              if c["psf_scale"] == 1.0}
-    seeing = {c["psf_scale"]: c["target"]["size"] for c in grid.values()
+    seeing = {c["psf_scale"]: c["target"][SEEING_STAT] for c in grid.values()
               if c["limiting_sb"] == 25.0}
     scales, errors = [], []
     for band in usable:
-        if counts[band] < MIN_SIZE_IMAGES:
+        size = core[band]
+        if counts[band] < MIN_SIZE_IMAGES or size is None or not math.isfinite(size):
             continue
-        size = summary["size"][band]
         reference = _interp(sb, list(depth), [v[band] for v in depth.values()])
         ratios = [v[band] / seeing[1.0][band] for v in seeing.values()]
         scales.append(_interp(size / reference, ratios, list(seeing)))
-        err = size_err[band] if size_err[band] is not None and math.isfinite(size_err[band]) \
+        err = core_err[band] if core_err[band] is not None and math.isfinite(core_err[band]) \
             else 0.0
         errors.append(abs(_interp((size + err) / reference, ratios, list(seeing)) - scales[-1]))
     psf = float(np.median(scales)) if scales else None
-    # The median's bootstrap error per filter, combined as if the filters were independent.
-    psf_err = float(np.median(errors) / math.sqrt(len(errors))) if errors else None
+    # The median's bootstrap error per filter, combined as if the filters were independent,
+    # and the class-mix systematic in quadrature.
+    psf_err = (float(math.hypot(np.median(errors) / math.sqrt(len(errors)),
+                                SEEING_CLASS_MIX)) if errors else None)
     out.update(psf_scale=psf, psf_scale_err=psf_err, psf_scale_per_filter=scales)
     if psf is None:
         out["seeing_note"] = (f"seeing not read: it needs at least {MIN_SIZE_IMAGES} images "
-                              "whose light HSM measures in a filter")
+                              "whose light's core is measured in a filter")
     distances = {name: math.hypot((sb - c["limiting_sb"]) / SB_STEP,
                                   0.0 if psf is None else (psf - c["psf_scale"]) / PSF_STEP)
                  for name, c in grid.items() if psf is not None or c["psf_scale"] == 1.0}

@@ -182,6 +182,9 @@ def test_results_shift_cells_table_equals_the_record():
     f160 = [cells["cells"][c]["target"]["size"][2] for c in ("sb25", "sb25-psf1.25",
                                                               "sb25-psf1.5")]
     assert "F160W " + " → ".join(f"{v:.2f}" for v in f160) in section
+    f356 = [cells["cells"][c]["target"]["core"][1] for c in ("sb25", "sb25-psf1.25",
+                                                             "sb25-psf1.5")]
+    assert "F356W " + " → ".join(f"{v:.3f}" for v in f356) in section
     assert f"{100 * cells['cells']['sb23']['target']['size_ok'][0]:.0f} % in F814W" in section
 
 
@@ -390,3 +393,28 @@ def test_results_searches_table_equals_the_committed_searches():
         for record in (search.parent / "trials").glob("*/record.json"):
             config = json.loads(record.read_text())["config"]
             assert config["stopping"] == "best" and config["epochs"] == 30, record
+
+
+def test_results_shift_seeing_statistic_table_equals_the_record():
+    """benchmarks/results/shift.md's seeing readings per class are the development record's."""
+    import json
+
+    record = json.loads((REPO / "benchmarks/records/seeing_statistic_dev.json").read_text())
+    section = results_section("shift.md", "The shift atlas's cells and the shift meter")
+    assert record["data_seed"] == 2  # development data: this chose a statistic
+
+    def cell(row):
+        read = f"{row['psf_scale']:.2f}"
+        if row["outside"]:
+            return f"**{read}** (outside)"
+        if row["cell"] == (f"sb25-psf{psf:g}" if psf != 1.0 else "sb25"):
+            return read
+        named = row["cell"].split("psf")[-1] if "psf" in row["cell"] else "1"
+        return f"**{read}** (cell × {named})"
+
+    for psf in (1.0, 1.25, 1.5):
+        rows = {r["set"]: r for r in record["rows"] if r["psf_scale"] == psf}
+        line = f"| {psf:g} | " + " | ".join(
+            " / ".join(cell(rows[name][statistic]) for name in ("mixed", "mergers", "non-mergers"))
+            for statistic in ("adaptive", "core")) + " |"
+        assert line in section, line

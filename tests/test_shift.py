@@ -63,6 +63,16 @@ def test_the_meter_names_the_cell_of_simulated_images(tmp_path, sb, psf, cells):
         assert place["cell"] in cells
     source = shift.measure(data / "source.h5", ATLAS)["reading"]
     assert source["cell"] == "source" and not source["outside"]
+    # A set of only mergers or only non-mergers (a catalogue's mix is not the simulation's;
+    # the file's first rows are all mergers) is read as the same cell: the seeing comes from
+    # the light's core, not from the whole system's size (review finding).
+    with h5py.File(data / "target.h5") as handle:
+        images, labels = handle["images"][:], handle["labels"][:]
+    for label in (0, 1):
+        np.save(tmp_path / f"class{label}.npy", images[labels == label])
+        one = shift.measure(tmp_path / f"class{label}.npy", ATLAS)["reading"]
+        assert not one["outside"], (label, one["reasons"])
+        assert one["cell"] in cells or (psf != 1.0 and one["neighbour"] in cells), (label, one)
 
 
 def test_other_units_are_outside(tmp_path, capsys):
@@ -99,9 +109,11 @@ def test_bad_inputs_get_one_line_and_exit_2(tmp_path, capsys):
 def fake_atlas() -> dict:
     size = {1.0: [3.6, 2.6, 4.2], 1.25: [3.9, 2.9, 4.9], 1.5: [4.1, 3.2, 5.5]}
     cells = {f"sb{sb}": {"limiting_sb": float(sb), "psf_scale": 1.0,
-                         "target": {"size": size[1.0]}} for sb in (23, 24, 25, 26, 27)}
+                         "target": {"size": size[1.0], "core": size[1.0]}}
+             for sb in (23, 24, 25, 26, 27)}
     cells.update({f"sb25-psf{p:g}": {"limiting_sb": 25.0, "psf_scale": p,
-                                    "target": {"size": size[p]}} for p in (1.25, 1.5)})
+                                    "target": {"size": size[p], "core": size[p]}}
+                  for p in (1.25, 1.5)})
     return {"cells": cells, "rows": [], "source": None}
 
 
@@ -109,8 +121,8 @@ def test_readings_on_a_fake_atlas():
     atlas = fake_atlas()
 
     def read(sb, size, ok=1.0):
-        return shift.reading({"n": 500, "sb_lim": sb, "size": size, "size_ok": [ok] * 3},
-                             atlas)
+        return shift.reading({"n": 500, "sb_lim": sb, "size": size, "core": size,
+                              "size_ok": [ok] * 3}, atlas)
 
     mid = read([25.0] * 3, [3.75, 2.75, 4.55])  # half-way between x1 and x1.25
     assert mid["psf_scale"] == pytest.approx(1.125, abs=0.01)
@@ -236,7 +248,8 @@ def test_a_bad_atlas_is_one_line(tmp_path, capsys):
     two = json.loads(json.dumps(good))
     two["cells"]["sb24"]["target"]["size"] = [3.0, 2.0]
     flat = json.loads(json.dumps(good))
-    flat["cells"]["sb25-psf1.5"]["target"]["size"] = flat["cells"]["sb25"]["target"]["size"]
+    seeing = shift.SEEING_STAT  # the PSF cells' seeing statistic must grow with the PSF
+    flat["cells"]["sb25-psf1.5"]["target"][seeing] = flat["cells"]["sb25"]["target"][seeing]
     no_ref = json.loads(json.dumps(good))
     del no_ref["cells"]["sb25"]
     folders = [atlas("list", {"cells": [1, 2]}), atlas("two", two), atlas("flat", flat),
