@@ -295,3 +295,17 @@ def test_every_committed_seed_trains_its_committed_search_pick():
         assert origin["kind"] == "search"
         assert {k: v for k, v in record["config"].items() if k != "seed"} == \
             {k: v for k, v in config.items() if k != "seed"}, job.label
+
+
+def test_the_tables_know_what_the_study_plans():
+    """paper_tables' PLANNED_ARMS / FIRST_DATA_SEED_ONLY say what paper_study trains."""
+    from analysis import paper_tables
+    from problems import get_problem
+
+    for name, profile in paper_study.PROFILES.items():
+        jobs = paper_study.resnet_jobs(Path("runs/paper"), profile)
+        arms = {get_problem(j.command[j.command.index("--problem") + 1]).method for j in jobs}
+        assert arms == set(paper_tables.PLANNED_ARMS["resnet18"]), name
+        first = f"data{next(iter(paper_study.HELD_OUT))}"
+        assert all(first in str(j.committed[0]) for j in jobs)
+    assert "resnet18" in paper_tables.FIRST_DATA_SEED_ONLY

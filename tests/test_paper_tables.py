@@ -72,14 +72,26 @@ def test_table1_and_extended_from_fake_records(tmp_path):
     markdown = paper_tables.table1_markdown(result)
     assert "| DeepMerge | MMD | 86.9 / 76.6 | 86.6 ± 1.3 / 77.3 ± 0.6 |" in markdown
     assert "| ResNet18 | DANN | 92.3 / 71.6 | — | not run yet |" in markdown
+    # ResNet18's rows are planned on the first held-out data seed only
+    assert markdown.count("| not planned | not planned | — |") == 3
     assert f"{100 * np.mean(per_seed):.1f} ± {100 * np.std(per_seed, ddof=1):.1f}" in markdown
     # The comparison with the paper, written from the numbers (seeds common to the rows).
     lines = paper_tables.comparison_lines(result)
     assert len(lines) == 2 and lines[0].startswith("DeepMerge, data seed 11")
     none11 = result["table1"][0]["ours"]["11"]["target"]["per_seed"]
     gain = 100 * (np.mean(per_seed) - np.mean(none11))
-    assert f"MMD {gain:+.1f} (paper {77.3 - 57.0:+.1f})" in lines[0]
-    assert "all three rows have: 1, 2, 3;" in lines[0] and "all three rows have: 1;" in lines[1]
+    se_paper = np.hypot(0.6, 5.2) / np.sqrt(10)
+    diff = 100 * (np.asarray(per_seed) - np.asarray(none11))
+    se = np.std(diff, ddof=1) / np.sqrt(3)
+    assert f"MMD {gain:+.1f} ± {se:.1f} (paper {77.3 - 57.0:+.1f} ± {se_paper:.1f})" in lines[0]
+    assert "training seeds 1, 2, 3, which" in lines[0] and "training seeds 1, which" in lines[1]
+    said = {"agrees": "MMD agrees with the paper's", "smaller": "MMD smaller than the paper's",
+            "larger": "MMD larger than the paper's"}
+    word = paper_tables.verdict(gain, se, 77.3 - 57.0, se_paper)
+    assert said[word] in lines[0] or f"both {said[word][4:]}".replace("agrees", "agree") \
+        in lines[0]
+    assert "opposite sign" in lines[0]  # DA costs source accuracy here, gained in the paper
+    assert "nan" not in lines[1] and "± 0.0 (paper" in lines[1]  # data seed 12: seed 1 only
     assert "\n- DeepMerge, data seed 11" in markdown
     # The extended table: the share of the no-DA -> oracle gap, by hand.
     rows = {r["arm"]: r for r in result["extended"]["deepmerge"]["arms"]}
@@ -172,3 +184,26 @@ def test_copied_corrupt_or_missing_records_are_one_line(tmp_path, capsys):
     assert "unreadable" in capsys.readouterr().err
     assert paper_tables.main(["--reports", str(tmp_path / "nope")]) == 2
     assert "no such folder" in capsys.readouterr().err
+
+
+def test_the_verdict_against_the_paper():
+    assert paper_tables.verdict(11.3, 2.1, 20.3, 1.7) == "smaller"
+    assert paper_tables.verdict(19.8, 4.2, 20.3, 1.7) == "agrees"
+    assert paper_tables.verdict(-2.9, 0.5, 3.0, 0.5) == "opposite sign"
+    assert paper_tables.verdict(30.0, 1.0, 20.0, 1.0) == "larger"
+    assert paper_tables.verdict(20.5, 1.0, 20.3, None) == "agrees"  # paper: seed-1 values
+    assert paper_tables.verdict(20.5, 0.0, 20.3, None) == "no spread to judge by"
+
+
+def test_the_extended_table_lists_the_planned_arms_and_names_partial_pairs(tmp_path):
+    for seed in (1, 2, 3):
+        for arm in ("none", "mmd"):
+            fake_seed(tmp_path, arm, seed, {"source": 0.9, "target": 0.7}, backbone="resnet18")
+    fake_seed(tmp_path, "jointbn", 1, {"source": 0.9, "target": 0.65}, backbone="resnet18")
+    result = paper_tables.build(tmp_path)
+    arms = [r["arm"] for r in result["extended"]["resnet18"]["arms"]]
+    assert arms == list(paper_tables.PLANNED_ARMS["resnet18"])  # no AdaBN, no newer methods
+    markdown = paper_tables.extended_markdown(result)
+    mmd = next(line for line in markdown.splitlines() if line.startswith("| MMD"))
+    assert mmd.split(" | ")[1] == "1, 2, 3" and mmd.count("(seeds 1)") == 1  # vs joint-BN
+    assert "one training seed on a CPU" in markdown
