@@ -5,6 +5,7 @@ Example::
     python apply/shift.py --images my_cutouts.h5 --trial runs/seeds/mmd_deepmerge/seed_1
     python apply/shift.py --images stamps.npy --json shift.json
     python apply/shift.py --images fits_folder/ --atlas reports/atlas
+    python apply/shift.py --images my_cutouts.h5 --search runs/search/mmd_deepmerge
 
 Reads the images (any input of ``apply/predict.py``: the project's HDF5, a ``.npy`` array
 [N, 3, 75, 75] or [N, 75, 75, 3], a FITS cube or a folder of FITS files) and measures
@@ -36,10 +37,11 @@ project's (nanomaggies at 0.04"/pixel: counts, an 8-bit stretch) land outside by
 construction. For real galaxies the seeing reading mixes the PSF with how their sizes differ
 from the simulated ones: it is a distance from the simulation, not a PSF measurement.
 
-With ``--trial`` the meter also says which cell the model was adapted to (its target's
-recorded SB_lim and PSF scale), the atlas's measured target accuracy of the model's method in
-the cell the images resemble, beside no-DA and the oracle there (``<atlas>/atlas.json``, "not
-measured yet" until the atlas's records exist), and what share of the images the model's own
+For images inside the atlas it prints every method's measured target accuracy in the cell
+they resemble (``<atlas>/atlas.json``; "not measured yet" until the atlas's records exist).
+With ``--trial`` (or ``--search LOGDIR``: the search's label-free pick) it also marks the
+model's method among them, says which cell the model was adapted to (its target's recorded
+SB_lim and PSF scale), and what share of the images the model's own
 out-of-distribution reference flags (:mod:`apply.ood`, ``python apply/fit_ood.py --trial``):
 the model-feature view beside the physical one. When the model flags more than half of them
 (:data:`MODEL_FLAGGED`), the verdict is outside too, whatever cell their noise and size
@@ -248,13 +250,36 @@ def model_context(trial: Path, atlas: dict[str, Any], cell: str | None) -> dict[
     adapted_cell = next((name for name, c in atlas["cells"].items()
                          if c["limiting_sb"] == adapted["limiting_sb"]
                          and c["psf_scale"] == adapted["psf_scale"]), None)
-    measured = {}
-    for row in atlas["rows"]:
-        if row["cell"] == cell and row["arm"] in (method, "none", "oracle"):
-            measured[row["arm"]] = {"mean": row["target"]["mean"], "std": row["target"]["std"],
-                                    "seeds": row["seeds"]}
+    measured = {arm: v for arm, v in cell_accuracy(atlas, cell).items()
+                if arm in (method, "none", "oracle")}
     return {"trial": str(trial), "problem": record.get("problem"), "method": method,
             "adapted_to": adapted, "adapted_cell": adapted_cell, "atlas_accuracy": measured}
+
+
+def cell_accuracy(atlas: dict[str, Any], cell: str | None) -> dict[str, Any]:
+    """Every arm's target test accuracy the atlas measured in ``cell`` (``atlas.json``).
+
+    ``{arm: {"mean", "std", "seeds"}}`` in the atlas table's order; empty until the atlas's
+    trainings are committed.
+    """
+    return {row["arm"]: {"mean": row["target"]["mean"], "std": row["target"]["std"],
+                         "seeds": row["seeds"]}
+            for row in atlas["rows"] if row.get("cell") == cell and row.get("target")}
+
+
+def trial_of_search(search: Path) -> Path:
+    """A search's label-free pick (its own objective), as ``apply/predict.py --search`` takes.
+
+    Raises:
+        ShiftError: not a search log folder, or no finished trial to pick.
+    """
+    from apply.predict import PredictError, choose_models
+
+    try:
+        picks, _ = choose_models(search=str(search))
+    except PredictError as exc:
+        raise ShiftError(f"--search {search}: {exc}") from None
+    return picks[0].trial_dir
 
 
 def model_flags(trial: Path, images: np.ndarray) -> dict[str, Any]:
@@ -282,8 +307,12 @@ def model_flags(trial: Path, images: np.ndarray) -> dict[str, Any]:
 
 
 def measure(images: str | Path, atlas_dir: Path = DEFAULT_ATLAS, trial: Path | None = None,
-            split: str | None = None) -> dict[str, Any]:
+            split: str | None = None, search: Path | None = None) -> dict[str, Any]:
     """Read the images, summarise them and place them on the atlas (the meter's result).
+
+    ``search``: a search log folder whose label-free pick is the trial (instead of ``trial``).
+    ``atlas_accuracy``: every arm's measured target accuracy in the resembled cell (inside
+    readings), whether or not a model is given.
 
     Raises:
         ShiftError: unusable atlas, trial, or no image that can be measured.
@@ -293,6 +322,8 @@ def measure(images: str | Path, atlas_dir: Path = DEFAULT_ATLAS, trial: Path | N
     from galaxies.shift_stats import summarize
 
     atlas = load_atlas(atlas_dir)
+    if search is not None:
+        trial = trial_of_search(search)
     cutouts = read_cutouts(images, split)
     ok = cutouts.ok
     if not ok.any():
@@ -301,7 +332,9 @@ def measure(images: str | Path, atlas_dir: Path = DEFAULT_ATLAS, trial: Path | N
     summary = summarize(cutouts.images[ok])
     place = reading(summary, atlas)
     result = {"images": str(images), "format": cutouts.format, "n_objects": len(cutouts),
-              "n_measured": int(ok.sum()), "summary": summary, "reading": place}
+              "n_measured": int(ok.sum()), "summary": summary, "reading": place,
+              "atlas_accuracy": ({} if place["outside"] or place.get("cell") == "source"
+                                 else cell_accuracy(atlas, place.get("cell")))}
     reasons = list(place["reasons"])
     if trial is not None:
         result["model"] = model = model_context(trial, atlas, place.get("cell"))
@@ -355,18 +388,20 @@ def report(result: dict[str, Any]) -> str:
                          "target validation images)")
         elif ood.get("note"):
             lines.append(f"model's out-of-distribution flag: {ood['note']}")
-        if r["cell"] != "source" and not r["outside"]:
-            acc = model["atlas_accuracy"]
-            if not acc:
-                lines.append(f"atlas accuracy in {r['cell']}: not measured yet "
-                             "(python analysis/shift_atlas.py)")
-            for arm in (model["method"], "none", "oracle"):
-                if arm in acc:
-                    a = acc[arm]
-                    std = "" if a["std"] is None or not math.isfinite(a["std"]) else \
-                        f" ± {100 * a['std']:.1f}"
-                    lines.append(f"  atlas target accuracy in {r['cell']}, {arm}: "
-                                 f"{100 * a['mean']:.1f}{std} % ({len(a['seeds'])} seeds)")
+    if r["cell"] != "source" and not r["outside"]:
+        acc = result.get("atlas_accuracy") or {}
+        if not acc:
+            lines.append(f"atlas target accuracy in {r['cell']}: not measured yet "
+                         "(python analysis/shift_atlas.py)")
+        else:
+            lines.append(f"atlas target accuracy in {r['cell']} (test images, mean ± std over "
+                         "training seeds):")
+        mine = model["method"] if model else None
+        for arm, a in acc.items():
+            std = "" if a["std"] is None or not math.isfinite(a["std"]) else \
+                f" ± {100 * a['std']:.1f}"
+            lines.append(f"  {arm}: {100 * a['mean']:.1f}{std} % ({len(a['seeds'])} seeds)"
+                         + ("  <- this model's method" if arm == mine else ""))
     verdict = result["verdict"]
     if verdict["outside"]:
         lines.append("verdict: OUTSIDE — " + "; ".join(verdict["reasons"]) + ". Nothing the "
@@ -387,8 +422,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="HDF5 file, .npy array, FITS cube or folder of FITS files")
     parser.add_argument("--split", choices=("train", "val", "test"), default=None,
                         help="of a project HDF5 file: only this split")
-    parser.add_argument("--trial", type=Path, default=None, metavar="DIR",
-                        help="a finished trial: its method's accuracy on the atlas")
+    model = parser.add_mutually_exclusive_group()
+    model.add_argument("--trial", type=Path, default=None, metavar="DIR",
+                       help="a finished trial: the cell it was adapted to and its OOD flags")
+    model.add_argument("--search", type=Path, default=None, metavar="LOGDIR",
+                       help="a search log folder: its label-free pick, as --trial")
     parser.add_argument("--atlas", type=Path, default=DEFAULT_ATLAS, metavar="DIR",
                         help="the atlas's records (default reports/atlas)")
     parser.add_argument("--json", type=Path, default=None, metavar="FILE",
@@ -406,7 +444,7 @@ def main(argv: list[str] | None = None) -> int:
               "whose folder exists", file=sys.stderr)
         return 2
     try:
-        result = measure(args.images, args.atlas, args.trial, args.split)
+        result = measure(args.images, args.atlas, args.trial, args.split, args.search)
     except (ShiftError, InvalidDatasetError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

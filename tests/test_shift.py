@@ -185,6 +185,48 @@ def test_the_meter_with_a_trial_reports_its_flags_and_adapted_domain(tiny_trial,
     assert "Fix: rerun python apply/fit_ood.py" in capsys.readouterr().err
 
 
+def test_the_meter_quotes_the_atlas_accuracy_of_the_resembled_cell(tmp_path, capsys,
+                                                                   tiny_domain_pair):
+    """Review finding: without a model the meter printed no accuracy; now every arm's, from
+    atlas.json, for the cell the images resemble (and "not measured yet" before it exists)."""
+    import shutil
+
+    data = simulate(tmp_path / "pair", 26.0, 1.0, n=120)
+    atlas = tmp_path / "atlas"
+    atlas.mkdir()
+    shutil.copy(ATLAS / "cells.json", atlas / "cells.json")
+    images = str(data / "target.h5")
+    assert shift.main(["--images", images, "--atlas", str(atlas)]) == 0
+    assert "atlas target accuracy in sb26: not measured yet" in capsys.readouterr().out
+    rows = [{"cell": cell, "arm": arm, "seeds": [1, 2, 3],
+             "target": {"mean": mean, "std": 0.01}}
+            for cell in ("sb25", "sb26") for arm, mean in (("none", 0.61), ("mmd", 0.8),
+                                                          ("oracle", 0.9))]
+    rows[4]["target"]["mean"] = 0.777  # sb26 MMD
+    (atlas / "atlas.json").write_text(json.dumps({"rows": rows}))
+    result = shift.measure(images, atlas)
+    assert result["reading"]["cell"] == "sb26"
+    assert set(result["atlas_accuracy"]) == {"none", "mmd", "oracle"}
+    assert shift.main(["--images", images, "--atlas", str(atlas)]) == 0
+    out = capsys.readouterr().out
+    assert "atlas target accuracy in sb26" in out and "  mmd: 77.7 ± 1.0 % (3 seeds)" in out
+    # --search: the search's label-free pick is the model (and excludes --trial)
+    from search.run import main as search_main
+
+    log = tmp_path / "search"
+    assert search_main(["--problem", "mmd_deepmerge", "--log-dir", str(log), "--max-evals", "1",
+                        "--data", str(tiny_domain_pair), "--evaluator", "serial", "--search",
+                        "random", "--quiet", "--set", "epochs=1", "--set",
+                        "max_batches_per_epoch=2"]) == 0
+    assert shift.main(["--images", images, "--atlas", str(atlas), "--search", str(log)]) == 0
+    out = capsys.readouterr().out
+    assert "model: mmd_deepmerge" in out and "mmd: 77.7 ± 1.0 % (3 seeds)  <- this model" in out
+    with pytest.raises(SystemExit):
+        shift.main(["--images", images, "--trial", str(log), "--search", str(log)])
+    assert shift.main(["--images", images, "--search", str(tmp_path)]) == 2
+    assert "not a search log folder" in capsys.readouterr().err
+
+
 def test_raw_hubble_stamps_are_outside(tmp_path, capsys):
     """Real Hubble pixels (scikit-image's HDF, offline) in their 8-bit units: outside on the
     physical reading alone (tests/test_ood.py: rescaled ones, outside by the model's flags)."""
