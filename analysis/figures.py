@@ -62,8 +62,9 @@ def save_figure(figure: Figure, out_base: str | os.PathLike) -> list[Path]:
     out_base.parent.mkdir(parents=True, exist_ok=True)
     paths = [out_base.parent / f"{out_base.name}{suffix}" for suffix in (".png", ".pdf")]
     for path in paths:
-        with atomic_path(path) as tmp:
-            figure.savefig(tmp, dpi=150, format=path.suffix[1:])
+        with atomic_path(path) as tmp:  # no creation date in the PDF: a rebuild is identical
+            figure.savefig(tmp, dpi=150, format=path.suffix[1:],
+                           metadata={"CreationDate": None} if path.suffix == ".pdf" else None)
     return paths
 
 

@@ -68,6 +68,7 @@ def test_readme_quick_start_commands_parse():
     import shlex
 
     from analysis.report import build_parser as report_parser
+    from apply.fit_ood import build_parser as fit_ood_parser
     from apply.predict import build_parser as predict_parser
     from apply.shift import build_parser as shift_parser
     from search.cli import build_parser as search_parser
@@ -78,7 +79,7 @@ def test_readme_quick_start_commands_parse():
     parsers = {"training/train.py": train_parser, "search/run.py": search_parser,
                "search/status.py": status_parser, "search/seeds.py": seeds_parser,
                "analysis/report.py": report_parser, "apply/predict.py": predict_parser,
-               "apply/shift.py": shift_parser}
+               "apply/shift.py": shift_parser, "apply/fit_ood.py": fit_ood_parser}
     readme = (REPO / "README.md").read_text()
     block = readme.split("## Quick start")[1].split("```bash\n")[1].split("```")[0]
     seen = []

@@ -207,3 +207,11 @@ def test_the_extended_table_lists_the_planned_arms_and_names_partial_pairs(tmp_p
     mmd = next(line for line in markdown.splitlines() if line.startswith("| MMD"))
     assert mmd.split(" | ")[1] == "1, 2, 3" and mmd.count("(seeds 1)") == 1  # vs joint-BN
     assert "one training seed on a CPU" in markdown
+
+
+def test_one_stopping_rule_and_budget_for_every_method(tmp_path):
+    fake_seed(tmp_path, "none", 1, {"source": 0.9, "target": 0.6})
+    assert paper_tables.schedule_violations(tmp_path) == []
+    fake_seed(tmp_path, "mmd", 1, {"source": 0.9, "target": 0.8}, stopping="last")
+    bad = paper_tables.schedule_violations(tmp_path)
+    assert len(bad) == 1 and bad[0].startswith("not one stopping rule and budget")
