@@ -126,7 +126,8 @@ def load_backbone(reports: Path, data_seed: int, backbone: str) -> dict[str, Arm
     return arms
 
 
-def schedule_violations(reports: Path) -> list[str]:
+def schedule_violations(reports: Path, pattern: str = "data*/*/*/seed_*/record.json"
+                        ) -> list[str]:
     """Every committed record that stopped before its one-cycle schedule ended.
 
     A record passes when it ran all ``config.epochs`` epochs (``epochs_run``) and its stopping
@@ -136,7 +137,7 @@ def schedule_violations(reports: Path) -> list[str]:
     """
     bad = []
     rules: dict[tuple[Any, Any], str] = {}
-    for path in sorted((reports / "seeds").glob("data*/*/*/seed_*/record.json")):
+    for path in sorted((reports / "seeds").glob(pattern)):  # the atlas: <cell>/<arm>/seed_*
         record = read_json(path)
         if record is None:
             bad.append(f"{path}: unreadable")

@@ -303,11 +303,18 @@ def figure(result: dict[str, Any]):
 def tables(reports: Path) -> int:
     """Write ``atlas.md``, ``atlas.json`` and ``atlas.{png,pdf}`` from the records."""
     from analysis.figures import save_figure
+    from analysis.paper_tables import schedule_violations
 
     try:
         result = build(reports)
     except HeadlineError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    stopped = schedule_violations(reports, "*/*/seed_*/record.json")
+    if stopped:  # the fair stopping rule: the same full schedule for every method and cell
+        print("error: records stopped before their schedule ended or under different rules "
+              "(rerun them with the study's stopping rule):\n  " + "\n  ".join(stopped),
+              file=sys.stderr)
         return 2
     if not result["rows"]:
         print(f"no atlas records under {reports / 'seeds'} yet: nothing written (python "

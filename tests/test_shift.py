@@ -359,6 +359,14 @@ def test_the_atlas_table_and_figure_from_fake_records(tmp_path, capsys):
     shutil.copytree(tmp_path / "staging_other/seeds/data11/deepmerge", other / "seeds" / "sb24")
     assert shift_atlas.main(["--tables-only", "--reports", str(other)]) == 2
     assert "not the atlas's 21" in capsys.readouterr().err
+    # the fair stopping rule holds in the atlas too: a run stopped early is refused
+    early = tmp_path / "early"
+    fake_seed(tmp_path / "staging_early", "none", 1, {"source": 0.9, "target": 0.6},
+              data_seed=21, epochs_run=12, stopping="patience")
+    shutil.copytree(tmp_path / "staging_early/seeds/data21/deepmerge", early / "seeds" / "sb24")
+    assert shift_atlas.main(["--tables-only", "--reports", str(early)]) == 2
+    assert "stopped before their schedule ended" in capsys.readouterr().err
+    assert not (early / "atlas.json").exists()
 
 
 def test_the_meter_reads_a_fits_folder(tmp_path):
