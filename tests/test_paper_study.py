@@ -157,7 +157,7 @@ def test_gpu_study_script_dry_run(tmp_path):
     import os
 
     env = {**os.environ, "DRY_RUN": "1", "OUT": str(tmp_path), "PY": sys.executable,
-           "RUNS": str(tmp_path / "runs")}
+           "RUNS": str(tmp_path / "runs"), "REPORTS": str(tmp_path / "reports")}
     proc = subprocess.run(["bash", "benchmarks/gpu_study.sh"], cwd=REPO, env=env,
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
