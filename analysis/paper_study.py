@@ -5,8 +5,8 @@ Usage::
     python analysis/paper_study.py                  # every stage below, resuming finished work
     python analysis/paper_study.py --dry-run        # the commands, nothing run
     python analysis/paper_study.py --only none_deepmerge mmd_deepmerge dann_deepmerge
-    python analysis/paper_study.py --profile gpu --runs $OUT/runs --reports $OUT/reports \
-        --deadline-min 9                            # one H100-class GPU, trials packed
+    python analysis/paper_study.py --profile gpu --runs /tmp/runs --reports /tmp/reports \
+        --deadline-min 7                            # one H100-class GPU (benchmarks/gpu_study.sh)
 
 Stages (each one the documented CLI, run as a subprocess; rerunning skips what is finished):
 
@@ -716,13 +716,13 @@ def main(argv: list[str] | None = None) -> int:
             if not stage.done_when.is_file() and run(stage.commands[0]) != 0:
                 return 1
         elif stage.kind == "search":
-            if left is not None and left < MIN_SEARCH_S:
-                print(f"deadline: {stage.name} not started ({left:.0f} s left)", flush=True)
-                status = 1
-                continue
             if committed_search_done(reports / "searches" / stage.problem, stage.problem):
                 print(f"{stage.name}: committed ({args.reports}/searches/{stage.problem})",
                       flush=True)
+                continue
+            if left is not None and left < MIN_SEARCH_S:
+                print(f"deadline: {stage.name} not started ({left:.0f} s left)", flush=True)
+                status = 1
                 continue
             command = search_command(stage.problem, args.runs, DEV_DATA, profile, left)
             code = run(command, runs / f"search_{stage.problem}.log",

@@ -304,8 +304,9 @@ def verdict(ours: float, ours_se: float, paper: float, paper_se: float | None) -
     """``agrees`` when two numbers are within two standard errors of their difference.
 
     Else ``larger`` / ``smaller`` (than the paper's), or ``opposite sign`` when they differ
-    in sign beyond that. Without a spread from the paper (its seed-1 values) only ours counts;
-    with no spread at all (one seed against seed-1 values) ``no spread to judge by``.
+    in sign beyond that. ``paper_se`` of the paper's seed-1 values (one run each) is the
+    spread of one run, our per-seed std (:func:`_single_run_sd`); with no spread at all (one
+    seed against seed-1 values) ``no spread to judge by``.
     """
     scale = 2 * math.hypot(ours_se, paper_se or 0.0)
     if scale == 0:
@@ -331,7 +332,12 @@ def _against(acc: dict[str, Any], paper: dict[str, Any], paper_sd: dict[str, Any
     se = math.hypot(*sds) if None not in sds else None
     text = (f"{ARM_LABELS[arm]} {mine:+.1f} ± {mine_se:.1f} (paper {theirs:+.1f}"
             + (f" ± {se:.1f})" if se is not None else ")"))
-    return text, verdict(mine, mine_se, theirs, se)
+    return text, verdict(mine, mine_se, theirs, se if se is not None else _single_run_sd(diff))
+
+
+def _single_run_sd(values: np.ndarray) -> float | None:
+    """The spread of one run (the paper's seed-1 value): our per-seed std, if we have one."""
+    return float(np.std(values, ddof=1)) if len(values) > 1 else None
 
 
 _SAID = {"agrees": "agrees with the paper's", "smaller": "smaller than the paper's",
@@ -358,9 +364,10 @@ def comparison_lines(result: dict[str, Any]) -> list[str]:
     have (named): the target gain of MMD and DANN over no-DA, no-DA's target accuracy and the
     source change with DA, each against the paper's (its 10-seed means for DeepMerge, else its
     seed-1 values) with a verdict from :func:`verdict`: ours ± the standard error of the
-    paired per-seed differences, the paper's ± its 10-seed stds combined as unpaired (none
-    for seed-1 values), "agrees" within two standard errors of the difference. A rough guide,
-    not a test: the paired intervals are in ``extended.md``.
+    paired per-seed differences, the paper's ± its 10-seed stds / √10 combined as unpaired
+    (a seed-1 value: one run, whose spread is taken as our per-seed std), "agrees" within two
+    standard errors of the difference. A rough guide, not a test: the paired intervals are in
+    ``extended.md``.
     """
     out = []
     for backbone in BACKBONES:
@@ -384,7 +391,8 @@ def comparison_lines(result: dict[str, Any]) -> list[str]:
 
             none = acc["target"]["none"]
             none_se = _sem(none)
-            none_paper_se = paper_sd["target"]["none"]
+            none_paper_se = (paper_sd["target"]["none"] if tenfold
+                             else _single_run_sd(none))
             none_word = verdict(float(np.mean(none)), none_se, paper["target"]["none"],
                                 none_paper_se)
             none_said = {"agrees": "as in the paper", "larger": "higher than the paper's",

@@ -33,7 +33,9 @@ REPORTS=${REPORTS:-/tmp/paper_reports}
 mkdir -p "$OUT" "$REPORTS"
 # The committed records first: finished searches and seeds are not rerun (paper_study resumes
 # from them), and what comes back is the whole reports/paper/ with the GPU's records added.
-cp -rn reports/paper/. "$REPORTS/"
+# (Copied only into a fresh $REPORTS: a warm rerun goes on from the last run's, and `cp -n`
+# exits 1 on a skipped file in coreutils 9.2-9.4.)
+[ -e "$REPORTS/searches" ] || cp -r reports/paper/. "$REPORTS/"
 if [ -z "${DRY_RUN:-}" ] && compgen -G ".whl/*.whl" > /dev/null; then
   "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
       --target /tmp/site .whl/*.whl

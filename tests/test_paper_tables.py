@@ -193,6 +193,12 @@ def test_the_verdict_against_the_paper():
     assert paper_tables.verdict(30.0, 1.0, 20.0, 1.0) == "larger"
     assert paper_tables.verdict(20.5, 1.0, 20.3, None) == "agrees"  # paper: seed-1 values
     assert paper_tables.verdict(20.5, 0.0, 20.3, None) == "no spread to judge by"
+    # a seed-1 value of the paper is one run: its spread is one run's (our per-seed std), not
+    # a standard error (review finding): 4 points off with a per-seed std of 3 agrees
+    sd = paper_tables._single_run_sd(np.array([60.0, 63.0, 66.0]))
+    assert sd == pytest.approx(3.0)
+    assert paper_tables.verdict(63.0, sd / np.sqrt(3), 67.0, sd) == "agrees"
+    assert paper_tables._single_run_sd(np.array([60.0])) is None
 
 
 def test_the_extended_table_lists_the_planned_arms_and_names_partial_pairs(tmp_path):
