@@ -41,8 +41,11 @@ For images inside the atlas it prints every method's measured target accuracy in
 they resemble (``<atlas>/atlas.json``; "not measured yet" until the atlas's records exist).
 With ``--trial`` (or ``--search LOGDIR``: the search's label-free pick) it also marks the
 model's method among them, says which cell the model was adapted to (its target's recorded
-SB_lim and PSF scale), and what share of the images the model's own
-out-of-distribution reference flags (:mod:`apply.ood`, ``python apply/fit_ood.py --trial``):
+SB_lim and PSF scale), what share of the images the model's own
+out-of-distribution reference flags (:mod:`apply.ood`, ``python apply/fit_ood.py --trial``)
+and, for the set as a whole, how far their features lie from the model's target training
+features against its target validation images (:func:`feature_shift`: median ratio,
+P(farther), one-sided Mann-Whitney p-value):
 the model-feature view beside the physical one. When the model flags more than half of them
 (:data:`MODEL_FLAGGED`), the verdict is outside too, whatever cell their noise and size
 resemble: a model's features see more than a few statistics do.
@@ -303,7 +306,28 @@ def model_flags(trial: Path, images: np.ndarray) -> dict[str, Any]:
         raise ShiftError(str(exc)) from None
     distances = reference.distance(model.penultimate(images, "target"))
     return {"flagged": float(np.mean(distances > reference.threshold)),
-            "alpha": reference.alpha}
+            "alpha": reference.alpha, **feature_shift(distances, reference.calibration_scores)}
+
+
+def feature_shift(distances: np.ndarray, validation: np.ndarray) -> dict[str, Any]:
+    """A set-level shift test in the model's feature space.
+
+    Are the images farther from the model's target training features than its own target
+    validation images are? ``distances``: the images' Mahalanobis distances to the target
+    training features (:mod:`apply.ood`); ``validation``: those of the trial's target
+    validation images (stored in its reference). Returns the ratio of the medians and the
+    one-sided Mann-Whitney U test's p-value (H1: the images' distances are stochastically
+    larger), with its effect size ``auc`` = U / (n m), the probability that an image lies
+    farther than a validation image (0.5: no shift). The images count as independent draws
+    (augmented copies of one galaxy would make the p-value optimistic).
+    """
+    from scipy.stats import mannwhitneyu
+
+    distances = np.where(np.isnan(distances), np.inf, distances)  # unusable features: far
+    test = mannwhitneyu(distances, validation, alternative="greater")
+    return {"median_ratio": float(np.median(distances) / np.median(validation)),
+            "auc": float(test.statistic / (len(distances) * len(validation))),
+            "p_value": float(test.pvalue), "n_validation": int(len(validation))}
 
 
 def measure(images: str | Path, atlas_dir: Path = DEFAULT_ATLAS, trial: Path | None = None,
@@ -386,6 +410,10 @@ def report(result: dict[str, Any]) -> str:
             lines.append(f"model's out-of-distribution flag: {100 * ood['flagged']:.1f} % of "
                          f"these images (calibrated to {100 * ood['alpha']:.0f} % of its "
                          "target validation images)")
+            lines.append(f"model's feature distance to its target training images: median "
+                         f"x{ood['median_ratio']:.2f} that of its {ood['n_validation']} target "
+                         f"validation images; P(an image lies farther than a validation image) "
+                         f"= {ood['auc']:.2f}, one-sided Mann-Whitney p = {ood['p_value']:.2g}")
         elif ood.get("note"):
             lines.append(f"model's out-of-distribution flag: {ood['note']}")
     if r["cell"] != "source" and not r["outside"]:

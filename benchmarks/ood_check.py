@@ -88,12 +88,20 @@ def hubble_stamps(n: int = 100, noise_sigma: float | tuple[float, ...] | None = 
     return np.ascontiguousarray(np.stack(stamps).transpose(0, 3, 1, 2), dtype=np.float32)
 
 
-def flag_rate(model: Any, ref: Any, images: np.ndarray) -> float:
-    """The fraction of ``images`` whose ``ood_flag`` is set (one model, its reference)."""
-    from apply.ood import ensemble_score
+def flag_rate(model: Any, ref: Any, images: np.ndarray) -> dict[str, Any]:
+    """The fraction of ``images`` whose ``ood_flag`` is set, and the set's feature shift.
 
-    score, threshold = ensemble_score([ref], [ref.distance(model.penultimate(images))])
-    return float(np.mean(score > threshold))
+    One model and its reference; the feature shift is the set-level test against the target
+    validation images (``apply.shift.feature_shift``: median distance ratio, P(farther),
+    Mann-Whitney p).
+    """
+    from apply.ood import ensemble_score
+    from apply.shift import feature_shift
+
+    distances = ref.distance(model.penultimate(images))
+    score, threshold = ensemble_score([ref], [distances])
+    return {"flagged": float(np.mean(score > threshold)),
+            "feature_shift": feature_shift(distances, ref.calibration_scores)}
 
 
 def check(trial: str | Path, data_dir: str | Path | None = None, n_stamps: int = 100
@@ -122,14 +130,21 @@ def check(trial: str | Path, data_dir: str | Path | None = None, n_stamps: int =
     matched = hubble_stamps(n_stamps, noise_sigma=sigma)
     raw = hubble_stamps(n_stamps)
     config = model.record.get("config", {})
+    import torch
+
+    from training.compute_path import machine
+
     return {"trial": portable_path(Path(trial)), "problem": model.problem,
+            "machine": machine(torch.device("cpu")),
+            "trial_machine": model.record.get("machine"),
+            "trial_compute_path": model.record.get("compute_path"),
             "trial_config": {key: config.get(key) for key in ("epochs", "seed", "batch_size")},
             "data": data_text, "alpha": ref.alpha,
             "n_validation": len(ref.calibration_scores),
-            "target_test": {"n": len(test), "flagged": flag_rate(model, ref, test)},
+            "target_test": {"n": len(test), **flag_rate(model, ref, test)},
             "hubble_noise_matched": {"n": len(matched), "noise_sigma": sigma,
-                                     "flagged": flag_rate(model, ref, matched)},
-            "hubble_raw": {"n": len(raw), "flagged": flag_rate(model, ref, raw)}}
+                                     **flag_rate(model, ref, matched)},
+            "hubble_raw": {"n": len(raw), **flag_rate(model, ref, raw)}}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -150,7 +165,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"alpha {result['alpha']:g} ({result['n_validation']} validation images)")
     for key in ("target_test", "hubble_noise_matched", "hubble_raw"):
         part = result[key]
-        print(f"{key}: {100 * part['flagged']:.1f} % of {part['n']} flagged")
+        shift = part["feature_shift"]
+        print(f"{key}: {100 * part['flagged']:.1f} % of {part['n']} flagged; feature distance "
+              f"median x{shift['median_ratio']:.2f} the validation images', P(farther) "
+              f"{shift['auc']:.2f}, Mann-Whitney p {shift['p_value']:.2g}")
     if args.stamps_out:
         np.save(args.stamps_out, hubble_stamps(args.n_stamps,
                                                result["hubble_noise_matched"]["noise_sigma"]))

@@ -169,6 +169,13 @@ def test_apply_page_ood_rates_equal_the_records():
         assert record["hubble_raw"]["flagged"] == record["hubble_noise_matched"]["flagged"] == 1
         assert f"100 % of the {n} Hubble stamps" in text
         assert f"{record['target_test']['n']} test target images" in text
+    aucs = [records[n]["target_test"]["feature_shift"]["auc"] for n in records]
+    ps = [records[n]["target_test"]["feature_shift"]["p_value"] for n in records]
+    assert f"= {aucs[0]:.2f} and {aucs[1]:.2f} on those target test images" in text
+    assert f"p = {ps[0]:.2g} and {ps[1]:.2g};" in text
+    for record in records.values():
+        for part in ("hubble_raw", "hubble_noise_matched"):
+            assert f"{record[part]['feature_shift']['auc']:.2f} on the Hubble stamps" in text
 
 
 def test_results_shift_cells_table_equals_the_record():

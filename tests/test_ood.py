@@ -235,6 +235,7 @@ def test_the_shift_meter_calls_rescaled_hubble_stamps_outside(ood_trial, tmp_pat
     result = shift.measure(tmp_path / "hubble.npy", shift.DEFAULT_ATLAS, ood_trial)
     assert result["reading"]["sb_lim"] == pytest.approx(25.0, abs=0.3)
     assert result["model"]["ood"]["flagged"] > 0.9
+    assert result["model"]["ood"]["auc"] > 0.9 and result["model"]["ood"]["p_value"] < 1e-10
     assert result["verdict"]["outside"]
     assert any("model's features flag" in reason for reason in result["verdict"]["reasons"])
 

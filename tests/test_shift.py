@@ -180,6 +180,8 @@ def test_the_meter_with_a_trial_reports_its_flags_and_adapted_domain(tiny_trial,
     saved = json.loads((tmp_path / "r.json").read_text())["model"]
     assert saved["ood"]["alpha"] == reference.alpha
     assert 0.0 <= saved["ood"]["flagged"] <= 1.0
+    assert 0.0 <= saved["ood"]["auc"] <= 1.0 and 0.0 <= saved["ood"]["p_value"] <= 1.0
+    assert "one-sided Mann-Whitney p" in out
     (trial / "ood_reference.npz").write_bytes(b"broken")
     assert shift.main(["--images", images, "--trial", str(trial)]) == 2
     assert "Fix: rerun python apply/fit_ood.py" in capsys.readouterr().err
@@ -383,3 +385,16 @@ def test_the_meter_reads_a_fits_folder(tmp_path):
     result = shift.measure(folder, ATLAS)
     assert result["format"].startswith("fits") and result["n_measured"] == 160
     assert result["reading"]["cell"] == "sb26" and not result["verdict"]["outside"]
+
+
+def test_the_feature_shift_test():
+    """Set-level: the images' feature distances against the target validation images'."""
+    rng = np.random.default_rng(0)
+    validation = rng.chisquare(32, 300) ** 0.5
+    same = shift.feature_shift(rng.chisquare(32, 200) ** 0.5, validation)
+    assert 0.4 < same["auc"] < 0.6 and same["p_value"] > 0.01
+    assert same["median_ratio"] == pytest.approx(1.0, abs=0.05)
+    far = shift.feature_shift(1.5 * rng.chisquare(32, 200) ** 0.5, validation)
+    assert far["auc"] > 0.9 and far["p_value"] < 1e-20 and far["median_ratio"] > 1.4
+    inf = shift.feature_shift(np.full(10, np.inf), validation)  # non-finite features
+    assert inf["auc"] == 1.0 and inf["median_ratio"] == math.inf
