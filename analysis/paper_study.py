@@ -28,7 +28,8 @@ Stages (each one the documented CLI, run as a subprocess; rerunning skips what i
    by seed across the three problems and both data seeds so that a stopped run leaves
    balanced rows.
 5. **The extended DeepMerge table** on the first held-out data seed, seeds 1-3
-   (:data:`EXTENDED_SEEDS`): the controls and the oracle with the no-DA search's pick
+   (:data:`EXTENDED_SEEDS`; the five newer methods' searches run first, since the shift
+   atlas takes its newer method from them): the controls and the oracle with the no-DA search's pick
    (``search/seeds.py --shared-config``: a control differs from no-DA in the one thing it
    controls) — joint-BN, per-domain normalisation, the target-trained oracle — AdaBN
    (re-scores the no-DA seeds' networks), the classical baseline, and CORAL, MMD+FE, DANN+FE,
@@ -378,12 +379,14 @@ def plan(runs: Path, profile: Profile, problems: list[str],
         kept = [j for j in jobs if _job_problem(j) in problems]
         return [Stage("seeds", name, jobs=kept)] if kept else []
 
+    # The newer methods' searches right after Table 1's DeepMerge rows: the shift atlas
+    # (analysis/shift_atlas.py) takes its newer method from them.
     deepmerge = [*searches(DEEPMERGE), *held_out,
                  *seeds("Table 1: DeepMerge rows", seed_jobs(runs, profile, reports)),
+                 *searches(NEWER),
                  *seeds("extended table: controls, AdaBN, classical, oracle",
                         extended_jobs(runs, profile, reports)),
-                 *searches(NEWER), *seeds("extended table: newer methods",
-                                          newer_jobs(runs, profile, reports))]
+                 *seeds("extended table: newer methods", newer_jobs(runs, profile, reports))]
     resnet = [*searches(RESNET)]
     resnet += seeds("Table 1: ResNet18 rows, joint-BN, oracle",
                     resnet_jobs(runs, profile, reports))

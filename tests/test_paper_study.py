@@ -39,6 +39,11 @@ def test_dry_run_lists_every_search_with_the_paper_protocol():
     for data_seed in paper_study.HELD_OUT:
         assert any(line.startswith("python galaxies/simulate.py") and f"--seed {data_seed} "
                    in line and "--n-mergers 8120 --n-nonmergers 7306" in line for line in lines)
+    # The newer methods' searches come right after Table 1's DeepMerge rows (the shift atlas
+    # waits for them), before the extended table's seeds.
+    newer = min(i for i, line in enumerate(lines) if "--problem coral_deepmerge " in line)
+    jointbn = min(i for i, line in enumerate(lines) if "--problem jointbn_deepmerge " in line)
+    assert max(i for i, line in enumerate(lines) if line in table1) < newer < jointbn
     # Table 1's DeepMerge rows come before the ResNet18 searches, seed-major ...
     first_resnet = min(i for i, line in enumerate(lines) if "_resnet" in line)
     assert max(i for i, line in enumerate(lines) if line in table1) < first_resnet
