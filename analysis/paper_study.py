@@ -5,6 +5,7 @@ Usage::
     python analysis/paper_study.py                  # every stage below, resuming finished work
     python analysis/paper_study.py --dry-run        # the commands, nothing run
     python analysis/paper_study.py --only none_deepmerge mmd_deepmerge dann_deepmerge
+    python analysis/paper_study.py --searches-only --only coral_deepmerge cdan_deepmerge
     python analysis/paper_study.py --profile gpu --runs /tmp/runs --reports /tmp/reports \
         --deadline-min 7                            # one H100-class GPU (benchmarks/gpu_study.sh)
 
@@ -682,6 +683,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="trials at once (default: the profile's)")
     parser.add_argument("--deadline-min", type=float, default=None, metavar="M",
                         help="start nothing after M minutes, then build the tables")
+    parser.add_argument("--searches-only", action="store_true",
+                        help="only the searches (and the data they need): e.g. the five newer "
+                        "methods' searches before the shift atlas, which takes its newer "
+                        "method from them")
     parser.add_argument("--dry-run", action="store_true", help="print the commands and exit")
     args = parser.parse_args(argv)
     profile = PROFILES[args.profile]
@@ -695,6 +700,8 @@ def main(argv: list[str] | None = None) -> int:
     problems = args.only or list(SEARCHES)
     runs, reports = REPO / args.runs, REPO / args.reports  # an absolute path stays itself
     stages = plan(args.runs, profile, problems, args.reports)
+    if args.searches_only:
+        stages = [st for st in stages if st.kind == "search" or st.name == "development data"]
     docs = README_DOCS if reports.resolve() == (REPO / "reports" / "paper").resolve() else ()
     tables_args = ["analysis/paper_tables.py", "--reports", str(args.reports),
                    *(x for doc in docs for x in ("--readme", doc))]

@@ -314,3 +314,11 @@ def test_the_tables_know_what_the_study_plans():
         first = f"data{next(iter(paper_study.HELD_OUT))}"
         assert all(first in str(j.committed[0]) for j in jobs)
     assert "resnet18" in paper_tables.FIRST_DATA_SEED_ONLY
+
+
+def test_searches_only():
+    lines = dry_run("--searches-only", "--only", *paper_study.NEWER)
+    searches = [line for line in lines if line.startswith("python search/run.py")]
+    assert len(searches) == len(paper_study.NEWER)
+    assert lines[0].startswith("python galaxies/simulate.py --out data/benchmark-v4-seed2-dev")
+    assert not [line for line in lines if "search/seeds.py" in line or "heldout" in line]
