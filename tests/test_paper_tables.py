@@ -221,3 +221,15 @@ def test_one_stopping_rule_and_budget_for_every_method(tmp_path):
     fake_seed(tmp_path, "mmd", 1, {"source": 0.9, "target": 0.8}, stopping="last")
     bad = paper_tables.schedule_violations(tmp_path)
     assert len(bad) == 1 and bad[0].startswith("not one stopping rule and budget")
+
+
+def test_figure1_has_both_backbones(tmp_path):
+    for backbone in ("deepmerge", "resnet18"):
+        for arm in ("none", "mmd", "dann"):
+            fake_seed(tmp_path, arm, 1, {"source": 0.9, "target": 0.7}, backbone=backbone)
+    figure = paper_tables.figure1(tmp_path, paper_tables.build(tmp_path))
+    labels = {c.get_label() for ax in figure.axes for c in ax.containers}
+    assert {f"{b} {a} {d}" for b in ("deepmerge", "resnet18") for a in ("none", "mmd", "dann")
+            for d in ("source", "target")} <= labels
+    rocs = [line for ax in figure.axes for line in ax.get_lines()]
+    assert len(rocs) >= 2 * 3  # a target-test ROC per seed and arm, both rows
