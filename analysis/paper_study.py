@@ -220,20 +220,22 @@ def committed_seed(reports: Path, data_seed: int, problem: str, seed: int,
                    per_domain: bool = False) -> Path:
     """Where :func:`collect_seed` puts the record of ``problem``'s training seed ``seed``.
 
-    ``reports/seeds/data<D>/<backbone>/<arm>/seed_<S>/record.json`` (:func:`seed_folder`),
-    computed before the trial exists: the arm is the problem's method (``-perdomain`` for
-    per-domain normalisation), a baseline's name sits with the backbone its spec joins.
+    :func:`seed_folder` of the record the trial will write, known before the trial exists
+    (a baseline's name is its method).
     """
     from problems import get_problem
     from training.record import RECORD
-    from training.registry import baseline_names, get_baseline
+    from training.registry import baseline_names
 
     if problem in baseline_names():
-        backbone, arm = get_baseline(problem).joins, problem
+        method, backbone = problem, None
     else:
         spec = get_problem(problem)
-        backbone, arm = spec.backbone, spec.method + ("-perdomain" if per_domain else "")
-    return reports / "seeds" / f"data{data_seed}" / backbone / arm / f"seed_{seed}" / RECORD
+        method, backbone = spec.method, spec.backbone
+    record = {"method": method, "backbone": backbone, "seed": seed,
+              "config": {"normalization": "per_domain" if per_domain else "source"},
+              "data": {"source_attrs": {"seed": data_seed}}}
+    return seed_folder(reports, record) / RECORD
 
 
 def seed_job(problem: str, data_seed: int, seed: int, n_seeds: int, runs: Path,
