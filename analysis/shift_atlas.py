@@ -59,6 +59,7 @@ import numpy as np
 
 from analysis.headline import HELD_OUT_DATA_SEEDS, HeadlineError, load_arm_folders
 from analysis.paper_study import Job, copy_seed, run, run_jobs
+from apply.shift import SEEING_STAT
 
 REPO = Path(__file__).resolve().parents[1]
 ATLAS_DATA_SEED = 21
@@ -374,8 +375,8 @@ def main(argv: list[str] | None = None) -> int:
             return 1
     summaries = reports / "cells.json"
     known = json.loads(summaries.read_text()) if summaries.is_file() else {"cells": {}}
-    stale = [c for c, cell in known["cells"].items() if "core" not in cell["target"]]
-    if stale:  # measured before the core size (the meter's seeing statistic) existed
+    stale = [c for c, cell in known["cells"].items() if SEEING_STAT not in cell["target"]]
+    if stale:  # measured before the meter's seeing statistic existed
         known = {"cells": {}}
     if set(cells) - set(known["cells"]):
         print(f"shift statistics of {len(cells)} cells -> {args.reports / 'cells.json'}",

@@ -146,12 +146,14 @@ def _interp(x: float, xs: list[float], ys: list[float]) -> float:
     return float(ys[i] + (ys[i + 1] - ys[i]) * (x - xs[i]) / (xs[i + 1] - xs[i]))
 
 
-def reading(summary: dict[str, Any], atlas: dict[str, Any]) -> dict[str, Any]:
+def reading(summary: dict[str, Any], atlas: dict[str, Any],
+            class_mix: float = SEEING_CLASS_MIX) -> dict[str, Any]:
     """Place a set's statistics (:func:`galaxies.shift_stats.summarize`) on the atlas.
 
     The seeing is read only from filters where HSM measured at least :data:`MIN_SIZE_IMAGES`
     images (fewer galaxies' own spread in size would read as a PSF); without one, the cell is
-    named by depth alone and the seeing is said to be unread.
+    named by depth alone and the seeing is said to be unread. ``class_mix`` is the class-mix
+    systematic added to the seeing's error in quadrature (0: the statistical error alone).
     """
     grid = atlas["cells"]
     sb_bands = np.asarray(summary["sb_lim"], dtype=float)
@@ -204,7 +206,7 @@ def reading(summary: dict[str, Any], atlas: dict[str, Any]) -> dict[str, Any]:
     # The median's bootstrap error per filter, combined as if the filters were independent,
     # and the class-mix systematic in quadrature.
     psf_err = (float(math.hypot(np.median(errors) / math.sqrt(len(errors)),
-                                SEEING_CLASS_MIX)) if errors else None)
+                                class_mix)) if errors else None)
     out.update(psf_scale=psf, psf_scale_err=psf_err, psf_scale_per_filter=scales)
     if psf is None:
         out["seeing_note"] = (f"seeing not read: it needs at least {MIN_SIZE_IMAGES} images "

@@ -135,6 +135,12 @@ def test_readings_on_a_fake_atlas():
     assert far["outside"] and "between the atlas's axes" in far["reasons"][0]
     assert read([38.0, 32.0, 33.0], [3.6, 2.6, 4.2])["cell"] == "source"
     assert math.isfinite(read([27.4] * 3, [3.6, 2.6, 4.2])["psf_scale"])
+    # The seeing's error is the class-mix systematic alone where the sizes carry no error.
+    bare = {"n": 500, "sb_lim": [25.0] * 3, "size": [3.75, 2.75, 4.55],
+            "core": [3.75, 2.75, 4.55]}
+    assert shift.reading(bare, atlas)["psf_scale_err"] == pytest.approx(shift.SEEING_CLASS_MIX)
+    assert shift.reading(bare, atlas, class_mix=0.0)["psf_scale_err"] == 0.0
+    assert shift.reading(bare, atlas, class_mix=0.2)["psf_scale_err"] == pytest.approx(0.2)
 
 
 def test_the_atlas_dry_run_lists_every_cell_and_method():
