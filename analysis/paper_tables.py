@@ -557,18 +557,19 @@ def figure1(reports: Path, result: dict[str, Any]):
     return figure
 
 
-def update_readme(readme: Path, markdown: str) -> None:
-    """Replace the block between :data:`README_START` and :data:`README_END`."""
+def update_readme(readme: Path, markdown: str, start: str = README_START,
+                  end: str = README_END) -> None:
+    """Replace the block between ``start`` and ``end`` (default Table 1's markers)."""
     text = readme.read_text()
-    if README_START not in text or README_END not in text:
-        raise HeadlineError(f"{readme}: no {README_START!r} ... {README_END!r} block")
-    head, rest = text.split(README_START, 1)
-    _, tail = rest.split(README_END, 1)
-    readme.write_text(head + README_START + "\n" + markdown + README_END + tail)
+    if start not in text or end not in text:
+        raise HeadlineError(f"{readme}: no {start!r} ... {end!r} block")
+    head, rest = text.split(start, 1)
+    _, tail = rest.split(end, 1)
+    readme.write_text(head + start + "\n" + markdown + end + tail)
 
 
-def readme_block(readme: Path) -> str:
-    """The text between the markers (what ``--readme`` wrote).
+def readme_block(readme: Path, start: str = README_START, end: str = README_END) -> str:
+    """The text between the markers ``start`` and ``end`` (what ``--readme`` wrote).
 
     Raises:
         HeadlineError: the file or its block is missing.
@@ -577,10 +578,10 @@ def readme_block(readme: Path) -> str:
         text = readme.read_text()
     except OSError as exc:
         raise HeadlineError(f"{readme}: unreadable ({exc.strerror})") from None
-    if README_START not in text or README_END not in text:
-        raise HeadlineError(f"{readme}: no {README_START!r} ... {README_END!r} block. Fix: "
-                            "add the two marker lines where Table 1 should go")
-    return text.split(README_START, 1)[1].split(README_END, 1)[0].lstrip("\n")
+    if start not in text or end not in text:
+        raise HeadlineError(f"{readme}: no {start!r} ... {end!r} block. Fix: add the two "
+                            "marker lines where the block should go")
+    return text.split(start, 1)[1].split(end, 1)[0].lstrip("\n")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -76,6 +76,11 @@ ARM_LABELS = {"none": "no-DA", "jointbn": "joint-BN", "mmd": "MMD", "dann": "DAN
               "oracle": "oracle (target labels)"}
 SEEDS = 3
 SEARCHES = Path("reports/paper/searches")
+#: a method takes a cell's shift when its mean target accuracy is within this of the oracle's
+NEAR_ORACLE = 0.05
+README_START = "<!-- shift-atlas:start (written by analysis/shift_atlas.py; checked by tests) -->"
+README_END = "<!-- shift-atlas:end -->"
+FIGURE = "reports/atlas/atlas.png"  #: the figure, relative to the repository's root
 
 
 def cell_data(cell: str) -> str:
@@ -266,6 +271,93 @@ def markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _listing(items: list[str]) -> str:
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def near_oracle_depth(result: dict[str, Any], arm: str) -> tuple[float | None, bool]:
+    """How far along the noise-depth axis ``arm`` stays within :data:`NEAR_ORACLE` of the oracle.
+
+    Walks the depth cells (the source's PSF) from the deepest sky to the shallowest, over the
+    cells where both ``arm`` and the oracle have records, and returns the shallowest SB_lim
+    reached before the first cell where the arm's mean target accuracy falls more than
+    :data:`NEAR_ORACLE` below the oracle's (``None``: already in the deepest cell), and
+    whether every such cell was reached.
+    """
+    means = {(r["cell"], r["arm"]): r["target"]["mean"] for r in result["rows"]}
+    depth = sorted((c for c, (_, psf) in CELLS.items() if psf == 1.0
+                    and (c, arm) in means and (c, "oracle") in means),
+                   key=lambda c: -CELLS[c][0])
+    reached = None
+    for cell in depth:
+        if means[(cell, arm)] < means[(cell, "oracle")] - NEAR_ORACLE:
+            return reached, False
+        reached = CELLS[cell][0]
+    return reached, True
+
+
+def readme_markdown(result: dict[str, Any]) -> str:
+    """What README shows of the atlas: the figure and two sentences computed from the records.
+
+    The first says how much noise each method takes (:func:`near_oracle_depth`) and the
+    accuracies at the largest depth shift measured; the second what the widest target PSF
+    measured costs each method against the source's PSF at SB_lim 25 (means over seeds).
+    """
+    rows = {(r["cell"], r["arm"]): r for r in result["rows"]}
+    arms = arm_order({r["arm"] for r in result["rows"]})
+    runs = sum(len(r["seeds"]) for r in result["rows"])
+    planned = len(CELLS) * (len(METHODS) + 1) * SEEDS
+    seeds = sorted({len(r["seeds"]) for r in result["rows"]})
+    spread = f"{seeds[0]}" if len(seeds) == 1 else f"{seeds[0]}-{seeds[-1]}"
+    status = ("every planned run is in" if runs >= planned and seeds == [SEEDS] else
+              f"so far {runs} of the {planned} planned runs")
+    lines = [f"![Target accuracy against the shift, per method]({FIGURE})", "",
+             f"*Shift atlas* (DeepMerge, held-out data seed {result['data_seed']}, a third of "
+             f"the paper's size; {status}, {spread} training seeds per method and cell; table: "
+             "[reports/atlas/atlas.md](reports/atlas/atlas.md)).",
+             ""]
+
+    def mean(cell: str, arm: str) -> float:
+        return rows[(cell, arm)]["target"]["mean"]
+
+    def pct(cell: str, arm: str) -> str:
+        return f"{100 * mean(cell, arm):.1f} %"
+
+    others = [a for a in arms if a != "oracle"]
+    depth_cells = [c for c, (_, psf) in CELLS.items() if psf == 1.0
+                   and any((c, a) in rows for a in others) and (c, "oracle") in rows]
+    if depth_cells and others:
+        reach = []
+        for arm in others:
+            sb, every = near_oracle_depth(result, arm)
+            where = ("at no depth measured" if sb is None else
+                     f"down to SB_lim {sb:g}" + (" (every depth measured)" if every else ""))
+            reach.append(f"{label(arm)} {where}")
+        worst = min(depth_cells, key=lambda c: CELLS[c][0])
+        at = [f"{label(a)} {pct(worst, a)}" for a in [*others, "oracle"] if (worst, a) in rows]
+        lines.append(f"**How much noise DA takes:** with the source's PSF, the target accuracy "
+                     f"stays within {100 * NEAR_ORACLE:.0f} points of the target-trained "
+                     f"oracle's: {_listing(reach)} (a lower SB_lim is a shallower sky: more "
+                     f"shift); at SB_lim {CELLS[worst][0]:g}, the largest noise shift measured, "
+                     f"{_listing(at)}.")
+    else:
+        lines.append("**How much noise DA takes:** no noise-depth cell has its oracle and "
+                     "another method yet.")
+    seeing = sorted((c for c, (sb, psf) in CELLS.items() if sb == 25.0 and psf > 1.0
+                     and any((c, a) in rows and ("sb25", a) in rows for a in arms)),
+                    key=lambda c: CELLS[c][1])
+    if seeing:
+        widest = seeing[-1]
+        costs = [f"{label(a)} {100 * (mean(widest, a) - mean('sb25', a)):+.1f}"
+                 for a in arms if (widest, a) in rows and ("sb25", a) in rows]
+        lines.append(f"**Worse seeing:** at SB_lim 25, a target PSF {CELLS[widest][1]:g} × the "
+                     "source's moves each method's target accuracy, in points against the "
+                     f"source's PSF: {_listing(costs)}.")
+    else:
+        lines.append("**Worse seeing:** no seeing cell shares a method with `sb25` yet.")
+    return "\n".join(lines) + "\n"
+
+
 def figure(result: dict[str, Any]):
     """Target accuracy against the noise depth (PSF × 1) and against the PSF (SB_lim 25)."""
     from analysis.figures import new_figure
@@ -301,10 +393,14 @@ def figure(result: dict[str, Any]):
     return fig
 
 
-def tables(reports: Path) -> int:
-    """Write ``atlas.md``, ``atlas.json`` and ``atlas.{png,pdf}`` from the records."""
+def tables(reports: Path, readmes: list[Path] | tuple[Path, ...] = ()) -> int:
+    """Write ``atlas.md``, ``atlas.json`` and ``atlas.{png,pdf}`` from the records.
+
+    With ``readmes``, also the block between :data:`README_START` and :data:`README_END` of
+    each (:func:`readme_markdown`).
+    """
     from analysis.figures import save_figure
-    from analysis.paper_tables import schedule_violations
+    from analysis.paper_tables import readme_block, schedule_violations, update_readme
 
     try:
         result = build(reports)
@@ -321,10 +417,18 @@ def tables(reports: Path) -> int:
         print(f"no atlas records under {reports / 'seeds'} yet: nothing written (python "
               "analysis/shift_atlas.py trains them)")
         return 0
+    try:
+        for readme in readmes:  # every block exists before anything is written
+            readme_block(readme, README_START, README_END)
+    except HeadlineError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     reports.mkdir(parents=True, exist_ok=True)
     (reports / "atlas.json").write_text(json.dumps(result, indent=1) + "\n")
     (reports / "atlas.md").write_text(markdown(result))
     save_figure(figure(result), reports / "atlas")
+    for readme in readmes:
+        update_readme(readme, readme_markdown(result), README_START, README_END)
     print(markdown(result), end="")
     return 0
 
@@ -343,6 +447,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--deadline-min", type=float, default=None, metavar="M",
                         help="start no training after M minutes, then build the table")
     only = parser.add_mutually_exclusive_group()
+    parser.add_argument("--readme", type=Path, action="append", default=[], metavar="FILE",
+                        help="rewrite the atlas block of FILE (README.md) with the figure and "
+                             "its two sentences (repeatable)")
     only.add_argument("--data-only", action="store_true",
                       help="only simulate the cells and write their shift statistics")
     only.add_argument("--tables-only", action="store_true",
@@ -355,7 +462,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--deadline-min must be > 0")
     reports = REPO / args.reports
     if args.tables_only:
-        return tables(reports)
+        return tables(reports, args.readme)
     cells = args.cells or list(CELLS)
     newer = newer_method(REPO / SEARCHES)
     jobs = atlas_jobs(args.runs, cells, newer)
@@ -409,7 +516,7 @@ def main(argv: list[str] | None = None) -> int:
         copy_seed(trial, reports / "seeds" / cell / arm_name(record) / trial.name)
 
     status = run_jobs(ready, reports, args.workers, deadline, collect)
-    return max(status, 1 if missing or newer is None else 0, tables(reports))
+    return max(status, 1 if missing or newer is None else 0, tables(reports, args.readme))
 
 
 if __name__ == "__main__":

@@ -404,3 +404,100 @@ def test_the_feature_shift_test():
     assert far["auc"] > 0.9 and far["p_value"] < 1e-20 and far["median_ratio"] > 1.4
     inf = shift.feature_shift(np.full(10, np.inf), validation)  # non-finite features
     assert inf["auc"] == 1.0 and inf["median_ratio"] == math.inf
+
+
+def fake_atlas_result(means: dict[tuple[str, str], float], seeds=(1, 2, 3)) -> dict:
+    """An atlas result (``shift_atlas.build``'s shape) with the given target means."""
+    from analysis import shift_atlas
+
+    return {"data_seed": 21, "rows": [
+        {"cell": cell, "limiting_sb": shift_atlas.CELLS[cell][0],
+         "psf_scale": shift_atlas.CELLS[cell][1], "arm": arm, "seeds": list(seeds),
+         "target": {"mean": m, "std": 0.01, "per_seed": [m] * len(seeds)},
+         "source": {"mean": 0.9, "std": 0.01, "per_seed": [0.9] * len(seeds)},
+         "oracle_gap_share": None} for (cell, arm), m in means.items()]}
+
+
+def test_the_atlas_readme_sentences_say_how_much_shift_each_method_takes():
+    """The two sentences README shows under the atlas figure are computed from the rows: how
+    far along the depth axis each method stays within 5 points of the oracle, the accuracies
+    at the largest depth shift, and what the widest PSF costs each method at SB_lim 25."""
+    from analysis import shift_atlas
+
+    oracle = {"sb27": 0.92, "sb26": 0.91, "sb25": 0.90, "sb24": 0.88, "sb23": 0.85,
+              "sb25-psf1.25": 0.89, "sb25-psf1.5": 0.87}
+    none = {"sb27": 0.90, "sb26": 0.84, "sb25": 0.70, "sb24": 0.60, "sb23": 0.55,
+            "sb25-psf1.25": 0.66, "sb25-psf1.5": 0.61}
+    mmd = {"sb27": 0.91, "sb26": 0.90, "sb25": 0.86, "sb24": 0.80, "sb23": 0.70,
+           "sb25-psf1.25": 0.85, "sb25-psf1.5": 0.82}
+    means = {**{(c, "oracle"): v for c, v in oracle.items()},
+             **{(c, "none"): v for c, v in none.items()},
+             **{(c, "mmd"): v for c, v in mmd.items()}}
+    result = fake_atlas_result(means)
+    assert shift_atlas.near_oracle_depth(result, "none") == (27.0, False)
+    assert shift_atlas.near_oracle_depth(result, "mmd") == (25.0, False)
+    assert shift_atlas.near_oracle_depth(result, "oracle") == (23.0, True)
+    text = shift_atlas.readme_markdown(result)
+    assert text.startswith(f"![Target accuracy against the shift, per method]"
+                           f"({shift_atlas.FIGURE})")
+    assert "so far 63 of the 126 planned runs, 3 training seeds" in text
+    assert ("within 5 points of the target-trained oracle's: no-DA down to SB_lim 27 and MMD "
+            "down to SB_lim 25") in text
+    assert "at SB_lim 23, the largest noise shift measured, no-DA 55.0 %, MMD 70.0 % and " \
+           "oracle (target labels) 85.0 %" in text
+    assert ("a target PSF 1.5 × the source's moves each method's target accuracy, in points "
+            "against the source's PSF: no-DA -9.0, MMD -4.0 and oracle (target labels) -3.0."
+            ) in text
+    # a method near the oracle everywhere, a method far from it in the deepest cell, and a
+    # partial atlas without seeing cells
+    means = {("sb27", "oracle"): 0.9, ("sb23", "oracle"): 0.85, ("sb27", "dann"): 0.89,
+             ("sb23", "dann"): 0.84, ("sb27", "none"): 0.7}
+    text = shift_atlas.readme_markdown(fake_atlas_result(means, seeds=(1,)))
+    assert "DANN down to SB_lim 23 (every depth measured)" in text
+    assert "no-DA at no depth measured" in text
+    assert "so far 5 of the 126 planned runs, 1 training seeds" in text
+    assert "no seeing cell shares a method with `sb25` yet" in text
+
+
+def test_the_atlas_writes_its_readme_block(tmp_path, capsys):
+    """--readme rewrites only the block between the markers; a file without them is one line
+    and exit 2, before anything is written."""
+    import shutil
+
+    from test_paper_tables import fake_seed
+
+    from analysis import shift_atlas
+
+    reports = tmp_path / "atlas"
+    staging = tmp_path / "staging"
+    for arm, rate in (("none", 0.6), ("mmd", 0.8), ("oracle", 0.9)):
+        fake_seed(staging, arm, 1, {"source": 0.9, "target": rate}, data_seed=21)
+    shutil.copytree(staging / "seeds/data21/deepmerge", reports / "seeds" / "sb24")
+    bare = tmp_path / "BARE.md"
+    bare.write_text("no block\n")
+    assert shift_atlas.main(["--tables-only", "--reports", str(reports), "--readme",
+                             str(bare)]) == 2
+    assert "no '<!-- shift-atlas:start" in capsys.readouterr().err
+    assert not (reports / "atlas.json").exists() and bare.read_text() == "no block\n"
+    readme = tmp_path / "README.md"
+    readme.write_text(f"a\n{shift_atlas.README_START}\nold\n{shift_atlas.README_END}\nb\n")
+    assert shift_atlas.main(["--tables-only", "--reports", str(reports), "--readme",
+                             str(readme)]) == 0
+    from analysis.paper_tables import readme_block
+
+    block = readme_block(readme, shift_atlas.README_START, shift_atlas.README_END)
+    assert block == shift_atlas.readme_markdown(shift_atlas.build(reports))
+    assert readme.read_text().startswith("a\n") and readme.read_text().endswith("b\n")
+
+
+def test_readme_atlas_block_equals_the_committed_records():
+    """README's atlas figure and sentences are what the committed atlas records give."""
+    from analysis import shift_atlas
+    from analysis.paper_tables import readme_block
+
+    result = shift_atlas.build(REPO / "reports" / "atlas")
+    if not result["rows"]:
+        pytest.skip("no atlas records committed yet")
+    block = readme_block(REPO / "README.md", shift_atlas.README_START, shift_atlas.README_END)
+    assert block == shift_atlas.readme_markdown(result)
+    assert (REPO / shift_atlas.FIGURE).is_file()
