@@ -38,7 +38,9 @@ Stages (each the documented CLI as a subprocess; rerunning skips finished work):
 3. **Table and figure**: ``reports/atlas/atlas.md`` / ``atlas.json`` (per cell and method the
    target test accuracy, mean ± std over seeds, and the share of the no-DA → oracle gap,
    :func:`analysis.paper_tables.gap_share`) and ``atlas.{png,pdf}`` (target accuracy against
-   each shift axis, the oracle as the ceiling and no-DA as the floor).
+   each shift axis, the oracle as the ceiling and no-DA as the floor); with the default
+   ``--reports``, also README's atlas block (the figure and two sentences computed from the
+   records, :func:`readme_markdown`; ``--readme FILE`` names other documents).
 
 Exit status: 0 done; 1 a stage failed, a search the atlas needs is not committed yet, or the
 deadline left work undone (rerun to resume); 2 bad arguments or records.
@@ -81,6 +83,8 @@ NEAR_ORACLE = 0.05
 README_START = "<!-- shift-atlas:start (written by analysis/shift_atlas.py; checked by tests) -->"
 README_END = "<!-- shift-atlas:end -->"
 FIGURE = "reports/atlas/atlas.png"  #: the figure, relative to the repository's root
+#: the document whose atlas block the default run refreshes (``--readme`` names others)
+README_DOC = "README.md"
 
 
 def cell_data(cell: str) -> str:
@@ -461,8 +465,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.deadline_min is not None and not args.deadline_min > 0:
         parser.error("--deadline-min must be > 0")
     reports = REPO / args.reports
+    default = reports.resolve() == (REPO / "reports" / "atlas").resolve()
+    readmes = args.readme or ([REPO / README_DOC] if default else [])
     if args.tables_only:
-        return tables(reports, args.readme)
+        return tables(reports, readmes)
     cells = args.cells or list(CELLS)
     newer = newer_method(REPO / SEARCHES)
     jobs = atlas_jobs(args.runs, cells, newer)
@@ -472,7 +478,10 @@ def main(argv: list[str] | None = None) -> int:
             print(shlex.join(c if c != sys.executable else "python" for c in command))
         if newer is None:
             print("# the newer method is chosen when the five newer searches are committed")
-        print(f"python analysis/shift_atlas.py --tables-only --reports {args.reports}")
+        print(shlex.join(["python", "analysis/shift_atlas.py", "--tables-only", "--reports",
+                          str(args.reports), *(x for r in args.readme or
+                                               ([README_DOC] if default else [])
+                                               for x in ("--readme", str(r)))]))
         return 0
     deadline = (time.monotonic() + 60 * args.deadline_min
                 if args.deadline_min is not None else None)
@@ -516,7 +525,7 @@ def main(argv: list[str] | None = None) -> int:
         copy_seed(trial, reports / "seeds" / cell / arm_name(record) / trial.name)
 
     status = run_jobs(ready, reports, args.workers, deadline, collect)
-    return max(status, 1 if missing or newer is None else 0, tables(reports, args.readme))
+    return max(status, 1 if missing or newer is None else 0, tables(reports, readmes))
 
 
 if __name__ == "__main__":
