@@ -206,7 +206,11 @@ def load_cells(reports: Path) -> dict[str, dict[str, Any]]:
 
 
 def build(reports: Path) -> dict[str, Any]:
-    """Per cell and arm: seeds, target accuracy mean ± std, share of the oracle gap."""
+    """Per cell and arm: seeds, target accuracy mean ± std, share of the oracle gap.
+
+    ``oracle_gap`` is the oracle's target accuracy minus no-DA's over the seeds the three
+    share; the share is left out (``None``) where that gap is below :data:`NEAR_ORACLE`.
+    """
     from analysis.paper_tables import arm_summary, gap_share
 
     cells = load_cells(reports)
@@ -216,10 +220,13 @@ def build(reports: Path) -> dict[str, Any]:
         for name in arm_order(arms):
             summary = arm_summary(arms[name])
             share = gap_share(arms, name)
+            gap = None if share is None else share["gap"]
             rows.append({"cell": cell, "limiting_sb": sb, "psf_scale": psf, "arm": name,
                          "seeds": summary["seeds"], "target": summary["target"],
-                         "source": summary["source"],
-                         "oracle_gap_share": None if share is None else share["share"]})
+                         "source": summary["source"], "oracle_gap": gap,
+                         # a share of a gap smaller than NEAR_ORACLE is noise, not a finding
+                         "oracle_gap_share": None if gap is None or gap < NEAR_ORACLE
+                         else share["share"]})
     return {"data_seed": ATLAS_DATA_SEED, "rows": rows}
 
 
@@ -251,7 +258,7 @@ def markdown(result: dict[str, Any]) -> str:
     for row in result["rows"]:
         by_cell.setdefault(row["cell"], {})[row["arm"]] = row
     arms = arm_order({*ARMS, *(row["arm"] for row in result["rows"])})
-    head = ["cell", "SB_lim", "PSF ×", *(label(a) for a in arms)]
+    head = ["cell", "SB_lim", "PSF ×", "oracle − no-DA (points)", *(label(a) for a in arms)]
     lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
     for cell in CELLS:
         if cell not in by_cell:
@@ -266,12 +273,16 @@ def markdown(result: dict[str, Any]) -> str:
             share = row["oracle_gap_share"]
             cells.append(_pct(row["target"]) + ("" if share is None
                                                 else f" ({100 * share:.0f} % of gap)"))
-        lines.append(f"| `{cell}` | {sb:g} | {psf:g} | " + " | ".join(cells) + " |")
+        gaps = [r["oracle_gap"] for r in by_cell[cell].values() if r.get("oracle_gap") is not None]
+        gap = f"{100 * gaps[0]:+.1f}" if gaps else "—"
+        lines.append(f"| `{cell}` | {sb:g} | {psf:g} | {gap} | " + " | ".join(cells) + " |")
     lines.append("")
     lines.append(f"Target test accuracy (%), mean ± std over training seeds, DeepMerge, data "
                  f"seed {result['data_seed']} (a third of the paper's size); in brackets the "
                  "share of the no-DA → oracle gap the method closes (seed means over the seeds "
-                 "the three share). Built by `python analysis/shift_atlas.py --tables-only`.")
+                 f"the three share; none where the oracle is less than {100 * NEAR_ORACLE:.0f} "
+                 "points above no-DA, whose share would be noise). Built by `python "
+                 "analysis/shift_atlas.py --tables-only`.")
     return "\n".join(lines) + "\n"
 
 
@@ -312,12 +323,13 @@ def readme_markdown(result: dict[str, Any]) -> str:
     runs = sum(len(r["seeds"]) for r in result["rows"])
     planned = len(CELLS) * (len(METHODS) + 1) * SEEDS
     seeds = sorted({len(r["seeds"]) for r in result["rows"]})
-    spread = f"{seeds[0]}" if len(seeds) == 1 else f"{seeds[0]}-{seeds[-1]}"
+    spread = (f"{seeds[0]} training seed{'s' if seeds[0] > 1 else ''}" if len(seeds) == 1
+              else f"{seeds[0]}-{seeds[-1]} training seeds")
     status = ("every planned run is in" if runs >= planned and seeds == [SEEDS] else
               f"so far {runs} of the {planned} planned runs")
     lines = [f"![Target accuracy against the shift, per method]({FIGURE})", "",
              f"*Shift atlas* (DeepMerge, held-out data seed {result['data_seed']}, a third of "
-             f"the paper's size; {status}, {spread} training seeds per method and cell; table: "
+             f"the paper's size; {status}, {spread} per method and cell; table: "
              "[reports/atlas/atlas.md](reports/atlas/atlas.md)).",
              ""]
 
@@ -347,6 +359,7 @@ def readme_markdown(result: dict[str, Any]) -> str:
     else:
         lines.append("**How much noise DA takes:** no noise-depth cell has its oracle and "
                      "another method yet.")
+    lines.append("")
     seeing = sorted((c for c, (sb, psf) in CELLS.items() if sb == 25.0 and psf > 1.0
                      and any((c, a) in rows and ("sb25", a) in rows for a in arms)),
                     key=lambda c: CELLS[c][1])
@@ -386,11 +399,16 @@ def figure(result: dict[str, Any]):
             style = {"linestyle": "--"} if arm in ("oracle", "none") else {}
             ax.errorbar(x, y, yerr=err, marker="o", capsize=3, label=label(arm),
                         color=get_method(arm).color, **style)
+        values = sorted({v[0 if axis == "limiting_sb" else 1] for v in CELLS.values()})
+        pad = 0.1 * (values[-1] - values[0])
+        ax.set_xlim(values[0] - pad, values[-1] + pad)  # every cell's place, run or not
+        ax.axhline(50, color="0.5", linewidth=0.8, linestyle=":")
         ax.set_xlabel(title)
         ax.grid(alpha=0.3)
     depth.invert_xaxis()  # shallower (more shift) to the right
     depth.set_ylabel("target test accuracy (%), mean ± std over seeds")
-    depth.set_title("noise depth: the oracle is the ceiling, no-DA the floor", fontsize=10)
+    depth.set_title("noise depth (dashed: no-DA and the target-trained oracle; dotted: "
+                    "chance)", fontsize=10)
     seeing.set_title("seeing", fontsize=10)
     if depth.get_legend_handles_labels()[0]:
         depth.legend(fontsize=8)
