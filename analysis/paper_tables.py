@@ -561,7 +561,7 @@ def update_readme(readme: Path, markdown: str, start: str = README_START,
                   end: str = README_END) -> None:
     """Replace the block between ``start`` and ``end`` (default Table 1's markers)."""
     text = readme.read_text()
-    if start not in text or end not in text:
+    if start not in text or end not in text.split(start, 1)[1]:
         raise HeadlineError(f"{readme}: no {start!r} ... {end!r} block")
     head, rest = text.split(start, 1)
     _, tail = rest.split(end, 1)
@@ -578,7 +578,7 @@ def readme_block(readme: Path, start: str = README_START, end: str = README_END)
         text = readme.read_text()
     except OSError as exc:
         raise HeadlineError(f"{readme}: unreadable ({exc.strerror})") from None
-    if start not in text or end not in text:
+    if start not in text or end not in text.split(start, 1)[1]:
         raise HeadlineError(f"{readme}: no {start!r} ... {end!r} block. Fix: add the two "
                             "marker lines where the block should go")
     return text.split(start, 1)[1].split(end, 1)[0].lstrip("\n")

@@ -80,6 +80,8 @@ SEEDS = 3
 SEARCHES = Path("reports/paper/searches")
 #: a method takes a cell's shift when its mean target accuracy is within this of the oracle's
 NEAR_ORACLE = 0.05
+#: an arm calling at least this share of the target test images one class has collapsed
+ONE_CLASS = 0.99
 README_START = "<!-- shift-atlas:start (written by analysis/shift_atlas.py; checked by tests) -->"
 README_END = "<!-- shift-atlas:end -->"
 FIGURE = "reports/atlas/atlas.png"  #: the figure, relative to the repository's root
@@ -205,29 +207,65 @@ def load_cells(reports: Path) -> dict[str, dict[str, Any]]:
     return out
 
 
-def build(reports: Path) -> dict[str, Any]:
-    """Per cell and arm: seeds, target accuracy mean ± std, share of the oracle gap.
+def _seed_means(arm, seeds: list[int]) -> float:
+    """An arm's mean target test accuracy over ``seeds``."""
+    return float(arm.correct["target"][[arm.seeds.index(s) for s in seeds]].mean())
 
-    ``oracle_gap`` is the oracle's target accuracy minus no-DA's over the seeds the three
-    share; the share is left out (``None``) where that gap is below :data:`NEAR_ORACLE`.
+
+def merger_calls(reports: Path, cell: str, arm) -> tuple[float, float]:
+    """The share of target test images ``arm`` calls mergers, and the share that are mergers.
+
+    The first is the mean over the arm's seeds; the labels are the same for every seed and arm
+    of a cell.
+    """
+    calls, truth = [], 0.0
+    for seed in arm.seeds:
+        with np.load(reports / "seeds" / cell / arm.name / f"seed_{seed}" /
+                     "predictions.npz") as saved:
+            calls.append(float((saved["target_test_p_merger"] >= 0.5).mean()))
+            truth = float(saved["target_test_label"].mean())
+    return float(np.mean(calls)), truth
+
+
+def build(reports: Path) -> dict[str, Any]:
+    """Per cell the oracle's gap over no-DA; per cell and arm the accuracies and collapse.
+
+    Per cell and arm: seeds, accuracy mean ± std, the share of the oracle gap, and one-class
+    collapse.
+
+    A cell's ``oracle_gap`` is the oracle's mean target test accuracy minus no-DA's over the
+    seeds the two share (``None`` without both); every arm's share of it
+    (:func:`analysis.paper_tables.gap_share`, over the seeds the three share) is left out
+    (``None``) where that gap is below :data:`NEAR_ORACLE`: a share of a gap that small is
+    noise, not a finding. An arm that calls at least :data:`ONE_CLASS` of the target test
+    images one class, averaged over its seeds, is marked ``one_class`` (merger / non-merger).
     """
     from analysis.paper_tables import arm_summary, gap_share
 
     cells = load_cells(reports)
-    rows = []
+    rows, per_cell = [], {}
     for cell, arms in cells.items():
         sb, psf = CELLS[cell]
+        common = ([s for s in arms["none"].seeds if s in arms["oracle"].seeds]
+                  if {"none", "oracle"} <= set(arms) else [])
+        gap = (_seed_means(arms["oracle"], common) - _seed_means(arms["none"], common)
+               if common else None)
+        mergers = None
         for name in arm_order(arms):
             summary = arm_summary(arms[name])
             share = gap_share(arms, name)
-            gap = None if share is None else share["gap"]
+            calls, mergers = merger_calls(reports, cell, arms[name])
+            one_class = ("merger" if calls >= ONE_CLASS else
+                         "non-merger" if calls <= 1 - ONE_CLASS else None)
             rows.append({"cell": cell, "limiting_sb": sb, "psf_scale": psf, "arm": name,
                          "seeds": summary["seeds"], "target": summary["target"],
-                         "source": summary["source"], "oracle_gap": gap,
-                         # a share of a gap smaller than NEAR_ORACLE is noise, not a finding
-                         "oracle_gap_share": None if gap is None or gap < NEAR_ORACLE
-                         else share["share"]})
-    return {"data_seed": ATLAS_DATA_SEED, "rows": rows}
+                         "source": summary["source"], "merger_calls": calls,
+                         "one_class": one_class,
+                         "oracle_gap_share": None if share is None or gap is None
+                         or gap < NEAR_ORACLE else share["share"]})
+        per_cell[cell] = {"limiting_sb": sb, "psf_scale": psf, "oracle_gap": gap,
+                          "oracle_gap_seeds": common, "merger_share": mergers}
+    return {"data_seed": ATLAS_DATA_SEED, "cells": per_cell, "rows": rows}
 
 
 def arm_order(arms) -> list[str]:
@@ -272,52 +310,95 @@ def markdown(result: dict[str, Any]) -> str:
                 continue
             share = row["oracle_gap_share"]
             cells.append(_pct(row["target"]) + ("" if share is None
-                                                else f" ({100 * share:.0f} % of gap)"))
-        gaps = [r["oracle_gap"] for r in by_cell[cell].values() if r.get("oracle_gap") is not None]
-        gap = f"{100 * gaps[0]:+.1f}" if gaps else "—"
-        lines.append(f"| `{cell}` | {sb:g} | {psf:g} | {gap} | " + " | ".join(cells) + " |")
+                                                else f" ({100 * share:.0f} % of gap)")
+                         + (f", all {row['one_class']}s" if row["one_class"] else ""))
+        gap = result["cells"][cell]["oracle_gap"]
+        lines.append(f"| `{cell}` | {sb:g} | {psf:g} | "
+                     f"{'—' if gap is None else f'{100 * gap:+.1f}'} | " + " | ".join(cells) + " |")
     lines.append("")
     lines.append(f"Target test accuracy (%), mean ± std over training seeds, DeepMerge, data "
                  f"seed {result['data_seed']} (a third of the paper's size); in brackets the "
                  "share of the no-DA → oracle gap the method closes (seed means over the seeds "
                  f"the three share; none where the oracle is less than {100 * NEAR_ORACLE:.0f} "
-                 "points above no-DA, whose share would be noise). Built by `python "
+                 "points above no-DA, whose share would be noise); \"all mergers\": the method "
+                 f"calls at least {100 * ONE_CLASS:.0f} % of the target test images one class "
+                 "(one-class collapse; its accuracy is that class's share). Built by `python "
                  "analysis/shift_atlas.py --tables-only`.")
     return "\n".join(lines) + "\n"
+
+
+def strict_json(value: Any) -> Any:
+    """``value`` with every non-finite float (a one-seed std) as ``None``: strict JSON."""
+    if isinstance(value, dict):
+        return {k: strict_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [strict_json(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
 
 
 def _listing(items: list[str]) -> str:
     return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
 
 
-def near_oracle_depth(result: dict[str, Any], arm: str) -> tuple[float | None, bool]:
-    """How far along the noise-depth axis ``arm`` stays within :data:`NEAR_ORACLE` of the oracle.
+def informative_depths(result: dict[str, Any]) -> list[str]:
+    """The noise-depth cells where target labels help enough to judge a method.
 
-    Walks the depth cells (the source's PSF) from the deepest sky to the shallowest, over the
-    cells where both ``arm`` and the oracle have records, and returns the shallowest SB_lim
+    Those at the source's PSF whose oracle is at least :data:`NEAR_ORACLE` above no-DA,
+    deepest sky first.
+    """
+    return sorted((c for c, v in result["cells"].items() if v["psf_scale"] == 1.0
+                   and v["oracle_gap"] is not None and v["oracle_gap"] >= NEAR_ORACLE),
+                  key=lambda c: -CELLS[c][0])
+
+
+def near_oracle_depth(result: dict[str, Any], arm: str) -> dict[str, Any]:
+    """How far along the noise depth ``arm`` stays within :data:`NEAR_ORACLE` below the oracle.
+
+    Walks :func:`informative_depths` where ``arm`` has records, from the deepest sky to the
+    shallowest, and returns ``{walked: [SB_lim, ...], reach, every}``: the shallowest SB_lim
     reached before the first cell where the arm's mean target accuracy falls more than
-    :data:`NEAR_ORACLE` below the oracle's (``None``: already in the deepest cell), and
-    whether every such cell was reached.
+    :data:`NEAR_ORACLE` below the oracle's (``None``: it fell in the first), and whether it
+    reached every walked cell.
     """
     means = {(r["cell"], r["arm"]): r["target"]["mean"] for r in result["rows"]}
-    depth = sorted((c for c, (_, psf) in CELLS.items() if psf == 1.0
-                    and (c, arm) in means and (c, "oracle") in means),
-                   key=lambda c: -CELLS[c][0])
-    reached = None
-    for cell in depth:
+    walk = [c for c in informative_depths(result) if (c, arm) in means]
+    reach = None
+    for cell in walk:
         if means[(cell, arm)] < means[(cell, "oracle")] - NEAR_ORACLE:
-            return reached, False
-        reached = CELLS[cell][0]
-    return reached, True
+            return {"walked": [CELLS[c][0] for c in walk], "reach": reach, "every": False}
+        reach = CELLS[cell][0]
+    return {"walked": [CELLS[c][0] for c in walk], "reach": reach, "every": True}
+
+
+def _paired_cost(rows: dict, arm: str, base: str, other: str) -> tuple[float, int] | None:
+    """``arm``'s mean target accuracy in ``other`` minus in ``base`` over the seeds both have."""
+    a, b = rows.get((base, arm)), rows.get((other, arm))
+    if a is None or b is None:
+        return None
+    common = [s for s in a["seeds"] if s in b["seeds"]]
+    if not common:
+        return None
+
+    def mean(row: dict[str, Any]) -> float:
+        return float(np.mean([row["target"]["per_seed"][row["seeds"].index(s)] for s in common]))
+
+    return mean(b) - mean(a), len(common)
 
 
 def readme_markdown(result: dict[str, Any]) -> str:
-    """What README shows of the atlas: the figure and two sentences computed from the records.
+    """What README shows of the atlas: the figure and sentences computed from the records.
 
-    The first says how much noise each method takes (:func:`near_oracle_depth`) and the
-    accuracies at the largest depth shift measured; the second what the widest target PSF
-    measured costs each method against the source's PSF at SB_lim 25 (means over seeds).
+    How much noise each method takes (:func:`near_oracle_depth` over the depths where the
+    oracle is well above no-DA; the depths where it is not are named with their numbers), the
+    accuracies at the largest depth shift measured with its oracle, any one-class collapse,
+    and what the widest target PSF measured costs each method against the source's PSF at
+    SB_lim 25 (paired over the seeds both cells have).
     """
+    if not result["rows"]:
+        return ("No atlas run is committed yet (`python analysis/shift_atlas.py` trains "
+                "them).\n")
     rows = {(r["cell"], r["arm"]): r for r in result["rows"]}
     arms = arm_order({r["arm"] for r in result["rows"]})
     runs = sum(len(r["seeds"]) for r in result["rows"])
@@ -330,48 +411,78 @@ def readme_markdown(result: dict[str, Any]) -> str:
     lines = [f"![Target accuracy against the shift, per method]({FIGURE})", "",
              f"*Shift atlas* (DeepMerge, held-out data seed {result['data_seed']}, a third of "
              f"the paper's size; {status}, {spread} per method and cell; table: "
-             "[reports/atlas/atlas.md](reports/atlas/atlas.md)).",
-             ""]
-
-    def mean(cell: str, arm: str) -> float:
-        return rows[(cell, arm)]["target"]["mean"]
+             "[reports/atlas/atlas.md](reports/atlas/atlas.md)).", ""]
 
     def pct(cell: str, arm: str) -> str:
-        return f"{100 * mean(cell, arm):.1f} %"
+        return f"{100 * rows[(cell, arm)]['target']['mean']:.1f} %"
 
+    def sbs(values: list[float]) -> str:
+        return _listing([f"{v:g}" for v in values])
+
+    cells = result["cells"]
     others = [a for a in arms if a != "oracle"]
-    depth_cells = [c for c, (_, psf) in CELLS.items() if psf == 1.0
-                   and any((c, a) in rows for a in others) and (c, "oracle") in rows]
-    if depth_cells and others:
+    measured = sorted((c for c, v in cells.items() if v["psf_scale"] == 1.0
+                       and v["oracle_gap"] is not None), key=lambda c: -CELLS[c][0])
+    informative = informative_depths(result)
+    weak = [c for c in measured if c not in informative]
+    text = ["**How much noise DA takes:**"]
+    if informative:
         reach = []
         for arm in others:
-            sb, every = near_oracle_depth(result, arm)
-            where = ("at no depth measured" if sb is None else
-                     f"down to SB_lim {sb:g}" + (" (every depth measured)" if every else ""))
-            reach.append(f"{label(arm)} {where}")
-        worst = min(depth_cells, key=lambda c: CELLS[c][0])
-        at = [f"{label(a)} {pct(worst, a)}" for a in [*others, "oracle"] if (worst, a) in rows]
-        lines.append(f"**How much noise DA takes:** with the source's PSF, the target accuracy "
-                     f"stays within {100 * NEAR_ORACLE:.0f} points of the target-trained "
-                     f"oracle's: {_listing(reach)} (a lower SB_lim is a shallower sky: more "
-                     f"shift); at SB_lim {CELLS[worst][0]:g}, the largest noise shift measured, "
-                     f"{_listing(at)}.")
+            walk = near_oracle_depth(result, arm)
+            if not walk["walked"]:
+                reach.append(f"{label(arm)} not run there yet")
+            elif walk["reach"] is None:
+                reach.append(f"{label(arm)} at none of them")
+            else:
+                reach.append(f"{label(arm)} down to SB_lim {walk['reach']:g}"
+                             + (" (all of them)" if walk["every"] else ""))
+        text.append(f"with the source's PSF, at the depths where target labels help (the "
+                    f"oracle ≥ {100 * NEAR_ORACLE:.0f} points above no-DA: SB_lim "
+                    f"{sbs([CELLS[c][0] for c in informative])}), the target accuracy stays no "
+                    f"more than {100 * NEAR_ORACLE:.0f} points below the target-trained "
+                    f"oracle's for {_listing(reach)} (a lower SB_lim is a shallower sky: more "
+                    "shift).")
+    for cell in weak:
+        gap = 100 * cells[cell]["oracle_gap"]
+        text.append(f"At SB_lim {CELLS[cell][0]:g} even the oracle is only {gap:.1f} points "
+                    f"above no-DA ({pct(cell, 'oracle')} against {pct(cell, 'none')}): the "
+                    "noise leaves too little for a verdict.")
+    if not measured:
+        text.append("no noise-depth cell has no-DA and its oracle yet.")
     else:
-        lines.append("**How much noise DA takes:** no noise-depth cell has its oracle and "
-                     "another method yet.")
-    lines.append("")
+        worst = measured[-1]
+        at = [f"{label(a)} {pct(worst, a)}" for a in [*others, "oracle"] if (worst, a) in rows]
+        text.append(f"At SB_lim {CELLS[worst][0]:g}, the largest noise shift measured with its "
+                    f"oracle: {_listing(at)}.")
+    collapsed = [r for r in result["rows"] if r["one_class"]]
+    if collapsed:
+        by_arm: dict[tuple[str, str], list[str]] = {}
+        for r in collapsed:
+            by_arm.setdefault((r["arm"], r["one_class"]), []).append(r["cell"])
+        said = [f"{label(a)} in {_listing([f'`{c}`' for c in where])} ({kind}s)"
+                for (a, kind), where in by_arm.items()]
+        text.append(f"One-class collapse (at least {100 * ONE_CLASS:.0f} % of the target test "
+                    f"images called one class, so the accuracy is that class's share): "
+                    f"{_listing(said)}.")
+    lines += [" ".join(text), ""]
     seeing = sorted((c for c, (sb, psf) in CELLS.items() if sb == 25.0 and psf > 1.0
-                     and any((c, a) in rows and ("sb25", a) in rows for a in arms)),
+                     and any(_paired_cost(rows, a, "sb25", c) for a in arms)),
                     key=lambda c: CELLS[c][1])
     if seeing:
         widest = seeing[-1]
-        costs = [f"{label(a)} {100 * (mean(widest, a) - mean('sb25', a)):+.1f}"
-                 for a in arms if (widest, a) in rows and ("sb25", a) in rows]
+        costs = []
+        for arm in arms:
+            cost = _paired_cost(rows, arm, "sb25", widest)
+            if cost is not None:
+                costs.append(f"{label(arm)} {100 * cost[0]:+.1f} ({cost[1]} "
+                             f"seed{'s' if cost[1] > 1 else ''})")
         lines.append(f"**Worse seeing:** at SB_lim 25, a target PSF {CELLS[widest][1]:g} × the "
                      "source's moves each method's target accuracy, in points against the "
-                     f"source's PSF: {_listing(costs)}.")
+                     f"source's PSF over the seeds both cells have: {_listing(costs)}.")
     else:
-        lines.append("**Worse seeing:** no seeing cell shares a method with `sb25` yet.")
+        lines.append("**Worse seeing:** no seeing cell shares a training seed of a method with "
+                     "`sb25` yet.")
     return "\n".join(lines) + "\n"
 
 
@@ -383,6 +494,9 @@ def figure(result: dict[str, Any]):
     fig = new_figure(12, 4.6)
     depth, seeing = fig.subplots(1, 2, sharey=True)
     arms = arm_order({row["arm"] for row in result["rows"]})
+    shares = [v["merger_share"] for v in result["cells"].values() if v["merger_share"] is not None]
+    # the accuracy of calling every image the commoner class (the cells share their galaxies)
+    majority = max(max(shares), 1 - max(shares)) if shares else None
     for ax, axis, fixed, title in ((depth, "limiting_sb", ("psf_scale", 1.0),
                                     "target SB_lim (mag/arcsec²), PSF as the source's"),
                                    (seeing, "psf_scale", ("limiting_sb", 25.0),
@@ -402,13 +516,14 @@ def figure(result: dict[str, Any]):
         values = sorted({v[0 if axis == "limiting_sb" else 1] for v in CELLS.values()})
         pad = 0.1 * (values[-1] - values[0])
         ax.set_xlim(values[0] - pad, values[-1] + pad)  # every cell's place, run or not
-        ax.axhline(50, color="0.5", linewidth=0.8, linestyle=":")
+        if majority is not None:
+            ax.axhline(100 * majority, color="0.5", linewidth=0.8, linestyle=":")
         ax.set_xlabel(title)
         ax.grid(alpha=0.3)
     depth.invert_xaxis()  # shallower (more shift) to the right
     depth.set_ylabel("target test accuracy (%), mean ± std over seeds")
     depth.set_title("noise depth (dashed: no-DA and the target-trained oracle; dotted: "
-                    "chance)", fontsize=10)
+                    "one class for every image)", fontsize=10)
     seeing.set_title("seeing", fontsize=10)
     if depth.get_legend_handles_labels()[0]:
         depth.legend(fontsize=8)
@@ -446,7 +561,8 @@ def tables(reports: Path, readmes: list[Path] | tuple[Path, ...] = ()) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     reports.mkdir(parents=True, exist_ok=True)
-    (reports / "atlas.json").write_text(json.dumps(result, indent=1) + "\n")
+    (reports / "atlas.json").write_text(json.dumps(strict_json(result), indent=1,
+                                                   allow_nan=False) + "\n")
     (reports / "atlas.md").write_text(markdown(result))
     save_figure(figure(result), reports / "atlas")
     for readme in readmes:

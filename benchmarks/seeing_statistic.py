@@ -50,9 +50,10 @@ def read_as(summary: dict[str, Any], statistic: str, atlas: dict[str, Any]) -> d
     from apply import shift
 
     value, err, count = STATISTICS[statistic]
-    summary = {**summary, "core": summary[value], "core_err": summary[err],
-               "core_n": summary[count]}
-    cells = {name: {**cell, "target": {**cell["target"], "core": cell["target"][value]}}
+    stat = shift.SEEING_STAT  # the key the meter reads the seeing from, filled with `statistic`
+    summary = {**summary, stat: summary[value], f"{stat}_err": summary[err],
+               f"{stat}_n": summary[count]}
+    cells = {name: {**cell, "target": {**cell["target"], stat: cell["target"][value]}}
              for name, cell in atlas["cells"].items()}
     # The statistical error alone: the class-mix systematic is what this benchmark measures.
     place = shift.reading(summary, {**atlas, "cells": cells}, class_mix=0.0)
