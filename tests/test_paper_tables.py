@@ -233,3 +233,19 @@ def test_figure1_has_both_backbones(tmp_path):
             for d in ("source", "target")} <= labels
     rocs = [line for ax in figure.axes for line in ax.get_lines()]
     assert len(rocs) >= 2 * 3  # a target-test ROC per seed and arm, both rows
+
+
+def test_no_share_of_an_oracle_gap_under_five_points(tmp_path):
+    """An oracle less than ORACLE_MIN_GAP above no-DA is no ceiling: no arm gets a share."""
+    from analysis.headline import load_arm_folders
+
+    for arm, target in (("none", 0.60), ("mmd", 0.70), ("oracle", 0.62)):
+        fake_seed(tmp_path, arm, 1, {"source": 0.9, "target": target}, n=4000)
+    arms = {a.name: a for a in load_arm_folders(tmp_path / "seeds/data11/deepmerge")}
+    share = paper_tables.gap_share(arms, "mmd")
+    assert 0 < share["gap"] < paper_tables.ORACLE_MIN_GAP and share["share"] is None
+    fake_seed(tmp_path / "wide", "none", 1, {"source": 0.9, "target": 0.60}, n=4000)
+    fake_seed(tmp_path / "wide", "mmd", 1, {"source": 0.9, "target": 0.70}, n=4000)
+    fake_seed(tmp_path / "wide", "oracle", 1, {"source": 0.9, "target": 0.80}, n=4000)
+    arms = {a.name: a for a in load_arm_folders(tmp_path / "wide/seeds/data11/deepmerge")}
+    assert paper_tables.gap_share(arms, "mmd")["share"] == pytest.approx(0.5, abs=0.1)
