@@ -200,8 +200,8 @@ def gap_share(arms: dict[str, Arm], name: str) -> dict[str, Any] | None:
     """The arm's share of the no-DA → oracle target gap, over the seeds the three share.
 
     ``share`` is ``None`` where the oracle is less than :data:`ORACLE_MIN_GAP` above no-DA:
-    trained on target labels alone it is then no ceiling, and a share of so small a gap is
-    noise (the shift atlas found such cells, ``analysis/shift_atlas.py``).
+    no-DA then already reaches about what target labels alone give, and a share of so small a
+    gap is noise (the shift atlas found such cells, ``analysis/shift_atlas.py``).
     """
     if name in ("none", "oracle") or not {"none", "oracle", name} <= set(arms):
         return None

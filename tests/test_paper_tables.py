@@ -236,7 +236,7 @@ def test_figure1_has_both_backbones(tmp_path):
 
 
 def test_no_share_of_an_oracle_gap_under_five_points(tmp_path):
-    """An oracle less than ORACLE_MIN_GAP above no-DA is no ceiling: no arm gets a share."""
+    """An oracle less than ORACLE_MIN_GAP above no-DA: no arm gets a share (it would be noise)."""
     from analysis.headline import load_arm_folders
 
     for arm, target in (("none", 0.60), ("mmd", 0.70), ("oracle", 0.62)):
