@@ -430,7 +430,8 @@ def report(result: dict[str, Any]) -> str:
         for arm, a in acc.items():
             std = "" if a["std"] is None or not math.isfinite(a["std"]) else \
                 f" ± {100 * a['std']:.1f}"
-            lines.append(f"  {arm}: {100 * a['mean']:.1f}{std} % ({len(a['seeds'])} seeds)"
+            n = len(a["seeds"])
+            lines.append(f"  {arm}: {100 * a['mean']:.1f}{std} % ({n} seed{'s' * (n != 1)})"
                          + ("  <- this model's method" if arm == mine else ""))
     verdict = result["verdict"]
     if verdict["outside"]:

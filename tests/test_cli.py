@@ -18,7 +18,7 @@ ENTRY_POINTS = ("galaxy-da-simulate", "galaxy-da-validate", "galaxy-da-import", 
                 "galaxy-da-train", "galaxy-da-search", "galaxy-da-seeds",
                 "galaxy-da-selection-study", "galaxy-da-report", "galaxy-da-compare",
                 "galaxy-da-reproduce", "galaxy-da-classical", "galaxy-da-predict",
-                "galaxy-da-calibrate", "galaxy-da-status")
+                "galaxy-da-calibrate", "galaxy-da-status", "galaxy-da-shift")
 
 
 def run(*argv: str, timeout: int = 120) -> subprocess.CompletedProcess:
@@ -67,7 +67,7 @@ def test_every_entry_point_is_installed_and_loads():
         assert callable(ep.load()), name
 
 
-@pytest.mark.parametrize("name", ["galaxy-da-train", "galaxy-da-report"])
+@pytest.mark.parametrize("name", ["galaxy-da-train", "galaxy-da-report", "galaxy-da-shift"])
 def test_entry_points_run(name):
     done = run(BIN / name, "--help")
     assert done.returncode == 0, done.stderr
