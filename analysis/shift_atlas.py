@@ -450,8 +450,9 @@ def readme_markdown(result: dict[str, Any]) -> str:
                     f"oracle's for {_listing(reach)} (a lower SB_lim is a shallower sky: more "
                     "shift).")
     if weak:
-        where = _listing([f"{CELLS[c][0]:g} ({pct(c, 'oracle')} against "
-                          f"{pct(c, 'none')})" for c in weak])
+        where = _listing([f"{CELLS[c][0]:g} ({100 * cells[c]['oracle_gap']:+.1f} points over "
+                          f"seed{'s' * (len(cells[c]['oracle_gap_seeds']) != 1)} "
+                          f"{', '.join(map(str, cells[c]['oracle_gap_seeds']))})" for c in weak])
         text.append(f"At SB_lim {where} the target-trained oracle is less than "
                     f"{100 * NEAR_ORACLE:.0f} points above no-DA: no-DA already reaches about "
                     "what target labels alone give there, so no method is judged against the "
