@@ -329,17 +329,6 @@ def markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def strict_json(value: Any) -> Any:
-    """``value`` with every non-finite float (a one-seed std) as ``None``: strict JSON."""
-    if isinstance(value, dict):
-        return {k: strict_json(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [strict_json(v) for v in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
 def _listing(items: list[str]) -> str:
     return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
 
@@ -558,6 +547,7 @@ def tables(reports: Path, readmes: list[Path] | tuple[Path, ...] = ()) -> int:
     """
     from analysis.figures import save_figure
     from analysis.paper_tables import readme_block, schedule_violations, update_readme
+    from training.record import json_safe
 
     try:
         result = build(reports)
@@ -581,7 +571,7 @@ def tables(reports: Path, readmes: list[Path] | tuple[Path, ...] = ()) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     reports.mkdir(parents=True, exist_ok=True)
-    (reports / "atlas.json").write_text(json.dumps(strict_json(result), indent=1,
+    (reports / "atlas.json").write_text(json.dumps(json_safe(result), indent=1,
                                                    allow_nan=False) + "\n")
     (reports / "atlas.md").write_text(markdown(result))
     save_figure(figure(result), reports / "atlas")

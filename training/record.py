@@ -221,20 +221,20 @@ def failure_record(problem: str, config: dict[str, Any], failure: Failure, error
     return record
 
 
-def _json_safe(value: Any) -> Any:
+def json_safe(value: Any) -> Any:
     """Replace non-finite floats by ``None`` so that the file is strict JSON."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):
-        return {key: _json_safe(item) for key, item in value.items()}
+        return {key: json_safe(item) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_json_safe(item) for item in value]
+        return [json_safe(item) for item in value]
     return value
 
 
 def json_safe_attrs(attrs: dict[str, Any]) -> dict[str, Any]:
     """HDF5 attributes as a record stores them (:func:`write_json`'s form)."""
-    return json.loads(json.dumps(_json_safe(attrs), default=str))
+    return json.loads(json.dumps(json_safe(attrs), default=str))
 
 
 def write_text(path: str | os.PathLike, text: str) -> Path:
@@ -247,7 +247,7 @@ def write_text(path: str | os.PathLike, text: str) -> Path:
 
 def write_json(path: str | os.PathLike, payload: Any) -> Path:
     """Write ``payload`` as strict JSON atomically (non-finite floats become ``null``)."""
-    return write_text(path, json.dumps(_json_safe(payload), indent=1, default=str))
+    return write_text(path, json.dumps(json_safe(payload), indent=1, default=str))
 
 
 def write_npz(path: str | os.PathLike, arrays: dict[str, Any]) -> Path:
