@@ -29,7 +29,7 @@ NaN, inf or beyond ``galaxies.validate.MAX_ABS_PIXEL`` in a folder of FITS files
 output that is not finite; such rows have empty values), ``p_merger`` (the mean over the
 models), ``p_merger_std`` (their spread, population std; 0 for one model), ``p_merger_<i>``
 per model when there are several, ``threshold`` and ``predicted_merger``
-(``p_merger >= threshold``; empty for flagged rows).
+(``p_merger >= threshold``; empty for rows not classified).
 
 Out-of-distribution columns (:mod:`apply.ood`), whenever every model has an
 ``ood_reference.npz`` (``python apply/fit_ood.py --trial DIR``) and ``--domain`` is ``target``:
@@ -73,7 +73,7 @@ CATALOGUE_FILES = ("catalogue.csv", "catalogue.parquet", "catalogue.json")
 DEFAULT_THRESHOLD = 0.5
 
 
-#: The status of an object whose model output is not finite (a flagged row, not ``ok``).
+#: The status of an object whose model output is not finite (a row not classified).
 NONFINITE_OUTPUT = "bad: the model's output is not finite"
 
 
@@ -158,7 +158,7 @@ def ensemble_prob(models: list, images: np.ndarray, domain: str = "target",
 def catalogue_frame(cutouts, mean: np.ndarray, std: np.ndarray, per_model: np.ndarray,
                     threshold: float, ood: tuple[np.ndarray, np.ndarray] | None = None
                     ) -> pd.DataFrame:
-    """The catalogue table (columns in the module docstring); flagged rows get empty values.
+    """The catalogue table (columns in the module docstring); unclassified rows stay empty.
 
     ``ood``: ``(ood_score, ood_flag)`` of the ``ok`` rows, or ``None`` (no OOD columns).
     """
@@ -382,7 +382,7 @@ def predict_catalogue(images: str | os.PathLike, out: str | os.PathLike,
         "command": command,
         "input": {"path": portable_path(Path(images)), "format": cutouts.format,
                   "split": split, "n_objects": len(cutouts), "n_classified": int(ok.sum()),
-                  "n_flagged": int((~ok).sum())},
+                  "n_unclassified": int((~ok).sum())},
         "selection": selection,
         "models": [{"trial_dir": portable_path(c.trial_dir), "rank": c.rank, "score": c.score,
                     "problem": m.problem, "method": m.config.method,
@@ -453,10 +453,10 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:
         print(f"error: cannot write {args.out}: {exc.strerror or exc}", file=sys.stderr)
         return 2
-    flagged = int((frame["status"] != "ok").sum())
+    unclassified = int((frame["status"] != "ok").sum())
     merger = int(frame["predicted_merger"].sum())
     print(f"{len(frame)} objects, {merger} predicted mergers at p >= {args.threshold}, "
-          f"{flagged} flagged -> {Path(args.out) / 'catalogue.csv'}")
+          f"{unclassified} not classified (see status) -> {Path(args.out) / 'catalogue.csv'}")
     meta = json.loads((Path(args.out) / "catalogue.json").read_text())
     print(meta["ood"]["summary"])
     return 0

@@ -47,10 +47,17 @@ and, for the set as a whole, how far their features lie from the model's target 
 features against its target validation images (:func:`feature_shift`: median ratio,
 P(farther), one-sided Mann-Whitney p-value):
 the model-feature view beside the physical one. When the model flags more than half of them
-(:data:`MODEL_FLAGGED`), the verdict is outside too, whatever cell their noise and size
-resemble: a model's features see more than a few statistics do.
+(:data:`MODEL_FLAGGED`) and was adapted to the cell they resemble, the verdict is outside
+too: a model's features see more than a few statistics do. When it was adapted to another
+cell (or to a target that is no atlas cell), the verdict says so instead: the atlas's
+figures in the resembled cell are for a model adapted to such images.
 
-Exit status: 0 measured (inside or outside); 2 bad input (one line on stderr).
+With fewer than :data:`MIN_SIZE_IMAGES` images whose core is measured the seeing is not
+read, and the verdict is **not placed** (never "inside"): the depth alone names the nearest
+cell, but a wider PSF or larger galaxies would go unseen.
+
+Exit status: 0 measured (inside, not placed or outside); 2 bad input (one line on stderr,
+checked before the images are read where it can be: the atlas, ``--trial``, ``--json``).
 """
 
 from __future__ import annotations
@@ -207,19 +214,26 @@ def reading(summary: dict[str, Any], atlas: dict[str, Any],
     # and the class-mix systematic in quadrature.
     psf_err = (float(math.hypot(np.median(errors) / math.sqrt(len(errors)),
                                 class_mix)) if errors else None)
-    out.update(psf_scale=psf, psf_scale_err=psf_err, psf_scale_per_filter=scales)
-    if psf is None:
+    depths = [c["limiting_sb"] for c in grid.values()]
+    psfs = [c["psf_scale"] for c in grid.values()]
+    depth_inside = min(depths) - SB_STEP / 2 <= sb <= max(depths) + SB_STEP / 2
+    if psf is not None and not depth_inside:
+        # The size-depth curve the seeing is read on ends with the atlas's depths.
+        psf = psf_err = None
+        scales = []
+        out["seeing_note"] = ("seeing not read: the noise depth is beyond the atlas's, where "
+                              "its sizes are not calibrated")
+    elif psf is None:
         out["seeing_note"] = (f"seeing not read: it needs at least {MIN_SIZE_IMAGES} images "
                               "whose light's core is measured in a filter")
+    out.update(psf_scale=psf, psf_scale_err=psf_err, psf_scale_per_filter=scales)
     distances = {name: math.hypot((sb - c["limiting_sb"]) / SB_STEP,
                                   0.0 if psf is None else (psf - c["psf_scale"]) / PSF_STEP)
                  for name, c in grid.items() if psf is not None or c["psf_scale"] == 1.0}
     ranked = sorted(distances, key=distances.get)
     out.update(cell=ranked[0], neighbour=ranked[1] if len(ranked) > 1 else None,
                distance=distances[ranked[0]])
-    depths = [c["limiting_sb"] for c in grid.values()]
-    psfs = [c["psf_scale"] for c in grid.values()]
-    if not min(depths) - SB_STEP / 2 <= sb <= max(depths) + SB_STEP / 2:
+    if not depth_inside:
         reasons.append(f"noise depth SB_lim {sb:.1f} mag/arcsec² is beyond the atlas's "
                        f"{min(depths):g}-{max(depths):g}")
     if not usable:
@@ -227,8 +241,10 @@ def reading(summary: dict[str, Any], atlas: dict[str, Any],
                        f"{100 * (1 - MIN_SIZE_MEASURED):.0f} % of the images in every filter)")
     elif psf is not None and (psf + 2 * psf_err < min(psfs) - PSF_STEP / 2
                               or psf - 2 * psf_err > max(psfs) + PSF_STEP / 2):
-        reasons.append(f"seeing x{psf:.2f} ± {psf_err:.2f} the source's PSF is beyond the "
-                       f"atlas's x{min(psfs):g}-x{max(psfs):g}")
+        reasons.append(f"seeing x{psf:.2f} ± {psf_err:.2f} (of the source's PSF) is beyond "
+                       f"the atlas's x{min(psfs):g}-x{max(psfs):g} (tolerance "
+                       f"x{min(psfs) - PSF_STEP / 2:g}-x{max(psfs) + PSF_STEP / 2:g} within "
+                       "two errors)")
     if not reasons and distances[ranked[0]] > MAX_STEPS:
         reasons.append(f"{distances[ranked[0]]:.2f} grid steps from the nearest cell "
                        f"({ranked[0]}): between the atlas's axes")
@@ -236,19 +252,34 @@ def reading(summary: dict[str, Any], atlas: dict[str, Any],
     return out
 
 
-def model_context(trial: Path, atlas: dict[str, Any], cell: str | None) -> dict[str, Any]:
+def trial_record(trial: Path) -> dict[str, Any]:
+    """The trial's ``record.json``, checked (before any image is read).
+
+    Raises:
+        ShiftError: no readable ``record.json`` with a method in ``trial``.
+    """
+    try:
+        record = json.loads((Path(trial) / "record.json").read_text())
+        if not isinstance(record, dict) or not isinstance(record["method"], str):
+            raise TypeError("not a trial's record")
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ShiftError(f"--trial {trial}: no readable record.json ({exc}). Fix: pass a "
+                         "finished trial folder") from None
+    return record
+
+
+def model_context(trial: Path, atlas: dict[str, Any], cell: str | None,
+                  record: dict[str, Any] | None = None) -> dict[str, Any]:
     """The trial's method and adapted-to cell, and the atlas's accuracies in ``cell``.
 
     Raises:
         ShiftError: no readable ``record.json`` in ``trial``.
     """
-    try:
-        record = json.loads((Path(trial) / "record.json").read_text())
-        method = record["method"]
-        attrs = (record.get("data") or {}).get("target_attrs") or {}
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise ShiftError(f"--trial {trial}: no readable record.json ({exc}). Fix: pass a "
-                         "finished trial folder") from None
+    record = trial_record(trial) if record is None else record
+    method = record["method"]
+    attrs = (record.get("data") or {}).get("target_attrs") or {}
+    if not isinstance(attrs, dict):
+        attrs = {}
     scale = attrs.get("target_psf_scale") or [1.0]
     adapted = {"limiting_sb": attrs.get("limiting_sb_mag_arcsec2"),
                "psf_scale": float(np.median(scale))}
@@ -287,25 +318,41 @@ def trial_of_search(search: Path) -> Path:
     return picks[0].trial_dir
 
 
-def model_flags(trial: Path, images: np.ndarray) -> dict[str, Any]:
+def load_model(trial: Path) -> Any:
+    """The trial's trained model, loaded before any image is read.
+
+    :func:`apply.inference.load_trained`: a checked checkpoint, never unpickled.
+
+    Raises:
+        ShiftError: the checkpoint cannot be used.
+    """
+    from apply.inference import ModelLoadError, load_trained
+
+    try:
+        return load_trained(trial, "cpu")
+    except ModelLoadError as exc:
+        raise ShiftError(str(exc)) from None
+
+
+def model_flags(trial: Path, images: np.ndarray, model: Any = None) -> dict[str, Any]:
     """The share of ``images`` the trial's OOD reference flags (:mod:`apply.ood`).
 
     ``{"flagged": fraction, "alpha": calibrated rate}``, or ``{"note": how to fit one}`` when
-    the trial has no ``ood_reference.npz``.
+    the trial has no ``ood_reference.npz``. ``model``: the trial's loaded model
+    (:func:`load_model` when not given).
 
     Raises:
         ShiftError: the model or its reference cannot be used.
     """
-    from apply.inference import ModelLoadError, load_trained
     from apply.ood import FIT_COMMAND, OodReferenceError, read_reference
 
+    model = load_model(trial) if model is None else model
     try:
         reference = read_reference(trial)
-        if reference is None:
-            return {"note": f"no OOD reference; {FIT_COMMAND} {trial} fits one"}
-        model = load_trained(trial, "cpu")
-    except (OodReferenceError, ModelLoadError) as exc:
+    except OodReferenceError as exc:
         raise ShiftError(str(exc)) from None
+    if reference is None:
+        return {"note": f"no OOD reference; {FIT_COMMAND} {trial} fits one"}
     distances = reference.distance(model.penultimate(images, "target"))
     return {"flagged": float(np.mean(distances > reference.threshold)),
             "alpha": reference.alpha, **feature_shift(distances, reference.calibration_scores)}
@@ -350,6 +397,9 @@ def measure(images: str | Path, atlas_dir: Path = DEFAULT_ATLAS, trial: Path | N
     atlas = load_atlas(atlas_dir)
     if search is not None:
         trial = trial_of_search(search)
+    record = model = None
+    if trial is not None:  # a bad trial is refused before the images are read
+        record, model = trial_record(trial), load_model(trial)
     cutouts = read_cutouts(images, split)
     ok = cutouts.ok
     if not ok.any():
@@ -358,18 +408,32 @@ def measure(images: str | Path, atlas_dir: Path = DEFAULT_ATLAS, trial: Path | N
     summary = summarize(cutouts.images[ok])
     place = reading(summary, atlas)
     result = {"images": str(images), "format": cutouts.format, "n_objects": len(cutouts),
-              "n_measured": int(ok.sum()), "summary": summary, "reading": place,
-              "atlas_accuracy": ({} if place["outside"] or place.get("cell") == "source"
-                                 else cell_accuracy(atlas, place.get("cell")))}
+              "n_measured": int(ok.sum()), "summary": summary, "reading": place}
     reasons = list(place["reasons"])
+    cell = place.get("cell")
+    caveat = None
     if trial is not None:
-        result["model"] = model = model_context(trial, atlas, place.get("cell"))
-        model["ood"] = model_flags(trial, cutouts.images[ok])
-        flagged = model["ood"].get("flagged")
-        if flagged is not None and flagged > MODEL_FLAGGED:
+        result["model"] = context = model_context(trial, atlas, cell, record)
+        context["ood"] = model_flags(trial, cutouts.images[ok], model)
+        flagged = context["ood"].get("flagged")
+        flags = flagged is not None and flagged > MODEL_FLAGGED
+        elsewhere = cell != "source" and context["adapted_cell"] != cell
+        if flags and (place["outside"] or not elsewhere):
             reasons.append(f"the model's features flag {100 * flagged:.0f} % of the images as "
                            "unlike its target training images")
-    result["verdict"] = {"outside": bool(reasons), "reasons": reasons}
+        elif elsewhere:
+            adapted = context["adapted_cell"] or "a target that is no atlas cell"
+            caveat = (f"the model was adapted to {adapted}, not {cell}"
+                      + (f", and its features flag {100 * flagged:.0f} % of these images"
+                         if flags else "")
+                      + f": the atlas's figures in {cell} are for a model adapted to such "
+                      "images (retrain with them as the target)")
+    outside = bool(reasons)
+    placed = cell == "source" or place["psf_scale"] is not None
+    result["verdict"] = {"outside": outside, "inside": not outside and placed,
+                         "reasons": reasons, "caveat": None if outside else caveat}
+    result["atlas_accuracy"] = ({} if outside or cell == "source"
+                                else cell_accuracy(atlas, cell))
     return result
 
 
@@ -403,9 +467,11 @@ def report(result: dict[str, Any]) -> str:
                          f"{r['distance']:.2f} grid steps)")
     model = result.get("model")
     if model:
-        lines.append(f"model: {model['problem']} ({model['trial']}), adapted to SB_lim "
-                     f"{model['adapted_to']['limiting_sb']} and seeing "
-                     f"x{model['adapted_to']['psf_scale']:g}"
+        depth = model["adapted_to"]["limiting_sb"]
+        lines.append(f"model: {model['problem']} ({model['trial']}), adapted to "
+                     + (f"SB_lim {depth:g}" if isinstance(depth, int | float)
+                        else "a target without a recorded SB_lim")
+                     + f" and seeing x{model['adapted_to']['psf_scale']:g}"
                      + (f" (cell {model['adapted_cell']})" if model["adapted_cell"] else ""))
         ood = model.get("ood") or {}
         if "flagged" in ood:
@@ -418,7 +484,8 @@ def report(result: dict[str, Any]) -> str:
                          f"= {ood['auc']:.2f}, one-sided Mann-Whitney p = {ood['p_value']:.2g}")
         elif ood.get("note"):
             lines.append(f"model's out-of-distribution flag: {ood['note']}")
-    if r["cell"] != "source" and not r["outside"]:
+    verdict = result["verdict"]
+    if r["cell"] != "source" and not verdict["outside"]:
         acc = result.get("atlas_accuracy") or {}
         if not acc:
             lines.append(f"atlas target accuracy in {r['cell']}: not measured yet "
@@ -433,14 +500,17 @@ def report(result: dict[str, Any]) -> str:
             n = len(a["seeds"])
             lines.append(f"  {arm}: {100 * a['mean']:.1f}{std} % ({n} seed{'s' * (n != 1)})"
                          + ("  <- this model's method" if arm == mine else ""))
-    verdict = result["verdict"]
     if verdict["outside"]:
         lines.append("verdict: OUTSIDE — " + "; ".join(verdict["reasons"]) + ". Nothing the "
                      "atlas measured says how a model does on these images.")
-    elif model and model.get("adapted_cell") not in (None, r["cell"]) and r["cell"] != "source":
-        lines.append(f"verdict: inside the atlas, but the model was adapted to "
-                     f"{model['adapted_cell']}, not {r['cell']}: the atlas's figures there are "
-                     "for a model adapted to such images (retrain with them as the target)")
+    elif not verdict["inside"]:
+        lines.append(f"verdict: not placed — the noise depth is {r['cell']}'s, but "
+                     + r.get("seeing_note", "the seeing is not read")
+                     + ", so a wider PSF or larger galaxies would go unseen (measure at least "
+                     f"{MIN_SIZE_IMAGES} images, or pass --trial with an OOD reference)"
+                     + (f"; {verdict['caveat']}" if verdict.get("caveat") else ""))
+    elif verdict.get("caveat"):
+        lines.append(f"verdict: inside the atlas ({r['cell']}), but {verdict['caveat']}")
     else:
         lines.append(f"verdict: inside the atlas ({r['cell']})")
     return "\n".join(lines)
@@ -479,23 +549,17 @@ def main(argv: list[str] | None = None) -> int:
     except (ShiftError, InvalidDatasetError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(report(result))
     if args.json:
-        args.json.write_text(json.dumps(_json_safe(result), indent=1, allow_nan=False) + "\n")
+        from training.record import write_json
+
+        try:
+            write_json(args.json, result)
+        except OSError as exc:
+            print(f"error: --json {args.json}: cannot be written ({exc.strerror or exc}). "
+                  "Fix: pass a path in a folder you can write to", file=sys.stderr)
+            return 2
+    print(report(result))
     return 0
-
-
-def _json_safe(value: Any) -> Any:
-    """Plain JSON: numpy numbers as Python numbers, NaN and infinities as ``null``."""
-    if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
 
 
 if __name__ == "__main__":

@@ -224,9 +224,9 @@ def test_hubble_deep_field_stamps_are_flagged(ood_trial, tmp_path, capsys):
 
 
 def test_the_shift_meter_calls_rescaled_hubble_stamps_outside(ood_trial, tmp_path):
-    """Issue 26: stamps rescaled to the target's sky noise resemble an atlas cell in noise and
-    size (apply/shift.py's physical reading), but the model's features flag them, so the
-    meter's verdict is outside."""
+    """Issue 26: stamps rescaled to the target's sky noise read at the target's depth (their
+    seeing reads beyond the atlas's: tests/test_shift.py), and the model's features flag them
+    too, so the meter's verdict is outside with both reasons."""
     from apply import shift
     from galaxies.simulate import noise_sigma
 

@@ -273,7 +273,7 @@ def test_a_bad_object_in_a_folder_is_flagged(ranked_trials, images, tmp_path):
     np.testing.assert_allclose(ok["p_merger"], reference_prob(ranked_trials[0], images[:6]),
                                rtol=1e-5, atol=1e-6)
     meta = json.loads((out / "catalogue.json").read_text())
-    assert meta["input"]["n_flagged"] == 3 and meta["input"]["n_classified"] == 6
+    assert meta["input"]["n_unclassified"] == 3 and meta["input"]["n_classified"] == 6
 
 
 def test_no_partial_catalogue_after_a_failure(ranked_trials, images, tmp_path, monkeypatch):
@@ -383,7 +383,7 @@ def test_nonfinite_outputs_are_flagged_never_ok(ranked_trials, images, tmp_path,
     ok = frame[frame["status"] == "ok"]
     assert len(ok) == len(images) - 1 and np.isfinite(ok["p_merger"]).all()
     meta = json.loads((out / "catalogue.json").read_text())
-    assert meta["input"]["n_flagged"] == 1
+    assert meta["input"]["n_unclassified"] == 1
 
 
 def test_search_results_are_read_strictly(search_dir, images, tmp_path, capsys):

@@ -106,6 +106,45 @@ def test_bad_inputs_get_one_line_and_exit_2(tmp_path, capsys):
     assert "Fix: run python analysis/shift_atlas.py" in capsys.readouterr().err
 
 
+def test_more_bad_inputs_get_one_line_and_exit_2(tmp_path, capsys, tiny_trial):
+    """Review findings: NaN pixels, wrong shapes, a pickle, a bad trial (refused before the
+    images are read, garbage checkpoint included) and an unwritable --json: one line, exit 2,
+    no report and no traceback."""
+    import shutil
+
+    rng = np.random.default_rng(3)
+    good = rng.normal(0, noise_sigma(25.0), (5, 3, 75, 75)).astype(np.float32)
+    nan = good.copy()
+    nan[:, :, 10, 10] = np.nan
+    np.save(tmp_path / "good.npy", good)
+    np.save(tmp_path / "nan.npy", nan)
+    np.save(tmp_path / "shape.npy", good[:, :, :64, :64])
+    np.save(tmp_path / "pickle.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    garbage = tmp_path / "garbage"
+    shutil.copytree(tiny_trial, garbage)
+    (garbage / "checkpoint.pt").write_bytes(b"not a checkpoint")
+    record_only = tmp_path / "record_only"
+    record_only.mkdir()
+    shutil.copy(tiny_trial / "record.json", record_only / "record.json")
+    cases = {"nan": ["--images", str(tmp_path / "nan.npy")],
+             "shape": ["--images", str(tmp_path / "shape.npy")],
+             "pickle": ["--images", str(tmp_path / "pickle.npy")],
+             "trial": ["--images", str(tmp_path / "missing.h5"), "--trial",
+                       str(tmp_path / "nowhere")],
+             "garbage": ["--images", str(tmp_path / "missing.h5"), "--trial", str(garbage)],
+             "record_only": ["--images", str(tmp_path / "missing.h5"), "--trial",
+                             str(record_only)],
+             "json": ["--images", str(tmp_path / "good.npy"), "--json", "/proc/shift.json"]}
+    for name, argv in cases.items():
+        assert shift.main(argv) == 2, name
+        captured = capsys.readouterr()
+        assert captured.err.startswith("error: ") and captured.err.count("\n") == 1, \
+            (name, captured.err)
+        assert "Traceback" not in captured.err and captured.out == "", (name, captured.out)
+        if name in ("trial", "garbage", "record_only"):  # the trial, not the missing images
+            assert "missing.h5" not in captured.err, (name, captured.err)
+
+
 def fake_atlas() -> dict:
     size = {1.0: [3.6, 2.6, 4.2], 1.25: [3.9, 2.9, 4.9], 1.5: [4.1, 3.2, 5.5]}
     cells = {f"sb{sb}": {"limiting_sb": float(sb), "psf_scale": 1.0,
@@ -276,6 +315,9 @@ def test_few_images_do_not_read_the_seeing_and_json_is_strict(tmp_path):
     place = result["reading"]
     assert place["psf_scale"] is None and "seeing not read" in place["seeing_note"]
     assert place["cell"] == "sb25" and not result["verdict"]["outside"]
+    # Review finding: without the seeing the images are not placed, never "inside".
+    assert result["verdict"]["inside"] is False
+    assert "verdict: not placed" in shift.report(result)
     rng = np.random.default_rng(1)
     np.save(tmp_path / "noise.npy", rng.normal(0, noise_sigma(25.0), (10, 3, 75, 75)))
     assert shift.main(["--images", str(tmp_path / "noise.npy"), "--json",
@@ -568,3 +610,61 @@ def test_the_atlas_gives_no_share_of_a_gap_too_small_to_mean_anything(tmp_path):
     table = shift_atlas.markdown(result)
     assert f"| `sb27` | 27 | 1 | +{100 * gap:.1f} |" in table
     assert "% of gap" not in table
+
+
+def test_few_real_hubble_stamps_at_the_target_noise_are_not_called_inside(tmp_path, capsys):
+    """Review finding: 60 Hubble stamps rescaled to the target's noise read at SB_lim 25 with
+    the seeing unread and were called "inside"; now they are not placed, and 100 of them
+    read a seeing beyond the atlas's (outside without a model)."""
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from ood_check import hubble_stamps
+
+    for n, verdict in ((60, "verdict: not placed"), (100, "verdict: OUTSIDE")):
+        np.save(tmp_path / "hubble.npy", hubble_stamps(n, noise_sigma=noise_sigma(25.0)))
+        assert shift.main(["--images", str(tmp_path / "hubble.npy")]) == 0
+        out = capsys.readouterr().out
+        assert verdict in out and "verdict: inside" not in out, (n, out)
+    assert "beyond the atlas's x1-x1.5" in out
+
+
+def test_the_verdict_with_a_model_adapted_elsewhere(tmp_path, capsys, monkeypatch):
+    """Review finding: images resembling sb26, judged by a model adapted to sb25 whose
+    features flag most of them, were listed with sb26's accuracies and then called OUTSIDE.
+    Now: inside sb26 with the model's mismatch said; outside only for a model adapted to the
+    cell the images resemble; a target with no recorded depth is no atlas cell."""
+    data = simulate(tmp_path / "pair", 26.0, 1.0, n=120)
+    images = str(data / "target.h5")
+    flags = {"flagged": 0.94, "alpha": 0.05, "median_ratio": 3.0, "auc": 0.97,
+             "p_value": 1e-20, "n_validation": 50}
+    monkeypatch.setattr(shift, "load_model", lambda trial: object())
+    monkeypatch.setattr(shift, "model_flags", lambda trial, images, model=None: dict(flags))
+
+    def trial(name, attrs):
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "record.json").write_text(json.dumps({
+            "method": "mmd", "problem": "mmd_deepmerge", "data": {"target_attrs": attrs}}))
+        return folder
+
+    cases = {"sb25": {"limiting_sb_mag_arcsec2": 25.0, "target_psf_scale": [1.0] * 3},
+             "sb26": {"limiting_sb_mag_arcsec2": 26.0, "target_psf_scale": [1.0] * 3},
+             "unknown": {}}
+    results = {}
+    for name, attrs in cases.items():
+        folder = trial(name, attrs)
+        results[name] = shift.measure(images, ATLAS, folder)
+        assert shift.main(["--images", images, "--trial", str(folder)]) == 0
+        results[name]["out"] = capsys.readouterr().out
+    elsewhere = results["sb25"]
+    assert elsewhere["reading"]["cell"] == "sb26"
+    assert not elsewhere["verdict"]["outside"] and elsewhere["verdict"]["inside"]
+    assert "adapted to sb25, not sb26, and its features flag 94 %" in \
+        elsewhere["verdict"]["caveat"]
+    assert "verdict: inside the atlas (sb26), but the model was adapted to sb25" in \
+        elsewhere["out"]
+    here = results["sb26"]
+    assert here["verdict"]["outside"] and here["atlas_accuracy"] == {}
+    assert "verdict: OUTSIDE" in here["out"] and "atlas target accuracy" not in here["out"]
+    unknown = results["unknown"]
+    assert "a target without a recorded SB_lim" in unknown["out"]
+    assert "adapted to a target that is no atlas cell" in unknown["verdict"]["caveat"]

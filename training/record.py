@@ -222,7 +222,12 @@ def failure_record(problem: str, config: dict[str, Any], failure: Failure, error
 
 
 def json_safe(value: Any) -> Any:
-    """Replace non-finite floats by ``None`` so that the file is strict JSON."""
+    """Replace non-finite floats by ``None`` so that the file is strict JSON.
+
+    Numpy scalars become Python numbers first.
+    """
+    if type(value).__module__ == "numpy" and getattr(value, "ndim", None) == 0:
+        value = value.item()
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):
