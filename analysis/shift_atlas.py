@@ -382,14 +382,69 @@ def _paired_cost(rows: dict, arm: str, base: str, other: str,
     return mean(b) - mean(a), len(common)
 
 
+def in_short(result: dict[str, Any]) -> str | None:
+    """Two sentences on what the atlas says, computed from the rows (README's lead).
+
+    First, depth against seeing: each arm's loss of target accuracy from SB_lim 25 to the
+    shallowest sky measured (paired over its seeds in both cells) beside the largest move
+    the widest measured PSF causes at SB_lim 25. Second, which methods are at or above
+    no-DA in every cell they share (seed means over the seeds both have) and which call
+    every target image one class somewhere. ``None`` before both sentences can be said.
+    """
+    rows = {(r["cell"], r["arm"]): r for r in result["rows"]}
+    arms = arm_order({r["arm"] for r in result["rows"]})
+    depths = sorted((c for c, (sb, psf) in CELLS.items() if psf == 1.0 and sb < 25.0
+                     and any((c, a) in rows for a in arms)), key=lambda c: CELLS[c][0])
+    seeing = sorted((c for c, (sb, psf) in CELLS.items() if sb == 25.0 and psf > 1.0
+                     and any((c, a) in rows for a in arms)), key=lambda c: CELLS[c][1])
+    if not depths or not seeing or "none" not in arms:
+        return None
+    shallow, widest = depths[0], seeing[-1]
+    losses = {a: c for a in arms if (c := _paired_cost(rows, a, "sb25", shallow)) is not None}
+    moves = [abs(c[0]) for a in arms if (c := _paired_cost(rows, a, "sb25", widest))]
+    if not losses or not moves:
+        return None
+    lost = [-100 * c[0] for c in losses.values()]
+    depth = (f"from SB_lim 25 to {CELLS[shallow][0]:g} every method loses "
+             f"{min(lost):.0f}-{max(lost):.0f} points of target accuracy (the oracle "
+             f"{-100 * losses['oracle'][0]:.0f})" if "oracle" in losses and min(lost) > 0 else
+             f"from SB_lim 25 to {CELLS[shallow][0]:g} the methods' target accuracy moves by "
+             f"{min(lost):+.0f} to {max(lost):+.0f} points")
+    first = (f"{depth}, while a target PSF {CELLS[widest][1]:g} × the source's moves none by "
+             f"more than {100 * max(moves):.0f} points at SB_lim 25"
+             + (": over this range the sky's depth, not the seeing, is the shift that "
+                "matters." if min(lost) > 2 * 100 * max(moves) else "."))
+    steady = []
+    for arm in arms:
+        if arm in ("none", "oracle"):
+            continue
+        paired = [_paired_cost(rows, arm, c, c, base_arm="none") for c in CELLS]
+        paired = [p for p in paired if p is not None]
+        if len(paired) == len(CELLS) and all(p[0] >= 0 for p in paired):
+            steady.append(label(arm))
+    collapsed: dict[str, list[str]] = {}
+    for r in result["rows"]:
+        if r["one_class"] and r["arm"] != "oracle":
+            collapsed.setdefault(label(r["arm"]), []).append(r["cell"])
+    second = (f"{_listing(steady)} {'is' if len(steady) == 1 else 'are'} at or above no-DA in "
+              f"every cell" if steady else "No method is at or above no-DA in every cell")
+    if collapsed:
+        cells = sorted({c for v in collapsed.values() for c in v}, key=lambda c: CELLS[c])
+        second += (f"; {_listing(list(collapsed))} call{'s' * (len(collapsed) == 1)} at least "
+                   f"{100 * ONE_CLASS:.0f} % of the target images one class in "
+                   f"{_listing([f'`{c}`' for c in cells])}")
+    return f"**In short:** {first[0].upper()}{first[1:]} {second}."
+
+
 def readme_markdown(result: dict[str, Any]) -> str:
     """What README shows of the atlas: the figure and sentences computed from the records.
 
-    How much noise each method takes (:func:`near_oracle_depth` over the depths where the
-    oracle is well above no-DA; the depths where it is not are named with their numbers), the
-    accuracies at the largest depth shift measured with its oracle, any one-class collapse,
-    and what the widest target PSF measured costs each method against the source's PSF at
-    SB_lim 25 (paired over the seeds both cells have).
+    First :func:`in_short`'s two sentences, then the details: how much noise each method
+    takes (:func:`near_oracle_depth` over the depths where the oracle is well above no-DA;
+    the depths where it is not are named with their numbers), the accuracies at the largest
+    depth shift measured with its oracle, any one-class collapse, and what the widest target
+    PSF measured costs each method against the source's PSF at SB_lim 25 (paired over the
+    seeds both cells have).
     """
     if not result["rows"]:
         return ("No atlas run is committed yet (`python analysis/shift_atlas.py` trains "
@@ -407,6 +462,9 @@ def readme_markdown(result: dict[str, Any]) -> str:
              f"*Shift atlas* (DeepMerge, held-out data seed {result['data_seed']}, a third of "
              f"the paper's size; {status}, {spread} per method and cell; table: "
              "[reports/atlas/atlas.md](reports/atlas/atlas.md)).", ""]
+    lead = in_short(result)
+    if lead:
+        lines += [lead, ""]
 
     def pct(cell: str, arm: str) -> str:
         return f"{100 * rows[(cell, arm)]['target']['mean']:.1f} %"
