@@ -385,11 +385,13 @@ def _paired_cost(rows: dict, arm: str, base: str, other: str,
 def in_short(result: dict[str, Any]) -> str | None:
     """Two sentences on what the atlas says, computed from the rows (README's lead).
 
-    First, depth against seeing: each arm's loss of target accuracy from SB_lim 25 to the
+    First, depth against seeing: each arm's change of target accuracy from SB_lim 25 to the
     shallowest sky measured (paired over its seeds in both cells) beside the largest move
-    the widest measured PSF causes at SB_lim 25. Second, which methods are at or above
-    no-DA in every cell they share (seed means over the seeds both have) and which call
-    every target image one class somewhere. ``None`` before both sentences can be said.
+    the widest measured PSF causes at SB_lim 25 (arms without a pair are named). Second,
+    which methods are at or above no-DA in every cell measured (seed means over the seeds
+    both have; "so far" until every cell is in) and which call at least :data:`ONE_CLASS`
+    of the target images one class, each with its cells. ``None`` before both sentences can
+    be said.
     """
     rows = {(r["cell"], r["arm"]): r for r in result["rows"]}
     arms = arm_order({r["arm"] for r in result["rows"]})
@@ -401,38 +403,45 @@ def in_short(result: dict[str, Any]) -> str | None:
         return None
     shallow, widest = depths[0], seeing[-1]
     losses = {a: c for a in arms if (c := _paired_cost(rows, a, "sb25", shallow)) is not None}
-    moves = [abs(c[0]) for a in arms if (c := _paired_cost(rows, a, "sb25", widest))]
-    if not losses or not moves:
+    moved = {a: c for a in arms if (c := _paired_cost(rows, a, "sb25", widest)) is not None}
+    if not losses or not moved:
         return None
     lost = [-100 * c[0] for c in losses.values()]
-    depth = (f"from SB_lim 25 to {CELLS[shallow][0]:g} every method loses "
-             f"{min(lost):.0f}-{max(lost):.0f} points of target accuracy (the oracle "
-             f"{-100 * losses['oracle'][0]:.0f})" if "oracle" in losses and min(lost) > 0 else
-             f"from SB_lim 25 to {CELLS[shallow][0]:g} the methods' target accuracy moves by "
-             f"{min(lost):+.0f} to {max(lost):+.0f} points")
+    most = 100 * max(abs(c[0]) for c in moved.values())
+    unpaired = [label(a) for a in arms if a not in losses or a not in moved]
+    every = "every method" if not unpaired else "every method paired in both"
+    depth = (f"from SB_lim 25 to {CELLS[shallow][0]:g} {every} loses {min(lost):.1f}-"
+             f"{max(lost):.1f} points of target accuracy" if min(lost) > 0 else
+             f"from SB_lim 25 to {CELLS[shallow][0]:g} the methods' target accuracy changes "
+             f"by {-max(lost):+.1f} to {-min(lost):+.1f} points")
+    if "oracle" in losses:
+        change = 100 * losses["oracle"][0]
+        depth += f" (the oracle {-change:.1f})" if min(lost) > 0 else f" (the oracle {change:+.1f})"
     first = (f"{depth}, while a target PSF {CELLS[widest][1]:g} × the source's moves none by "
-             f"more than {100 * max(moves):.0f} points at SB_lim 25"
+             f"more than {most:.1f} points at SB_lim 25"
+             + (f" ({_listing(unpaired)} not paired in all three cells yet)" if unpaired else "")
              + (": over this range the sky's depth, not the seeing, is the shift that "
-                "matters." if min(lost) > 2 * 100 * max(moves) else "."))
+                "matters." if min(lost) > 2 * most else "."))
     steady = []
+    complete = all((c, "none") in rows for c in CELLS)
     for arm in arms:
         if arm in ("none", "oracle"):
             continue
-        paired = [_paired_cost(rows, arm, c, c, base_arm="none") for c in CELLS]
-        paired = [p for p in paired if p is not None]
-        if len(paired) == len(CELLS) and all(p[0] >= 0 for p in paired):
+        paired = [p for c in CELLS if (p := _paired_cost(rows, arm, c, c, base_arm="none"))]
+        complete &= len(paired) == len(CELLS)
+        if paired and all(p[0] >= 0 for p in paired):
             steady.append(label(arm))
+    where = "every cell" if complete else "every cell measured so far"
     collapsed: dict[str, list[str]] = {}
-    for r in result["rows"]:
+    for r in sorted(result["rows"], key=lambda r: CELLS[r["cell"]]):
         if r["one_class"] and r["arm"] != "oracle":
-            collapsed.setdefault(label(r["arm"]), []).append(r["cell"])
+            collapsed.setdefault(label(r["arm"]), []).append(f"`{r['cell']}`")
     second = (f"{_listing(steady)} {'is' if len(steady) == 1 else 'are'} at or above no-DA in "
-              f"every cell" if steady else "No method is at or above no-DA in every cell")
+              f"{where}" if steady else f"No method is at or above no-DA in {where}")
     if collapsed:
-        cells = sorted({c for v in collapsed.values() for c in v}, key=lambda c: CELLS[c])
-        second += (f"; {_listing(list(collapsed))} call{'s' * (len(collapsed) == 1)} at least "
-                   f"{100 * ONE_CLASS:.0f} % of the target images one class in "
-                   f"{_listing([f'`{c}`' for c in cells])}")
+        second += (f"; at least {100 * ONE_CLASS:.0f} % of the target images are called one "
+                   "class by " + _listing([f"{arm} in {_listing(cells)}"
+                                           for arm, cells in collapsed.items()]))
     return f"**In short:** {first[0].upper()}{first[1:]} {second}."
 
 

@@ -37,7 +37,7 @@ project's (nanomaggies at 0.04"/pixel: counts, an 8-bit stretch) land outside by
 construction. For real galaxies the seeing reading mixes the PSF with how their sizes differ
 from the simulated ones: it is a distance from the simulation, not a PSF measurement.
 
-For images inside the atlas it prints every method's measured target accuracy in the cell
+For images not outside it prints every method's measured target accuracy in the cell
 they resemble (``<atlas>/atlas.json``; "not measured yet" until the atlas's records exist).
 With ``--trial`` (or ``--search LOGDIR``: the search's label-free pick) it also marks the
 model's method among them, says which cell the model was adapted to (its target's recorded
@@ -78,7 +78,9 @@ MAX_STEPS = 0.75  #: farther than this from every cell is outside
 MAX_BAND_SPREAD = 1.0  #: mag: filters' depths further apart than this are outside
 MIN_SIZE_MEASURED = 0.25  #: a filter's size counts if HSM measured this share of images
 SOURCE_SB = 30.0  #: a depth reading above this is noiseless: the source domain
-MODEL_FLAGGED = 0.5  #: the model flags more than this share: outside what the model knows
+#: The model flags more than this share: outside what it knows (for images resembling the
+#: cell it was adapted to; for another cell a caveat, :func:`measure`).
+MODEL_FLAGGED = 0.5
 MIN_SIZE_IMAGES = 100  #: images with a measured core a filter needs to read the seeing
 #: The statistic the seeing is read from: the light's core size (robust to the merger
 #: fraction of the set; ``galaxies.shift_stats.core_size``), not the adaptive size.
@@ -384,8 +386,10 @@ def measure(images: str | Path, atlas_dir: Path = DEFAULT_ATLAS, trial: Path | N
     """Read the images, summarise them and place them on the atlas (the meter's result).
 
     ``search``: a search log folder whose label-free pick is the trial (instead of ``trial``).
-    ``atlas_accuracy``: every arm's measured target accuracy in the resembled cell (inside
-    readings), whether or not a model is given.
+    ``atlas_accuracy``: every arm's measured target accuracy in the resembled cell (empty
+    when the verdict is outside or the images read as the source), whether or not a model is
+    given. With the seeing unread, the model counts as adapted elsewhere only if its depth
+    differs; images reading as the source are the model's source domain, a caveat too.
 
     Raises:
         ShiftError: unusable atlas, trial, or no image that can be measured.
@@ -417,15 +421,21 @@ def measure(images: str | Path, atlas_dir: Path = DEFAULT_ATLAS, trial: Path | N
         context["ood"] = model_flags(trial, cutouts.images[ok], model)
         flagged = context["ood"].get("flagged")
         flags = flagged is not None and flagged > MODEL_FLAGGED
-        elsewhere = cell != "source" and context["adapted_cell"] != cell
+        if cell == "source" or place["psf_scale"] is not None:
+            elsewhere = context["adapted_cell"] != cell
+        else:  # the seeing is unread: only the depth can differ
+            elsewhere = context["adapted_to"]["limiting_sb"] != atlas["cells"][cell]["limiting_sb"]
+        flag_text = (f", and its features flag {100 * flagged:.0f} % of them" if flags else "")
         if flags and (place["outside"] or not elsewhere):
             reasons.append(f"the model's features flag {100 * flagged:.0f} % of the images as "
                            "unlike its target training images")
+        elif elsewhere and cell == "source":
+            caveat = ("these images are like the simulation's source domain (no sky noise), "
+                      "not the model's target" + flag_text
+                      + ": apply it with python apply/predict.py --domain source")
         elif elsewhere:
             adapted = context["adapted_cell"] or "a target that is no atlas cell"
-            caveat = (f"the model was adapted to {adapted}, not {cell}"
-                      + (f", and its features flag {100 * flagged:.0f} % of these images"
-                         if flags else "")
+            caveat = (f"the model was adapted to {adapted}, not {cell}" + flag_text
                       + f": the atlas's figures in {cell} are for a model adapted to such "
                       "images (retrain with them as the target)")
     outside = bool(reasons)
@@ -462,6 +472,9 @@ def report(result: dict[str, Any]) -> str:
                      + r.get("seeing_note", "seeing not read"))
         if r["outside"]:
             lines.append("the reading is outside the atlas: " + "; ".join(r["reasons"]))
+        elif psf is None:
+            lines.append(f"nearest atlas cell by the depth alone: {r['cell']} "
+                         f"({r['distance']:.2f} grid steps)")
         else:
             lines.append(f"resembles atlas cell {r['cell']} (neighbour {r['neighbour']}; "
                          f"{r['distance']:.2f} grid steps)")
@@ -503,12 +516,14 @@ def report(result: dict[str, Any]) -> str:
     if verdict["outside"]:
         lines.append("verdict: OUTSIDE — " + "; ".join(verdict["reasons"]) + ". Nothing the "
                      "atlas measured says how a model does on these images.")
-    elif not verdict["inside"]:
-        lines.append(f"verdict: not placed — the noise depth is {r['cell']}'s, but "
-                     + r.get("seeing_note", "the seeing is not read")
-                     + ", so a wider PSF or larger galaxies would go unseen (measure at least "
-                     f"{MIN_SIZE_IMAGES} images, or pass --trial with an OOD reference)"
-                     + (f"; {verdict['caveat']}" if verdict.get("caveat") else ""))
+    elif r["cell"] != "source" and not verdict["inside"]:
+        checked = bool(model) and "flagged" in (model.get("ood") or {})
+        lines.append(f"verdict: not placed — the depth is {r['cell']}'s, but without the "
+                     "seeing a wider PSF or larger galaxies would go unseen (measure at least "
+                     f"{MIN_SIZE_IMAGES} images"
+                     + ("" if checked else "; a --trial with an OOD reference checks them "
+                        "against the model")
+                     + ")" + (f"; {verdict['caveat']}" if verdict.get("caveat") else ""))
     elif verdict.get("caveat"):
         lines.append(f"verdict: inside the atlas ({r['cell']}), but {verdict['caveat']}")
     else:

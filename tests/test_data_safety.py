@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -354,6 +355,17 @@ def test_train_disk_full_during_the_trial(tmp_path, tiny_domain_pair, capsys, mo
     assert line.startswith(f"error: cannot write {out}{os.sep}"), line
     assert line.endswith(": No space left on device"), line
     assert _entries(out) == []  # no checkpoint.pt, record.json or *.tmp* left
+
+
+def test_records_are_strict_json_with_numpy_scalars(tmp_path):
+    """json_safe turns numpy scalars into numbers (a float32 NaN into null), so write_json
+    never stores a number as its string."""
+    from training.record import json_safe, write_json
+
+    value = {"a": np.float32("nan"), "b": np.int64(3), "c": [np.float64(0.5), np.bool_(True)]}
+    assert json_safe(value) == {"a": None, "b": 3, "c": [0.5, True]}
+    write_json(tmp_path / "r.json", value)
+    assert json.loads((tmp_path / "r.json").read_text()) == {"a": None, "b": 3, "c": [0.5, True]}
 
 
 # --- the atomic writers (the search's truncated checkpoint / record / summary.csv) ----------
