@@ -482,7 +482,8 @@ def extended_markdown(result: dict[str, Any]) -> str:
                 continue
             share = row["oracle_gap"]
             share_text = ("" if share is None or share["share"] is None
-                          else f"{100 * share['share']:.0f} % (seeds "
+                          else f"{100 * share['share']:.0f} % (seed"
+                          f"{'s' * (len(share['seeds']) != 1)} "
                           f"{', '.join(map(str, share['seeds']))})")
             out.append(
                 f"| {row['label']} | {', '.join(map(str, row['seeds']))} | "
