@@ -285,7 +285,8 @@ def _delta(comparison: dict[str, Any] | None, seeds: list[int] | None = None) ->
     if not comparison:
         return ""
     paired_on = ("" if seeds is None or comparison["seeds"] == list(seeds) else
-                 f" (seeds {', '.join(map(str, comparison['seeds']))})")
+                 f" (seed{'s' * (len(comparison['seeds']) != 1)} "
+                 f"{', '.join(map(str, comparison['seeds']))})")
     return (f"{100 * comparison['delta']:+.1f} [{100 * comparison['ci_low']:+.1f}, "
             f"{100 * comparison['ci_high']:+.1f}]{paired_on}")
 

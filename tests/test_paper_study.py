@@ -188,7 +188,7 @@ def test_adabn_re_scores_the_no_da_seed_with_its_configuration(tiny_domain_pair,
     none_seed = tmp_path / "seeds" / "data11" / "none_deepmerge" / "seed_1"
     shutil.copytree(trial, none_seed)
     job = paper_study.adabn_job(11, 1, tmp_path, paper_study.PROFILES["cpu"],
-                                data=str(tiny_domain_pair))
+                                data=str(tiny_domain_pair), reports=tmp_path / "reports")
     assert not job.done() and job.command is None
     command = job.prepare()
     proc = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
@@ -212,7 +212,8 @@ def test_a_failed_record_is_rerun_and_a_missing_input_is_one_line(tmp_path, caps
     assert not rerun.done()
     assert paper_study.run_jobs([rerun], tmp_path, 1, deadline=None) == 1  # ran, still failed
     assert "rerun: exit 0" in capsys.readouterr().out
-    adabn = paper_study.adabn_job(11, 1, tmp_path / "runs", paper_study.PROFILES["cpu"])
+    adabn = paper_study.adabn_job(11, 1, tmp_path / "runs", paper_study.PROFILES["cpu"],
+                                  reports=tmp_path / "reports")  # not the committed records
     assert paper_study.run_jobs([adabn], tmp_path, 1, deadline=None) == 1
     assert "not run (FileNotFoundError" in capsys.readouterr().out
 

@@ -211,7 +211,7 @@ def test_the_extended_table_lists_the_planned_arms_and_names_partial_pairs(tmp_p
     assert arms == list(paper_tables.PLANNED_ARMS["resnet18"])  # no AdaBN, no newer methods
     markdown = paper_tables.extended_markdown(result)
     mmd = next(line for line in markdown.splitlines() if line.startswith("| MMD"))
-    assert mmd.split(" | ")[1] == "1, 2, 3" and mmd.count("(seeds 1)") == 1  # vs joint-BN
+    assert mmd.split(" | ")[1] == "1, 2, 3" and mmd.count("(seed 1)") == 1  # vs joint-BN
     assert "one training seed on a CPU" in markdown
 
 
