@@ -30,11 +30,11 @@ Stages (each one the documented CLI, run as a subprocess; rerunning skips what i
    balanced rows.
 5. **The extended DeepMerge table** on the first held-out data seed, seeds 1-3
    (:data:`EXTENDED_SEEDS`; the five newer methods' searches run first, since the shift
-   atlas takes its newer method from them): the controls and the oracle with the no-DA search's pick
-   (``search/seeds.py --shared-config``: a control differs from no-DA in the one thing it
-   controls) — joint-BN, per-domain normalisation, the target-trained oracle — AdaBN
-   (re-scores the no-DA seeds' networks), the classical baseline, and CORAL, MMD+FE, DANN+FE,
-   CDAN and SIDDA with their own searches' picks.
+   atlas takes its newer method from them): the controls and the oracles with the no-DA
+   search's pick (``search/seeds.py --shared-config``: a control differs from no-DA in the one
+   thing it controls) — joint-BN, per-domain normalisation, the target-trained oracle and the
+   source + target oracle — AdaBN (re-scores the no-DA seeds' networks), the classical
+   baseline, and CORAL, MMD+FE, DANN+FE, CDAN and SIDDA with their own searches' picks.
 6. **ResNet18**: no-DA, MMD and DANN with their searches' picks (the profile's
    ``resnet_seeds``: 3 on a CPU, 10 on a GPU), joint-BN and the oracle with the no-DA
    search's pick (one seed on a CPU, as the issue allows; as many as the rows on a GPU).
@@ -99,8 +99,9 @@ SEARCHES = {**{p: 30 for p in DEEPMERGE}, **{p: 10 for p in NEWER}, **{p: 10 for
 #: HELD_OUT_DATA_SEEDS lists them, so no search or study may run on them).
 HELD_OUT = {11: 10, 12: 3}
 EXTENDED_SEEDS = 3  #: training seeds of the extended table (first held-out data seed)
-#: Controls and the oracle: trained with the no-DA search's pick (``--shared-config``).
-CONTROLS = {"deepmerge": ("jointbn_deepmerge", "oracle_deepmerge"),
+#: Controls and the oracles: trained with the no-DA search's pick (``--shared-config``).
+#: DeepMerge also gets the source + target oracle (``training/methods/oracleboth.py``).
+CONTROLS = {"deepmerge": ("jointbn_deepmerge", "oracle_deepmerge", "oracleboth_deepmerge"),
             "resnet18": ("jointbn_resnet", "oracle_resnet")}
 PAPER_SIZE = ("--n-mergers", "8120", "--n-nonmergers", "7306")
 ROC_POINTS = 200  #: points kept of each committed ROC curve (:func:`thin_roc`)

@@ -60,3 +60,29 @@ def test_source_labels_never_reach_it_and_target_labels_do(tiny_domain_pair, tmp
     best = honest["history"][honest["best_epoch"] - 1]
     assert best["source_val_accuracy"] == pytest.approx(
         honest["metrics"]["target_val"]["accuracy"], abs=1e-12)
+
+
+def test_the_source_target_oracle_learns_from_both_labelled_splits(tiny_domain_pair):
+    trainer = Trainer(problem_config("oracleboth_deepmerge", FEW),
+                      load_benchmark(tiny_domain_pair), torch.device("cpu"))
+    assert trainer.train_domain == "both" and trainer.batches.target_x is None
+    for split in ("train", "val"):
+        (xs, ys), (xt, yt) = trainer.data[("source", split)], trainer.data[("target", split)]
+        x, y = trainer.data[("both", split)]
+        assert torch.equal(x, torch.cat([xs, xt])) and torch.equal(y, torch.cat([ys, yt]))
+    assert torch.equal(trainer.batches.source_x, trainer.data[("both", "train")][0])
+    x_val, y_val = trainer.data[("both", "val")]
+    assert trainer.source_val().loss == trainer.model_outputs(x_val, y_val).loss
+
+
+def test_the_source_target_oracle_reads_the_labels_of_both_domains(tiny_domain_pair, tmp_path,
+                                                                   one_thread):
+    config = problem_config("oracleboth_deepmerge", FEW)
+    losses = {}
+    for name, folder in (("honest", tiny_domain_pair),
+                         ("source", _with_flipped(tiny_domain_pair, tmp_path / "s", "source")),
+                         ("target", _with_flipped(tiny_domain_pair, tmp_path / "t", "target"))):
+        record = run_trial(config, folder, tmp_path / f"run_{name}", progress=False)
+        assert record["status"] == "ok"
+        losses[name] = [r["train_loss"] for r in record["history"]]
+    assert losses["honest"] != losses["source"] and losses["honest"] != losses["target"]

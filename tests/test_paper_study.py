@@ -69,7 +69,7 @@ def test_dry_run_lists_every_search_with_the_paper_protocol():
 def test_dry_run_lists_the_extended_table_and_resnet18():
     lines = dry_run()
     extended = [line for line in lines if "--only-seed" in line and "data11" in line]
-    for problem in ("jointbn_deepmerge", "oracle_deepmerge"):  # the no-DA search's pick
+    for problem in ("jointbn_deepmerge", "oracle_deepmerge", "oracleboth_deepmerge"):  # no-DA pick
         mine = [line for line in extended if f"--problem {problem} " in line]
         assert len(mine) == paper_study.EXTENDED_SEEDS
         assert all("--from-search reports/paper/searches/none_deepmerge --shared-config" in line

@@ -249,3 +249,32 @@ def test_no_share_of_an_oracle_gap_under_five_points(tmp_path):
     fake_seed(tmp_path / "wide", "oracle", 1, {"source": 0.9, "target": 0.80}, n=4000)
     arms = {a.name: a for a in load_arm_folders(tmp_path / "wide/seeds/data11/deepmerge")}
     assert paper_tables.gap_share(arms, "mmd")["share"] == pytest.approx(0.5, abs=0.1)
+
+
+def test_the_source_target_oracle_has_its_own_share_column(tmp_path):
+    """Two ceilings: the target-trained oracle (below MMD here, shares over 100 %) and the
+    source + target oracle; each arm's share of each gap, the ceiling itself without one."""
+    from analysis.headline import load_arm_folders
+
+    for arm, target in (("none", 0.60), ("mmd", 0.80), ("oracle", 0.75),
+                        ("oracleboth", 0.90)):
+        fake_seed(tmp_path, arm, 1, {"source": 0.9, "target": target}, n=4000)
+    arms = {a.name: a for a in load_arm_folders(tmp_path / "seeds/data11/deepmerge")}
+    mean = {name: arms[name].correct["target"].mean() for name in arms}
+    both = paper_tables.gap_share(arms, "mmd", "oracleboth")
+    assert both["share"] == pytest.approx(
+        (mean["mmd"] - mean["none"]) / (mean["oracleboth"] - mean["none"]))
+    assert paper_tables.gap_share(arms, "mmd")["share"] > 1  # above the target-trained one
+    assert paper_tables.gap_share(arms, "oracle", "oracleboth")["share"] < 1
+    assert paper_tables.gap_share(arms, "oracleboth", "oracleboth") is None
+    result = paper_tables.build(tmp_path)
+    rows = {r["arm"]: r for r in result["extended"]["deepmerge"]["arms"]}
+    assert rows["mmd"]["oracleboth_gap"]["share"] == pytest.approx(both["share"])
+    markdown = paper_tables.extended_markdown(result)
+    header = next(line for line in markdown.splitlines() if line.startswith("| arm |"))
+    assert header.endswith("| share of the no-DA → oracle gap | "
+                           "share of the no-DA → source + target oracle gap |")
+    mmd = next(line for line in markdown.splitlines() if line.startswith("| MMD |"))
+    assert mmd.endswith(f"| {100 * both['share']:.0f} % (seed 1) |")
+    assert all(line.count("|") == header.count("|")
+               for line in markdown.splitlines() if line.startswith("| "))

@@ -66,8 +66,9 @@ class MethodSpec:
             statistics); the source splits are always scored by the trained network.
         trains_on: the domain whose *labelled* training split the classifier learns from and
             whose validation loss the stopping rule reads: ``"source"`` for every method; only
-            the target-trained oracle (``training/methods/oracle.py``), an upper bound that no
-            choice may read, says ``"target"``.
+            the oracles, upper bounds that no choice may read, say otherwise: ``"target"``
+            (``training/methods/oracle.py``) or ``"both"``, the two labelled training splits
+            pooled (``training/methods/oracleboth.py``).
     """
 
     name: str
@@ -87,13 +88,17 @@ class MethodSpec:
         return {h.name: h.default for h in self.hyperparameters}
 
 
+#: What a method's classifier may learn from (:attr:`MethodSpec.trains_on`).
+TRAINING_DOMAINS = ("source", "target", "both")
+
+
 def _check_name(spec: MethodSpec) -> None:
     if "_" in spec.name or not spec.name:
         raise ValueError(f"method name {spec.name!r} must be non-empty without '_' (problem "
                          "names are <method>_<backbone>)")
-    if spec.trains_on not in ("source", "target"):
-        raise ValueError(f"method {spec.name!r}: trains_on must be 'source' or 'target', got "
-                         f"{spec.trains_on!r}")
+    if spec.trains_on not in TRAINING_DOMAINS:
+        raise ValueError(f"method {spec.name!r}: trains_on must be one of {TRAINING_DOMAINS}, "
+                         f"got {spec.trains_on!r}")
 
 
 METHODS = Registry("method", "training.methods", check=_check_name)

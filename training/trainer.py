@@ -128,7 +128,8 @@ class Trainer:
         spec = get_method(config.method)
         self.uses_target = spec.needs_target
         self.adapt_for_target = spec.adapt_for_target
-        #: The labelled domain the classifier learns from: the source, except for the oracle.
+        #: The labelled domain the classifier learns from: the source, except for the oracles
+        #: (``"target"``; ``"both"``: the source and target splits pooled).
         self.train_domain = spec.trains_on
 
         self.stats = domain_stats(bench, config.normalization)
@@ -137,13 +138,18 @@ class Trainer:
             for domain in ("source", "target")
             for split in ("train", "val", "test")
         }
+        if self.train_domain == "both":  # the source + target oracle: both labelled splits
+            for split in ("train", "val"):
+                self.data[("both", split)] = tuple(
+                    torch.cat([self.data[("source", split)][i], self.data[("target", split)][i]])
+                    for i in (0, 1))
         self.galaxy_ids = {
             (domain, split): getattr(bench, domain).galaxy_id[
                 getattr(bench, domain).split == SPLITS[split]]
             for domain in ("source", "target")
             for split in ("val", "test")
         }
-        xs, ys = self.data[(self.train_domain, "train")]  # target only for the oracle
+        xs, ys = self.data[(self.train_domain, "train")]  # not the source's for the oracles
         xt, _target_labels_unused = self.data[("target", "train")]
         xt = xt if self.uses_target else None  # no-DA trains on the source alone
         if device.type == "cuda":
@@ -331,9 +337,10 @@ class Trainer:
         """The validation split of the training domain scored by the current weights.
 
         The source's for every method (the target's for the oracle, which learns from target
-        labels). Its loss is the stopping signal; :func:`training.loop.fit` passes the same
-        predictions (with their features when an epoch callback may read them) to the epoch's
-        interim record, so the split is evaluated once per epoch.
+        labels; both pooled for the source + target oracle). Its loss is the stopping signal;
+        :func:`training.loop.fit` passes the same predictions (with their features when an
+        epoch callback may read them) to the epoch's interim record, so the split is evaluated
+        once per epoch.
         """
         x, y = self.data[(self.train_domain, "val")]
         return self.model_outputs(x, y, keep_features=keep_features)
