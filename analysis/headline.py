@@ -11,7 +11,8 @@ paired difference averaged over seeds with its 95 % cluster-bootstrap interval
 Two steps::
 
     python analysis/headline.py collect --runs runs/headline --out reports/headline
-    python analysis/headline.py table --records reports/headline --readme README.md
+    python analysis/headline.py table --records reports/headline \
+        --readme benchmarks/results/protocol-and-headline.md
 
 ``collect`` copies, for every seed study under ``--runs/seeds/`` and every registered baseline
 under ``--runs/<baseline>/`` (the classical one: ``--runs/classical/``), each seed's

@@ -95,7 +95,15 @@ PLANNED_ARMS = {"deepmerge": EXTENDED_ARMS,
                 "resnet18": ("none", "jointbn", "mmd", "dann", "oracle")}
 #: Backbones whose Table 1 rows the study trains on its first held-out data seed only.
 FIRST_DATA_SEED_ONLY = ("resnet18",)
-REFERENCES = ("none", "jointbn")
+REFERENCES = ("none", "jointbn", "mmd")  #: paired against every arm (MMD: the newer methods)
+#: Short names of the extended table's arms in sentences (:func:`extended_lines`).
+SHORT = {"none": "no-DA", "none-perdomain": "per-domain normalisation", "adabn": "AdaBN",
+         "jointbn": "joint-BN", "mmd": "MMD", "dann": "DANN", "coral": "CORAL",
+         "mmdfe": "MMD+FE", "dannfe": "DANN+FE", "cdan": "CDAN", "sidda": "SIDDA",
+         "classical": "the classical baseline", "oracle": "the target-trained oracle",
+         "oracleboth": "the source + target oracle"}
+CONTROL_ARMS = ("jointbn", "adabn", "none-perdomain")
+NEWER_ARMS = ("coral", "mmdfe", "dannfe", "cdan", "sidda")
 #: the least oracle − no-DA target gap (accuracy) whose shares are reported
 ORACLE_MIN_GAP = 0.05
 README_START = "<!-- paper-table1:start (written by analysis/paper_tables.py; checked by tests) -->"
@@ -264,9 +272,10 @@ def build(reports: Path) -> dict[str, Any]:
 
 def provenance(reports: Path) -> dict[str, Any]:
     """What made Table 1's records: machines, precision paths, versions, summed wall time."""
+    # Table 1's arm folders only (per-domain normalisation's records say method "none" too)
     records = [read_json(p) or {} for p in
-               sorted((reports / "seeds").glob("data*/*/*/seed_*/record.json"))]
-    records = [r for r in records if r.get("method") in PAPER_ARMS]
+               sorted((reports / "seeds").glob("data*/*/*/seed_*/record.json"))
+               if p.parent.parent.name in PAPER_ARMS]
     versions = {name: sorted({str((r.get("versions") or {}).get(name)) for r in records})
                 for name in ("torch", "deephyper", "galsim")}
     return {"records": len(records),
@@ -465,6 +474,13 @@ def table1_markdown(result: dict[str, Any]) -> str:
         lines.append("")
         lines.append("Against the paper (written from the numbers above):")
         lines.extend(f"- {line}" for line in comparison)
+    beyond = extended_lines(result)
+    if beyond:
+        lines.append("")
+        lines.append(f"Beyond the paper (DeepMerge, data seed "
+                     f"{result['extended']['deepmerge']['data_seed']}; every row in the "
+                     "extended table beside Table 1 in `reports/paper/`):")
+        lines.extend(f"- {line}" for line in beyond)
     made = result.get("provenance")
     if made and made["records"]:
         versions = "; ".join(f"{k} {', '.join(v)}" for k, v in made["versions"].items())
@@ -474,6 +490,87 @@ def table1_markdown(result: dict[str, Any]) -> str:
                      f"{'; '.join(made['machines'])}, precision {', '.join(made['precision'])}; "
                      f"{versions}.")
     return "\n".join(lines) + "\n"
+
+
+def _seeds(seeds: list[int]) -> str:
+    return f"seed{'s' * (len(seeds) != 1)} {', '.join(map(str, seeds))}"
+
+
+def extended_lines(result: dict[str, Any], backbone: str = "deepmerge") -> list[str]:
+    """Plain statements from a backbone's extended table (what README shows under Table 1).
+
+    Each only where its rows have records: the controls against no-DA and MMD / DANN against
+    joint-BN (paired, 95 % intervals); both oracles against MMD and DANN over their common
+    seeds and the shares of the gaps; the classical baseline; the newer methods, the best by
+    mean target accuracy paired against MMD. Words follow the numbers: the gain is said to
+    come "from the transfer loss" only when every control's mean Δ is below half of MMD's and
+    DANN's and both beat joint-BN with intervals above zero.
+    """
+    table = result["extended"].get(backbone)
+    if not table:
+        return []
+    rows = {r["arm"]: r for r in table["arms"] if not r.get("missing")}
+    delta = {name: (row["vs"].get("none") or {}).get("target") for name, row in rows.items()}
+    out = []
+    controls = [c for c in CONTROL_ARMS if delta.get(c)]
+    if controls:
+        text = ", ".join(f"{SHORT[c]} {_delta(delta[c])} ({_seeds(delta[c]['seeds'])})"
+                         for c in controls)
+        line = f"Controls, target points against no-DA: {text}."
+        beats = {a: (rows[a]["vs"].get("jointbn") or {}).get("target")
+                 for a in ("mmd", "dann") if a in rows}
+        if "jointbn" in rows and all(beats.values()) and beats:
+            line += " Against joint-BN: " + ", ".join(
+                f"{SHORT[a]} {_delta(b)} ({_seeds(b['seeds'])})" for a, b in beats.items())
+            gains = [delta[a]["delta"] for a in beats if delta.get(a)]
+            if (gains and all(b["ci_low"] > 0 for b in beats.values())
+                    and max(delta[c]["delta"] for c in controls) < 0.5 * min(gains)):
+                line += (": the gain comes from the transfer loss; no control gives more "
+                         f"than {100 * max(delta[c]['delta'] for c in controls):+.1f} points.")
+            else:
+                line += "."
+        out.append(line)
+    for ceiling in CEILINGS:
+        if ceiling not in rows or not {"mmd", "dann"} <= set(rows):
+            continue
+        common = [s for s in rows[ceiling]["seeds"]
+                  if s in rows["mmd"]["seeds"] and s in rows["dann"]["seeds"]]
+        if not common:
+            continue
+        top = _mean_over(rows[ceiling], "target", common)
+        mmd, dann = (_mean_over(rows[a], "target", common) for a in ("mmd", "dann"))
+        where = ("below both" if top < min(mmd, dann) else "above both" if top > max(mmd, dann)
+                 else "between them")
+        line = (f"{SHORT[ceiling][0].upper()}{SHORT[ceiling][1:]} reaches {top:.1f} % on the "
+                f"target against MMD's {mmd:.1f} and DANN's {dann:.1f} ({_seeds(common)}): "
+                f"{where}")
+        if ceiling == "oracle" and where == "below both":
+            line += ("; with target labels alone the network does worse than with source "
+                     "labels and DA (shares of its gap above 100 %)")
+        shares = {a: rows[a].get(f"{ceiling}_gap") for a in ("mmd", "dann")}
+        if ceiling != "oracle" and all(v and v["share"] is not None for v in shares.values()):
+            line += (f"; MMD closes {100 * shares['mmd']['share']:.0f} % and DANN "
+                     f"{100 * shares['dann']['share']:.0f} % of the no-DA → "
+                     f"{SHORT[ceiling][4:]} gap")
+        out.append(line + ".")
+    for baseline in (b.name for b in baseline_specs() if b.joins == backbone):
+        if baseline in rows and delta.get(baseline):
+            row = rows[baseline]
+            out.append(f"{SHORT.get(baseline, baseline)[0].upper()}"
+                       f"{SHORT.get(baseline, baseline)[1:]} reaches "
+                       f"{_mean_std(row['target'])} % on the target ({_seeds(row['seeds'])}), "
+                       f"{_delta(delta[baseline])} points against no-DA.")
+    newer = [a for a in NEWER_ARMS if a in rows]
+    if newer:
+        best = max(newer, key=lambda a: rows[a]["target"]["mean"])
+        listed = ", ".join(f"{SHORT[a]} {_mean_std(rows[a]['target'])}" for a in newer)
+        line = f"Newer methods, target accuracy (%): {listed}"
+        against = (rows[best]["vs"].get("mmd") or {}).get("target")
+        if against:
+            line += (f"; the best, {SHORT[best]}, against MMD: {_delta(against)} points "
+                     f"({_seeds(against['seeds'])})")
+        out.append(line + ".")
+    return out
 
 
 def _share(share: dict[str, Any] | None) -> str:

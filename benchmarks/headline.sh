@@ -66,7 +66,7 @@ PYEOF
 # companion completeness table and the diagnostics figures (every seed study but per-domain
 # normalisation, which shares none_deepmerge's problem name).
 "$PY" analysis/headline.py collect --runs "$OUT" --out reports/headline
-"$PY" analysis/headline.py table --records reports/headline --readme README.md
+"$PY" analysis/headline.py table --records reports/headline --readme benchmarks/results/protocol-and-headline.md
 "$PY" analysis/report.py --runs "$OUT/seeds/none_deepmerge" "$OUT/seeds/jointbn_deepmerge" \
     "$OUT/seeds/adabn_deepmerge" "$OUT/seeds/mmd_deepmerge" "$OUT/seeds/dann_deepmerge" \
     "$OUT/classical" --out reports/headline/report --diagnostics

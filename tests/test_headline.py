@@ -84,10 +84,23 @@ def test_readme_headline_equals_the_committed_records():
     """Every number of README's headline table is recomputed from reports/headline/records."""
     result = headline.headline(REPORT)
     markdown = headline.format_markdown(result)
-    assert headline.readme_block(REPO_ROOT / "README.md") == markdown
+    assert headline.readme_block(REPO_ROOT / "benchmarks/results/protocol-and-headline.md") \
+        == markdown
     assert (REPORT / "headline.md").read_text() == markdown
     stored = json.loads((REPORT / "headline.json").read_text())
     assert stored == json.loads(json.dumps(result))
+
+
+def test_readme_sentence_on_the_earlier_headline_equals_the_records():
+    """README names the earlier headline's target accuracies: each equals the table's cell."""
+    markdown = headline.format_markdown(headline.headline(REPORT))
+    target = {cells[0]: cells[2] for cells in (
+        [c.strip() for c in line.strip("|").split("|")] for line in markdown.splitlines()
+        if line.startswith("| ") and not line.startswith("| DeepMerge"))}
+    readme = " ".join((REPO_ROOT / "README.md").read_text().split())
+    said = (f"MMD {target['MMD']} % and DANN {target['adversarial (DANN)']} % target against "
+            f"no-DA's {target['no-DA']} % and joint-BN's {target['joint-BN (λ_TL = 0)']} %")
+    assert said in readme
 
 
 def test_committed_headline_follows_the_protocol():
