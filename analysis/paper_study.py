@@ -388,7 +388,7 @@ def plan(runs: Path, profile: Profile, problems: list[str],
     deepmerge = [*searches(DEEPMERGE), *held_out,
                  *seeds("Table 1: DeepMerge rows", seed_jobs(runs, profile, reports)),
                  *searches(NEWER),
-                 *seeds("extended table: controls, AdaBN, classical, oracle",
+                 *seeds("extended table: controls, AdaBN, classical, oracles",
                         extended_jobs(runs, profile, reports)),
                  *seeds("extended table: newer methods", newer_jobs(runs, profile, reports))]
     resnet = [*searches(RESNET)]

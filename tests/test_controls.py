@@ -240,5 +240,12 @@ def test_adabn_from_a_no_da_trial_equals_adabn_trained(tiny_domain_pair, tmp_pat
     capsys.readouterr()
     assert main(["--problem", "adabn_deepmerge", "--out", str(tmp_path / "bad"),
                  "--from-trial", str(tmp_path / "none"), *common, "--set", "lr=0.01"]) == 2
-    assert "fields that differ: ['lr']" in capsys.readouterr().err
+    assert "what differs: ['lr']" in capsys.readouterr().err
     assert not (tmp_path / "bad" / "record.json").exists()
+    # A source-trained network cannot be filed as an oracle (the configurations differ only
+    # in the method, but the oracles learn from other labels).
+    for oracle in ("oracle_deepmerge", "oracleboth_deepmerge"):
+        assert main(["--problem", oracle, "--out", str(tmp_path / oracle),
+                     "--from-trial", str(tmp_path / "none"), *common]) == 2
+        assert "trains_on source vs " in capsys.readouterr().err
+        assert not (tmp_path / oracle / "record.json").exists()

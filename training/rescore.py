@@ -64,12 +64,16 @@ def reevaluate_trial(config: TrainConfig, trained_dir: str | os.PathLike,
     same = {k: v for k, v in theirs.to_dict().items() if k != "method"}
     mine = {k: v for k, v in config.to_dict().items() if k != "method"}
     specs = (get_method(theirs.method), get_method(config.method))
-    if same != mine or any(s.needs_target for s in specs) or config.lambda_tl != 0:
+    if (same != mine or any(s.needs_target for s in specs) or config.lambda_tl != 0
+            or specs[0].trains_on != specs[1].trains_on):
         differ = sorted(k for k in mine if mine[k] != same.get(k))
+        if specs[0].trains_on != specs[1].trains_on:  # e.g. a no-DA network filed as an oracle
+            differ.append(f"trains_on {specs[0].trains_on} vs {specs[1].trains_on}")
         raise ReevaluationError(
             f"{trained_dir} ({theirs.method}) does not train the network {config.method} "
-            f"would (fields that differ: {differ or 'none'}; both methods must be source-only "
-            "with lambda_tl = 0). Fix: train this configuration instead")
+            f"would (what differs: {differ or 'none'}; both methods must be source-only "
+            "with lambda_tl = 0 and learn from the same labelled split). Fix: train this "
+            "configuration instead")
     bench = load_benchmark(data_dir)
     why = same_data(recorded_identity(trained), data_identity(data_dir))
     if why:
