@@ -503,8 +503,10 @@ def extended_lines(result: dict[str, Any], backbone: str = "deepmerge") -> list[
 
     Each only where its rows have records: the controls against no-DA and MMD / DANN against
     joint-BN (paired, 95 % intervals); each oracle against MMD and DANN over the seeds the
-    three share, and the shares of its gap; the classical baseline; the newer methods, the
-    best by mean target accuracy paired against MMD. Words follow the numbers:
+    three share, and the shares of its gap (the source + target oracle: also its source change
+    against no-DA's, beside MMD's and DANN's, where its interval is below zero); the classical
+    baseline; the newer methods, the best by mean target accuracy paired against MMD. Words
+    follow the numbers:
 
     * the gain is said to come "from the transfer loss" only when MMD and DANN both beat
       joint-BN with intervals above zero and every control's mean Δ against no-DA is below
@@ -519,8 +521,8 @@ def extended_lines(result: dict[str, Any], backbone: str = "deepmerge") -> list[
         return []
     rows = {r["arm"]: r for r in table["arms"] if not r.get("missing")}
 
-    def vs(name: str, ref: str) -> dict[str, Any] | None:
-        return (rows[name]["vs"].get(ref) or {}).get("target") if name in rows else None
+    def vs(name: str, ref: str, domain: str = "target") -> dict[str, Any] | None:
+        return (rows[name]["vs"].get(ref) or {}).get(domain) if name in rows else None
 
     out = []
     controls = [c for c in CONTROL_ARMS if vs(c, "none")]
@@ -573,6 +575,13 @@ def extended_lines(result: dict[str, Any], backbone: str = "deepmerge") -> list[
         elif ceiling != "oracle" and all(v is not None for v in shares.values()):
             line += (f"; MMD closes {100 * shares['mmd']:.0f} % and DANN "
                      f"{100 * shares['dann']:.0f} % of the no-DA → {SHORT[ceiling][4:]} gap")
+        source = {a: vs(a, "none", "source") for a in (ceiling, "mmd", "dann")}
+        if ceiling == "oracleboth" and all(source.values()) and source[ceiling]["ci_high"] < 0:
+            line += (f". Trained on both domains' labels, it too loses source accuracy against "
+                     f"no-DA: {_delta(source[ceiling])} points "
+                     f"({_seeds(source[ceiling]['seeds'])}; MMD {_delta(source['mmd'])}, "
+                     f"{_seeds(source['mmd']['seeds'])}; DANN {_delta(source['dann'])}, "
+                     f"{_seeds(source['dann']['seeds'])})")
         out.append(line + ".")
     for baseline in (b.name for b in baseline_specs() if b.joins == backbone):
         if vs(baseline, "none"):

@@ -303,6 +303,7 @@ def test_the_sentences_beyond_the_paper_follow_the_numbers(tmp_path):
     assert both_oracle.startswith("The source + target oracle reaches ")
     share = rows["mmd"]["oracleboth_gap"]["share"]
     assert f"MMD closes {100 * share:.0f} %" in both_oracle and "above both" in both_oracle
+    assert "it too loses source" not in both_oracle  # every fake arm has 90 % source
     assert classical.startswith("The classical baseline reaches ")
     cdan = rows["cdan"]["vs"]["mmd"]["target"]
     assert f"the best, CDAN, against MMD: {100 * cdan['delta']:+.1f} [" in newer
@@ -318,3 +319,10 @@ def test_the_sentences_beyond_the_paper_follow_the_numbers(tmp_path):
     fake_seed(tmp_path / "big", "oracle", 1, {"source": 0.9, "target": 0.795}, n=2000)
     said = paper_tables.extended_lines(paper_tables.build(tmp_path / "big"))[1]
     assert said.startswith("The target-trained oracle reaches ") and "worse" not in said
+    # A source + target oracle that pays on the source: said, with its paired interval.
+    fake_seed(tmp_path / "big", "oracleboth", 1, {"source": 0.85, "target": 0.9}, n=2000)
+    result = paper_tables.build(tmp_path / "big")
+    said = paper_tables.extended_lines(result)[2]
+    cost = next(r for r in result["extended"]["deepmerge"]["arms"]
+                if r["arm"] == "oracleboth")["vs"]["none"]["source"]
+    assert f"it too loses source accuracy against no-DA: {100 * cost['delta']:+.1f} [" in said
