@@ -319,17 +319,14 @@ def adabn_job(data_seed: int, seed: int, runs: Path, profile: Profile,
 
 def extended_jobs(runs: Path, profile: Profile,
                   reports: Path = Path("reports/paper")) -> list[Job]:
-    """The extended DeepMerge table's seeds on the first held-out data seed (seed-major)."""
+    """The extended DeepMerge table's seeds on the first held-out data seed (seed-major).
+
+    The classical baseline (one job for its seeds, the longest of the stage: statmorph on
+    every image) comes first, so that it runs beside the networks' seeds instead of alone at
+    the stage's end with the other workers idle.
+    """
     data_seed = next(iter(HELD_OUT))
     jobs = []
-    for seed in range(1, EXTENDED_SEEDS + 1):
-        jobs += [seed_job(p, data_seed, seed, EXTENDED_SEEDS, runs, profile,
-                          search="none_deepmerge", reports=reports)
-                 for p in CONTROLS["deepmerge"]]
-        jobs.append(seed_job("none_deepmerge", data_seed, seed, EXTENDED_SEEDS, runs, profile,
-                             study="none_deepmerge-perdomain",
-                             sets=("normalization=per_domain",), reports=reports))
-        jobs.append(adabn_job(data_seed, seed, runs, profile, reports=reports))
     out = runs / "seeds" / f"data{data_seed}" / "classical"
     jobs.append(Job(f"classical data seed {data_seed}", [
         sys.executable, "training/classical.py", "--data", held_out_dir(data_seed), "--out",
@@ -338,6 +335,14 @@ def extended_jobs(runs: Path, profile: Profile,
         runs / "logs" / f"classical_data{data_seed}.log",
         committed=[committed_seed(reports, data_seed, "classical", s)
                    for s in range(1, EXTENDED_SEEDS + 1)]))
+    for seed in range(1, EXTENDED_SEEDS + 1):
+        jobs += [seed_job(p, data_seed, seed, EXTENDED_SEEDS, runs, profile,
+                          search="none_deepmerge", reports=reports)
+                 for p in CONTROLS["deepmerge"]]
+        jobs.append(seed_job("none_deepmerge", data_seed, seed, EXTENDED_SEEDS, runs, profile,
+                             study="none_deepmerge-perdomain",
+                             sets=("normalization=per_domain",), reports=reports))
+        jobs.append(adabn_job(data_seed, seed, runs, profile, reports=reports))
     return jobs
 
 
@@ -388,9 +393,10 @@ def plan(runs: Path, profile: Profile, problems: list[str],
     deepmerge = [*searches(DEEPMERGE), *held_out,
                  *seeds("Table 1: DeepMerge rows", seed_jobs(runs, profile, reports)),
                  *searches(NEWER),
-                 *seeds("extended table: controls, AdaBN, classical, oracles",
-                        extended_jobs(runs, profile, reports)),
-                 *seeds("extended table: newer methods", newer_jobs(runs, profile, reports))]
+                 # one pool: a worker freed by the controls goes on to a newer method's seed
+                 *seeds("extended table: controls, AdaBN, classical, oracles, newer methods",
+                        [*extended_jobs(runs, profile, reports),
+                         *newer_jobs(runs, profile, reports)])]
     resnet = [*searches(RESNET)]
     resnet += seeds("Table 1: ResNet18 rows, joint-BN, oracle",
                     resnet_jobs(runs, profile, reports))
