@@ -148,8 +148,9 @@ def schedule_violations(reports: Path, pattern: str = "data*/*/*/seed_*/record.j
     """Every committed record that stopped before its one-cycle schedule ended.
 
     A record passes when it ran all ``config.epochs`` epochs (``epochs_run``) and its stopping
-    rule is not the paper's patience rule (which may end a run during the high-learning-rate
-    phase); a baseline (the classical one) has no schedule and passes. Every method gets the
+    rule is not the patience rule (early stopping as the paper describes it, which may end a
+    run during the high-learning-rate phase); a baseline (the classical one) has no schedule
+    and passes. Every method gets the
     same rule and budget: records with different ``(stopping, epochs)`` are listed too.
     """
     bad = []
