@@ -598,7 +598,8 @@ def extended_lines(result: dict[str, Any], backbone: str = "deepmerge") -> list[
         line = f"Newer methods, target accuracy (%): {listed}"
         against = vs(best, "mmd")
         if against:
-            line += (f"; the best, {SHORT[best]}, against MMD: {_delta(against)} points "
+            which = f"the best, {SHORT[best]}," if len(newer) > 1 else SHORT[best]
+            line += (f"; {which} against MMD: {_delta(against)} points "
                      f"({_seeds(against['seeds'])})")
         out.append(line + ".")
     return out
