@@ -299,13 +299,17 @@ def _mean_std(stats: dict[str, Any]) -> str:
     return f"{_pct(stats['mean'])} ± {_pct(stats['std'])}"
 
 
+def _seeds(seeds: list[int]) -> str:
+    """``"seed 1"`` or ``"seeds 1, 2, 3"``."""
+    return f"seed{'s' * (len(seeds) != 1)} {', '.join(map(str, seeds))}"
+
+
 def _delta(comparison: dict[str, Any] | None, seeds: list[int] | None = None) -> str:
     """``+Δ [low, high]``, and the seeds it pairs when they are not all of the row's."""
     if not comparison:
         return ""
     paired_on = ("" if seeds is None or comparison["seeds"] == list(seeds) else
-                 f" (seed{'s' * (len(comparison['seeds']) != 1)} "
-                 f"{', '.join(map(str, comparison['seeds']))})")
+                 f" ({_seeds(comparison['seeds'])})")
     return (f"{100 * comparison['delta']:+.1f} [{100 * comparison['ci_low']:+.1f}, "
             f"{100 * comparison['ci_high']:+.1f}]{paired_on}")
 
@@ -495,10 +499,6 @@ def table1_markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _seeds(seeds: list[int]) -> str:
-    return f"seed{'s' * (len(seeds) != 1)} {', '.join(map(str, seeds))}"
-
-
 def extended_lines(result: dict[str, Any], backbone: str = "deepmerge") -> list[str]:
     """Plain statements from a backbone's extended table (what README shows under Table 1).
 
@@ -609,9 +609,7 @@ def _share(share: dict[str, Any] | None) -> str:
     """``"36 % (seeds 1, 2)"``, or empty where there is no share (see :func:`gap_share`)."""
     if share is None or share["share"] is None:
         return ""
-    seeds = share["seeds"]
-    return (f"{100 * share['share']:.0f} % (seed{'s' * (len(seeds) != 1)} "
-            f"{', '.join(map(str, seeds))})")
+    return f"{100 * share['share']:.0f} % ({_seeds(share['seeds'])})"
 
 
 def extended_markdown(result: dict[str, Any]) -> str:
