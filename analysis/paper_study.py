@@ -50,7 +50,11 @@ included) go to ``--runs`` (default ``runs/paper``, ignored by git); the command
 nothing. **Resuming reads the committed copies**: a search whose copy holds all its trials is
 not rerun, every seed trains the pick of its search's *committed copy* (so what is trained is
 what the reports show), and a seed whose committed record is ``ok`` is not retrained, so a
-fresh clone or another machine (the GPU script) goes on where the commits end. (AdaBN
+fresh clone or another machine (the GPU script) goes on where the commits end. A search
+stopped before its last trial (``--deadline-min``, an error) is copied too, without
+``selection.json``: no seed trains its pick yet, and the next run lays it back
+(:func:`restore_search`) and continues it with ``--resume`` rather than starting again, so a
+search longer than one session survives a change of machine. (AdaBN
 re-scores the no-DA seed's network, which only its training folder holds: it runs where
 that seed was trained.)
 
@@ -610,17 +614,60 @@ def committed_search_done(copy: Path, problem: str) -> bool:
     if not (copy / "selection.json").is_file() or not (copy / "results.csv").is_file():
         return False
     with (copy / "results.csv").open(newline="") as handle:
-        return sum(1 for _ in csv.DictReader(handle)) >= SEARCHES[problem]
+        return sum(1 for _ in csv.DictReader(handle)) >= SEARCHES.get(problem, 1)
 
 
-def copy_search(log_dir: Path, out: Path) -> None:
-    """``results.csv``, ``search.json`` and each trial's ``record.json`` (no checkpoints)."""
+def copy_search(log_dir: Path, out: Path, partial: bool = False) -> None:
+    """``results.csv``, ``search.json`` and each trial's ``record.json`` (no checkpoints).
+
+    A finished search also gets ``selection.json`` (:func:`selection_gap`). ``partial``: a
+    search stopped before its last trial (the deadline, a stop): its completed trials are
+    copied *without* ``selection.json``, so that the copy is not taken for a finished search
+    (:func:`committed_search_done`, :func:`search_complete`) and another machine continues it
+    (:func:`restore_search`) instead of starting again.
+    """
     out.mkdir(parents=True, exist_ok=True)
+    if partial:
+        (out / "selection.json").unlink(missing_ok=True)
     shutil.copy2(log_dir / "results.csv", out / "results.csv")
     portable_copy(log_dir / "search.json", out / "search.json")
     for record in sorted((log_dir / "trials").glob("*/record.json")):
         portable_copy(record, out / "trials" / record.parent.name / "record.json")
-    (out / "selection.json").write_text(json.dumps(selection_gap(log_dir), indent=1) + "\n")
+    if not partial:
+        (out / "selection.json").write_text(json.dumps(selection_gap(log_dir), indent=1)
+                                            + "\n")
+
+
+def restore_search(copy: Path, log_dir: Path) -> bool:
+    """Lay a committed partial search (:func:`copy_search`) into an empty log folder.
+
+    ``search/run.py --resume`` then reloads its completed trials from ``results.csv`` (none is
+    rerun; the data are checked by identity, not by path) and runs the rest: a search longer
+    than one session on a machine that is not kept goes on where its last commit ends. A
+    log folder that already holds results (this machine's own, never older) is left alone.
+    Returns whether anything was laid.
+    """
+    if (log_dir / "results.csv").is_file() or not (copy / "results.csv").is_file():
+        return False
+    log_dir.mkdir(parents=True, exist_ok=True)
+    for name in ("search.json", "results.csv"):  # results.csv last: it marks the folder used
+        shutil.copy2(copy / name, log_dir / name)
+    for record in sorted((copy / "trials").glob("*/record.json")):
+        (log_dir / "trials" / record.parent.name).mkdir(parents=True, exist_ok=True)
+        shutil.copy2(record, log_dir / "trials" / record.parent.name / "record.json")
+    return True
+
+
+def search_complete(job: Job) -> bool:
+    """The search whose pick ``job`` trains (``--from-search``) is committed whole.
+
+    A job that trains no search's pick (the classical baseline, AdaBN) counts as complete.
+    """
+    command = job.command or []
+    if "--from-search" not in command:
+        return True
+    copy = Path(command[command.index("--from-search") + 1])
+    return committed_search_done(copy if copy.is_absolute() else REPO / copy, copy.name)
 
 
 def searches_table(reports: Path) -> str:
@@ -743,22 +790,31 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"deadline: {stage.name} not started ({left:.0f} s left)", flush=True)
                 status = 1
                 continue
+            log_dir, copy = runs / "search" / stage.problem, reports / "searches" / stage.problem
+            if restore_search(copy, log_dir):
+                print(f"{stage.name}: continues the committed partial search ({args.reports}/"
+                      f"searches/{stage.problem})", flush=True)
             command = search_command(stage.problem, args.runs, DEV_DATA, profile, left)
             code = run(command, runs / f"search_{stage.problem}.log",
                        None if left is None else left + GRACE_S)
             if code != 0:
                 status = 1
-            elif (runs / "search" / stage.problem / "results.csv").is_file():
-                try:
-                    copy_search(runs / "search" / stage.problem, reports / "searches" /
-                                stage.problem)
+            if (log_dir / "results.csv").is_file():
+                try:  # a stopped search is copied too (partial), to go on elsewhere
+                    copy_search(log_dir, copy, partial=code != 0)
                 except (OSError, ValueError) as exc:  # e.g. no trial ran the whole schedule
                     print(f"{stage.name}: not copied ({exc})", flush=True)
                     status = 1
         else:
-            print(f"{stage.name}: {sum(not j.done() for j in stage.jobs)} of "
-                  f"{len(stage.jobs)} jobs to run", flush=True)
-            status = max(status, run_jobs(stage.jobs, reports, profile.workers, deadline))
+            ready = [j.done() or search_complete(j) for j in stage.jobs]
+            waiting = [j for j, ok in zip(stage.jobs, ready, strict=True) if not ok]
+            jobs = [j for j, ok in zip(stage.jobs, ready, strict=True) if ok]
+            print(f"{stage.name}: {sum(not j.done() for j in jobs)} of "
+                  f"{len(stage.jobs)} jobs to run"
+                  + (f", {len(waiting)} waiting for their searches to finish" if waiting
+                     else ""), flush=True)
+            status = max(status, int(bool(waiting)),
+                         run_jobs(jobs, reports, profile.workers, deadline))
         print(f"{stage.name}: done after {(time.monotonic() - tick) / 60:.1f} min", flush=True)
     from analysis import paper_tables  # every table and figure from the records so far
 

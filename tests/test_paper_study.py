@@ -324,3 +324,43 @@ def test_searches_only():
     assert len(searches) == len(paper_study.NEWER)
     assert lines[0].startswith("python galaxies/simulate.py --out data/benchmark-v4-seed2-dev")
     assert not [line for line in lines if "search/seeds.py" in line or "heldout" in line]
+
+
+def test_a_stopped_search_goes_on_from_its_committed_copy_on_another_machine(
+        tiny_domain_pair, tmp_path):
+    """A partial copy has no selection.json, holds back its seeds, and resumes elsewhere."""
+    import csv
+
+    from test_analysis import FAST
+
+    from search.driver import main as search_main
+
+    common = ["--problem", "mmd_deepmerge", "--data", str(tiny_domain_pair), "--evaluator",
+              "serial", "--search", "random", "--quiet", *FAST]
+    first = tmp_path / "machine1" / "search"
+    assert search_main([*common, "--log-dir", str(first), "--max-evals", "2"]) == 0
+    copy = tmp_path / "reports" / "searches" / "mmd_deepmerge"
+    paper_study.copy_search(first, copy, partial=True)
+    assert not (copy / "selection.json").exists()
+    assert not paper_study.committed_search_done(copy, "mmd_deepmerge")
+    job = paper_study.Job("a seed", ["python", "search/seeds.py", "--from-search", str(copy)],
+                          [tmp_path / "record.json"], tmp_path / "log")
+    assert not paper_study.search_complete(job)  # no seed trains a pick of half a search
+
+    second = tmp_path / "machine2" / "search"
+    assert paper_study.restore_search(copy, second)
+    assert not paper_study.restore_search(copy, second)  # a used folder is left alone
+    assert search_main([*common, "--log-dir", str(second), "--max-evals", "3", "--resume"]) == 0
+    with (first / "results.csv").open(newline="") as handle:
+        before = {row["job_id"]: row for row in csv.DictReader(handle)}
+    with (second / "results.csv").open(newline="") as handle:
+        after = {row["job_id"]: row for row in csv.DictReader(handle)}
+    assert len(after) == 3 and set(before) < set(after)
+    for job_id, row in before.items():  # reloaded, not rerun
+        assert after[job_id]["p:lr"] == row["p:lr"]
+        assert after[job_id]["m:wall_time_s"] == row["m:wall_time_s"]
+    assert json.loads((second / "search.json").read_text())["completed_before"] == 2
+
+    paper_study.copy_search(second, copy)  # finished: the selection gap is written
+    assert (copy / "selection.json").is_file()
+    assert len(list((copy / "trials").glob("*/record.json"))) == 3
