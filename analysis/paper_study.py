@@ -609,12 +609,19 @@ def committed_search_done(copy: Path, problem: str) -> bool:
     That is ``selection.json`` and :data:`SEARCHES` trials in ``results.csv``; the search's
     stage is then skipped (a fresh clone, the GPU script).
     """
-    import csv
-
     if not (copy / "selection.json").is_file() or not (copy / "results.csv").is_file():
         return False
-    with (copy / "results.csv").open(newline="") as handle:
-        return sum(1 for _ in csv.DictReader(handle)) >= SEARCHES.get(problem, 1)
+    return search_rows(copy) >= SEARCHES.get(problem, 1)
+
+
+def search_rows(log_dir: Path) -> int:
+    """The trials in ``log_dir/results.csv`` (0 without one)."""
+    import csv
+
+    if not (log_dir / "results.csv").is_file():
+        return 0
+    with (log_dir / "results.csv").open(newline="") as handle:
+        return sum(1 for _ in csv.DictReader(handle))
 
 
 def copy_search(log_dir: Path, out: Path, partial: bool = False) -> None:
@@ -800,8 +807,12 @@ def main(argv: list[str] | None = None) -> int:
             if code != 0:
                 status = 1
             if (log_dir / "results.csv").is_file():
-                try:  # a stopped search is copied too (partial), to go on elsewhere
-                    copy_search(log_dir, copy, partial=code != 0)
+                # a search stopped (or out of --timeout) before its last trial is copied too,
+                # as a partial copy, to go on elsewhere
+                partial = code != 0 or search_rows(log_dir) < SEARCHES[stage.problem]
+                status = max(status, int(partial))
+                try:
+                    copy_search(log_dir, copy, partial=partial)
                 except (OSError, ValueError) as exc:  # e.g. no trial ran the whole schedule
                     print(f"{stage.name}: not copied ({exc})", flush=True)
                     status = 1
