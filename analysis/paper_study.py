@@ -615,7 +615,7 @@ def committed_search_done(copy: Path, problem: str) -> bool:
 
 
 def search_rows(log_dir: Path) -> int:
-    """The trials in ``log_dir/results.csv`` (0 without one)."""
+    """The rows (trials) of ``log_dir/results.csv`` (0 without one)."""
     import csv
 
     if not (log_dir / "results.csv").is_file():
@@ -651,10 +651,12 @@ def restore_search(copy: Path, log_dir: Path) -> bool:
     ``search/run.py --resume`` then reloads its completed trials from ``results.csv`` (none is
     rerun; the data are checked by identity, not by path) and runs the rest: a search longer
     than one session on a machine that is not kept goes on where its last commit ends. A
-    log folder that already holds results (this machine's own, never older) is left alone.
-    Returns whether anything was laid.
+    log folder that already holds anything (this machine's own results, or trials it was
+    running: their job ids could clash with the copy's) is left alone. Returns whether
+    anything was laid.
     """
-    if (log_dir / "results.csv").is_file() or not (copy / "results.csv").is_file():
+    used = log_dir.is_dir() and any(log_dir.iterdir())
+    if used or not (copy / "results.csv").is_file():
         return False
     log_dir.mkdir(parents=True, exist_ok=True)
     for name in ("search.json", "results.csv"):  # results.csv last: it marks the folder used
@@ -807,11 +809,10 @@ def main(argv: list[str] | None = None) -> int:
             if code != 0:
                 status = 1
             if (log_dir / "results.csv").is_file():
-                # a search stopped (or out of --timeout) before its last trial is copied too,
-                # as a partial copy, to go on elsewhere
-                partial = code != 0 or search_rows(log_dir) < SEARCHES[stage.problem]
-                status = max(status, int(partial))
-                try:
+                try:  # a search stopped (or out of --timeout) short of its trials is copied
+                    # too, as a partial copy, to go on elsewhere
+                    partial = code != 0 or search_rows(log_dir) < SEARCHES[stage.problem]
+                    status = max(status, int(partial))
                     copy_search(log_dir, copy, partial=partial)
                 except (OSError, ValueError) as exc:  # e.g. no trial ran the whole schedule
                     print(f"{stage.name}: not copied ({exc})", flush=True)
