@@ -46,6 +46,26 @@ def slurm2():
     yield from local_slurm(SLURM_DIR, nodes=2, ctld_port=6827, slurmd_port=6828)
 
 
+def checked_running_job_dir(listeners: Listeners, tmp_path: Path) -> bool:
+    """Check the newest run's private job dir once both of its raylets were seen listening.
+
+    A run prints its job dir, then starts its two raylets; each run's raylets have pids of
+    their own, so the newest run is up when twice as many raylets were seen as job dirs were
+    printed. Either run may be the one seen (a tiny first trial can finish before the second
+    node's raylet is sampled). False when not yet up, or when that run ended and removed its
+    dir in between: the caller looks again.
+    """
+    logs = "".join(p.read_text() for p in tmp_path.glob("slurm-*.out"))
+    dirs = job_dirs(logs)
+    if not dirs or len(listeners.pids_of("raylet")) < 2 * len(dirs):
+        return False
+    try:
+        check_private_job_dir(dirs[-1])
+    except FileNotFoundError:
+        return False
+    return True
+
+
 def test_two_node_search_uses_both_nodes_and_survives_a_requeue(slurm2, tiny_domain_pair,
                                                                  tmp_path):
     log_dir, max_evals = tmp_path / "search", 4
@@ -60,10 +80,7 @@ def test_two_node_search_uses_both_nodes_and_survives_a_requeue(slurm2, tiny_dom
             _, output = slurm2.finish(job, tmp_path)
             pytest.fail(f"no completed trial before the job ended:\n{output[-5000:]}")
         listeners.sample()
-        logs = "".join(p.read_text() for p in tmp_path.glob("slurm-*.out"))
-        if not private_checked and len(listeners.pids_of("raylet")) == 2 and job_dirs(logs):
-            check_private_job_dir(job_dirs(logs)[0])
-            private_checked = True
+        private_checked = private_checked or checked_running_job_dir(listeners, tmp_path)
         time.sleep(0.3)
     # Signal at once, then read what was complete: a trial finishing in between only adds rows.
     subprocess.run(["scancel", "--signal=USR1", "--batch", str(job_id)], check=True,
@@ -73,7 +90,8 @@ def test_two_node_search_uses_both_nodes_and_survives_a_requeue(slurm2, tiny_dom
                for i in before["job_id"]}
     while job.poll() is None and time.monotonic() < deadline + JOB_TIMEOUT:  # the requeued run
         listeners.sample()
-        time.sleep(0.5)
+        private_checked = private_checked or checked_running_job_dir(listeners, tmp_path)
+        time.sleep(0.3)
     status, output = slurm2.finish(job, tmp_path)
     assert status == 0, output[-5000:]
     assert "restart count 0" in output and "restart count 1" in output, output[-5000:]
