@@ -192,9 +192,12 @@ def test_search_with_a_stopper_keeps_stopped_trials(tiny_domain_pair, tmp_path, 
 
 # --- precision=auto (training/compute_path.py) -------------------------------------------------
 
-def _cpu_units(monkeypatch, amx=False, avx512_bf16=False, onednn=True, capability="AVX512"):
+def _cpu_units(monkeypatch, amx=False, avx512_bf16=False, onednn=True, capability="AVX512",
+               vendor="AuthenticAMD"):
     """Pretend the CPU has (or lacks) bf16 units."""
     import training.compute_path as cp
+
+    monkeypatch.setattr(cp, "cpu_vendor", lambda: vendor)
 
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx)
     monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16)
@@ -206,8 +209,12 @@ def _cpu_units(monkeypatch, amx=False, avx512_bf16=False, onednn=True, capabilit
 
 
 @pytest.mark.parametrize(("units", "backbone_nhwc", "want"), [
-    ({"amx": True, "avx512_bf16": True}, False, ("bf16", True)),
-    ({"avx512_bf16": True}, True, ("bf16", True)),
+    ({"amx": True, "avx512_bf16": True, "vendor": "GenuineIntel"}, False, ("bf16", True)),
+    ({"avx512_bf16": True}, True, ("bf16", True)),  # an AMD Zen 4
+    ({"avx512_bf16": True}, False, ("bf16", True)),
+    # an Intel CPU with AVX-512 BF16 but no AMX: its bf16 kernels were measured slower
+    ({"avx512_bf16": True, "vendor": "GenuineIntel"}, True, ("fp32", True)),
+    ({"avx512_bf16": True, "vendor": "GenuineIntel"}, False, ("fp32", False)),
     ({}, True, ("fp32", True)),  # an AVX2 CPU: fp32, NHWC where the backbone gains from it
     ({}, False, ("fp32", False)),
     ({"avx512_bf16": True, "capability": "AVX2"}, True, ("fp32", True)),  # AVX2 emulation
@@ -218,6 +225,15 @@ def test_auto_resolves_per_cpu(units, backbone_nhwc, want, monkeypatch):
     path = cp.resolve_compute_path("auto", 0, 0, torch.device("cpu"), backbone_nhwc)
     assert (path.precision, path.channels_last, path.compile) == (*want, False)
     assert path.asked == "auto" and path.reason
+
+
+def test_cpu_vendor_reads_this_machine():
+    from training.compute_path import cpu_vendor
+
+    vendor = cpu_vendor()
+    info = Path("/proc/cpuinfo")
+    if info.is_file() and "vendor_id" in info.read_text():
+        assert vendor and vendor in info.read_text()
 
 
 def test_auto_respects_the_onednn_cap_and_explicit_knobs(monkeypatch):
