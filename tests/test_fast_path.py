@@ -198,7 +198,6 @@ def _cpu_units(monkeypatch, amx=False, avx512_bf16=False, onednn=True, capabilit
     import training.compute_path as cp
 
     monkeypatch.setattr(cp, "cpu_vendor", lambda: vendor)
-
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx)
     monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16)
     monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: onednn,
