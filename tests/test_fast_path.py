@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -229,10 +230,11 @@ def test_auto_resolves_per_cpu(units, backbone_nhwc, want, monkeypatch):
 def test_cpu_vendor_reads_this_machine():
     from training.compute_path import cpu_vendor
 
-    vendor = cpu_vendor()
     info = Path("/proc/cpuinfo")
-    if info.is_file() and "vendor_id" in info.read_text():
-        assert vendor and vendor in info.read_text()
+    found = re.search(r"^vendor_id\s*:\s*(\S+)", info.read_text(), re.M) if info.is_file() else None
+    if found is None:
+        pytest.skip("no vendor_id line in /proc/cpuinfo on this machine")
+    assert cpu_vendor() == found.group(1)
 
 
 def test_auto_respects_the_onednn_cap_and_explicit_knobs(monkeypatch):
