@@ -274,18 +274,30 @@ def build(reports: Path) -> dict[str, Any]:
 
 
 def provenance(reports: Path) -> dict[str, Any]:
-    """What made Table 1's records: machines, precision paths, versions, summed wall time."""
+    """What made Table 1's records: machines, precision paths, versions, summed wall time.
+
+    Also per backbone (``backbones``), since the two backbones' rows may come from different
+    machines and precision paths (e.g. DeepMerge in bf16 on one CPU, ResNet18 in fp32 on another).
+    """
     # Table 1's arm folders only (per-domain normalisation's records say method "none" too)
-    records = [read_json(p) or {} for p in
-               sorted((reports / "seeds").glob("data*/*/*/seed_*/record.json"))
-               if p.parent.parent.name in PAPER_ARMS]
+    paths = [p for p in sorted((reports / "seeds").glob("data*/*/*/seed_*/record.json"))
+             if p.parent.parent.name in PAPER_ARMS]
+    records = [read_json(p) or {} for p in paths]
     versions = {name: sorted({str((r.get("versions") or {}).get(name)) for r in records})
                 for name in ("torch", "deephyper", "galsim")}
+    per_backbone: dict[str, list[dict[str, Any]]] = {}
+    for path, record in zip(paths, records, strict=True):
+        per_backbone.setdefault(path.parent.parent.parent.name, []).append(record)
+    return {**_made_by(records), "versions": versions,
+            "backbones": {b: _made_by(per_backbone[b]) for b in BACKBONES if b in per_backbone}}
+
+
+def _made_by(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """Count, machines, precision paths and summed wall time of some records."""
     return {"records": len(records),
             "machines": sorted({str(r.get("machine")) for r in records}),
             "precision": sorted({str((r.get("compute_path") or {}).get("precision"))
                                  for r in records}),
-            "versions": versions,
             "wall_hours": sum(float(r.get("wall_time_s") or 0.0) for r in records) / 3600}
 
 
@@ -492,9 +504,13 @@ def table1_markdown(result: dict[str, Any]) -> str:
     if made and made["records"]:
         versions = "; ".join(f"{k} {', '.join(v)}" for k, v in made["versions"].items())
         lines.append("")
+        parts = [f"{BACKBONE_LABELS[b]}'s {m['records']} runs ({m['wall_hours']:.1f} h) on "
+                 f"{'; '.join(m['machines'])}, precision {', '.join(m['precision'])}"
+                 for b, m in made.get("backbones", {}).items()]
+        where = (f" on {'; '.join(made['machines'])}, precision {', '.join(made['precision'])}"
+                 if len(parts) < 2 else ": " + "; ".join(parts))
         lines.append(f"Made by `python analysis/paper_study.py` (Table 1: {made['records']} runs, "
-                     f"{made['wall_hours']:.1f} h of summed trial wall time) on "
-                     f"{'; '.join(made['machines'])}, precision {', '.join(made['precision'])}; "
+                     f"{made['wall_hours']:.1f} h of summed trial wall time){where}; "
                      f"{versions}.")
     return "\n".join(lines) + "\n"
 

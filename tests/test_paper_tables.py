@@ -4,6 +4,7 @@ the share of the oracle gap, the whole-schedule check, and the committed tables 
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -326,3 +327,26 @@ def test_the_sentences_beyond_the_paper_follow_the_numbers(tmp_path):
     cost = next(r for r in result["extended"]["deepmerge"]["arms"]
                 if r["arm"] == "oracleboth")["vs"]["none"]["source"]
     assert f"it too loses source accuracy against no-DA: {100 * cost['delta']:+.1f} [" in said
+
+
+def test_made_by_names_each_backbones_machine_and_precision(tmp_path):
+    """The provenance line says which machine and precision path made each backbone's rows."""
+    fake_seed(tmp_path, "none", 1, {"source": 0.9, "target": 0.6})
+    fake_seed(tmp_path, "none", 1, {"source": 0.9, "target": 0.6}, backbone="resnet18")
+    fake_seed(tmp_path, "none-perdomain", 1, {"source": 0.9, "target": 0.6})  # not Table 1
+    path = tmp_path / "seeds/data11/resnet18/none/seed_1/record.json"
+    record = json.loads(path.read_text())
+    record.update(machine="other CPU", compute_path={"precision": "bf16"}, wall_time_s=7200)
+    path.write_text(json.dumps(record))
+    made = paper_tables.build(tmp_path)["provenance"]
+    assert made["records"] == 2 and made["precision"] == ["bf16", "fp32"]
+    assert made["backbones"]["deepmerge"] == {"records": 1, "machines": ["test CPU"],
+                                              "precision": ["fp32"], "wall_hours": 0.0}
+    assert made["backbones"]["resnet18"] == {"records": 1, "machines": ["other CPU"],
+                                             "precision": ["bf16"], "wall_hours": 2.0}
+    line = paper_tables.table1_markdown(paper_tables.build(tmp_path)).splitlines()[-1]
+    assert "DeepMerge's 1 runs (0.0 h) on test CPU, precision fp32; ResNet18's 1 runs " \
+        "(2.0 h) on other CPU, precision bf16;" in line
+    shutil.rmtree(tmp_path / "seeds/data11/resnet18")  # one backbone: the short form
+    line = paper_tables.table1_markdown(paper_tables.build(tmp_path)).splitlines()[-1]
+    assert "wall time) on test CPU, precision fp32;" in line
