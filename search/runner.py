@@ -261,8 +261,10 @@ def run_trial_job(job: Any, context: TrialContext) -> dict[str, Any]:
         from galaxies.validate import InvalidDatasetError
         from problems import get_problem
         from training.config import TrainConfig
+        from training.denormals import flush_denormals
         from training.loop import run_trial
 
+        flush_denormals()  # before the thread pool exists, so that every thread flushes
         torch.set_num_threads(max(1, int(context.torch_threads)))
         if context.die_with_driver:
             die_with_driver()

@@ -16,6 +16,7 @@ from galaxies.datasets import load_benchmark
 from search.run import main as search_main
 from search.runner import EpochReporter
 from search.stoppers import StopperError, build_stopper, check_stopper
+from training.denormals import flushes_everywhere
 from training.loop import run_trial
 from training.naming import problem_config
 from training.trainer import FINITE_CHECK_EVERY, Trainer
@@ -254,7 +255,8 @@ def test_the_record_holds_what_was_asked_and_what_ran(tiny_domain_pair, tmp_path
 
     record = run_trial(problem_config("none_deepmerge", [*TINY, "precision=auto"]),
                        tiny_domain_pair, tmp_path, progress=False)
-    want = resolve_compute_path("auto", 0, 0, torch.device("cpu"), True).to_dict()
+    want = {**resolve_compute_path("auto", 0, 0, torch.device("cpu"), True).to_dict(),
+            "flush_denormal": flushes_everywhere()}  # all threads here: tests/test_denormals.py
     assert record["config"]["precision"] == "auto"
     assert record["compute_path"] == want
     assert record["machine"] and "torch" in record["machine"]

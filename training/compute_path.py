@@ -50,6 +50,8 @@ class ComputePath:
         channels_last: NHWC layout for the network and its batches.
         compile: ``torch.compile`` of the training forward/backward.
         reason: why (the device's bf16 support for ``auto``; ``"asked"`` otherwise).
+        flush_denormal: subnormal floats flushed to zero on every CPU thread of the trial
+            (:mod:`training.denormals`; set by the trainer, not part of the resume fingerprint).
     """
 
     asked: str
@@ -57,6 +59,7 @@ class ComputePath:
     channels_last: bool
     compile: bool
     reason: str
+    flush_denormal: bool = False
 
     def to_dict(self) -> dict[str, object]:
         """JSON-ready (the record's ``compute_path``)."""

@@ -181,7 +181,9 @@ class _WeightedKernelSum(Function):
         tmp = torch.empty_like(d)
         if host_reads_are_free(d.device):
             finfo = torch.finfo(d.dtype)
-            underflow = -math.log(finfo.tiny * finfo.eps) + 1.0  # exp(-x) == 0 beyond this
+            # exp(-x) == 0 beyond this (the smallest subnormal; never formed as a product,
+            # which is 0 where subnormals are flushed: training/denormals.py)
+            underflow = -math.log(finfo.tiny) - math.log(finfo.eps) + 1.0
             n = d.shape[0]
             off = d[_upper_triangle(n, d.device)]
             d_min = off.min().item() if off.numel() else 0.0

@@ -40,7 +40,8 @@ def resume_fingerprint(trainer: Trainer, problem: str, record: dict[str, Any]) -
     The problem, every ``TrainConfig`` field, the data's identity (both domains' HDF5
     attributes, pair id included, the rows of every split and the channel statistics computed
     from the training pixels), the device type, the resolved compute path (``precision=auto``
-    resolves per machine), the torch version and :data:`RESUME_FORMAT`.
+    resolves per machine; not whether subnormals are flushed, :mod:`training.denormals`:
+    it changes no value above 1.2e-38), the torch version and :data:`RESUME_FORMAT`.
     Not the data folder's path (a moved benchmark is the same data) nor the host. The
     record's ``data.identity`` is not hashed (files written before it existed stay
     resumable): :func:`usable_resume` compares it with ``same_data``.
@@ -53,7 +54,10 @@ def resume_fingerprint(trainer: Trainer, problem: str, record: dict[str, Any]) -
         "channel_stats": {d: s.to_dict() for d, s in trainer.stats.items()},
         "rows": {f"{d}_{s}": len(x) for (d, s), (x, _) in trainer.data.items()},
         "device": trainer.device.type, "torch": torch.__version__,
-        "compute_path": trainer.path.to_dict(),  # auto may resolve otherwise on another machine
+        # auto may resolve otherwise on another machine; flushing subnormals to zero changes
+        # no number above 1.2e-38, so a checkpoint written without it is continued with it
+        "compute_path": {k: v for k, v in trainer.path.to_dict().items()
+                         if k != "flush_denormal"},
     }
     text = json.dumps(payload, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()

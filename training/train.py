@@ -105,9 +105,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.exit(2, f"error: {exc}\n")  # one line: the usage would hide it
     import torch
 
+    from training.denormals import flush_denormals
     from training.loop import run_trial
     from training.rescore import ReevaluationError, reevaluate_trial
 
+    flush_denormals()  # before the thread pool exists, so that every thread flushes
     if args.threads:
         torch.set_num_threads(args.threads)
     try:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import random
 import time
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -29,6 +30,7 @@ from models import create_classifier
 from models.registry import get_backbone
 from training.compute_path import resolve_compute_path
 from training.config import TrainConfig
+from training.denormals import flush_denormals
 from training.evaluate import Predictions, model_outputs
 from training.record import (
     Failure,
@@ -116,8 +118,9 @@ class Trainer:
         self.device = device
         self.generator = seed_everything(config.seed, device)
         self.model = create_classifier(config).to(device)
-        self.path = resolve_compute_path(config.precision, config.channels_last, config.compile,
-                                         device, get_backbone(config.backbone).fp32_channels_last)
+        path = resolve_compute_path(config.precision, config.channels_last, config.compile,
+                                    device, get_backbone(config.backbone).fp32_channels_last)
+        self.path = replace(path, flush_denormal=flush_denormals())
         self.memory_format = torch.channels_last if self.path.channels_last else None
         if self.memory_format is not None:
             self.model = self.model.to(memory_format=self.memory_format)

@@ -1,0 +1,91 @@
+"""training.denormals: subnormal floats flushed to zero on every CPU thread of a trial.
+
+Each check runs in a fresh interpreter, since flush-to-zero is per thread and intra-op
+threads take it only when they are created after it (the pytest process has its pool).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+from training.denormals import flushes_everywhere
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _python(code: str, threads: int = 2) -> str:
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "PYTHONPATH": str(REPO)}
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, text=True,
+                          capture_output=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.split()
+
+
+def test_flush_before_the_pool_covers_every_thread():
+    assert _python("from training.denormals import flushes_everywhere\n"
+                   "print(flushes_everywhere())") == ["False"]  # torch's default: no flush
+    out = _python("import torch\n"
+                  "from training.denormals import flush_denormals, flushes_everywhere\n"
+                  "print(flush_denormals())\n"
+                  "torch.set_num_threads(2)\n"
+                  "print(torch.get_num_threads(), flushes_everywhere())")
+    assert out == ["True", "2", "True"]
+
+
+def test_the_check_sees_threads_made_before_the_flush():
+    """Pool first: only the calling thread flushes, and flush_denormals says so."""
+    out = _python("import torch\n"
+                  "from training.denormals import flush_denormals\n"
+                  "torch.set_num_threads(2)\n"
+                  "(torch.ones(1 << 18) * 2).sum()\n"
+                  "print(flush_denormals())")
+    assert out == ["False"]
+
+
+def test_a_flushed_convolution_reads_subnormal_weights_as_zero():
+    out = _python("import torch\n"
+                  "from training.denormals import flush_denormals\n"
+                  "flush_denormals()\n"
+                  "w = torch.full((8, 8, 3, 3), 1e-39)\n"  # subnormal in fp32
+                  "x = torch.randn(2, 8, 5, 5)\n"
+                  "print(int(torch.count_nonzero(torch.nn.functional.conv2d(x, w))))", 1)
+    assert out == ["0"]
+
+
+def test_a_two_thread_trial_records_the_flush(tiny_domain_pair, tmp_path):
+    """training/train.py flushes before it sets its threads; the record says so."""
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "2"}
+    done = subprocess.run(
+        [sys.executable, "training/train.py", "--problem", "none_deepmerge", "--data",
+         str(tiny_domain_pair), "--out", str(tmp_path / "t"), "--threads", "2", "--quiet",
+         "--set", "epochs=1", "--set", "max_batches_per_epoch=2", "--set", "batch_size=16"],
+        cwd=REPO, env=env, text=True, capture_output=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    record = json.loads((tmp_path / "t" / "record.json").read_text())
+    assert record["compute_path"]["flush_denormal"] is True
+
+
+def test_the_flag_stays_out_of_the_resume_fingerprint(tiny_domain_pair):
+    """A checkpoint written before the flush existed (or without it) is continued with it."""
+    from dataclasses import replace
+
+    from galaxies.datasets import load_benchmark
+    from training.naming import problem_config
+    from training.resume import resume_fingerprint
+    from training.trainer import Trainer
+
+    config = problem_config("none_deepmerge", ["epochs=1", "batch_size=16"])
+    trainer = Trainer(config, load_benchmark(tiny_domain_pair), torch.device("cpu"))
+    record = {"data": {"source_attrs": {}, "target_attrs": {}}}
+    before = resume_fingerprint(trainer, "none_deepmerge", record)
+    trainer.path = replace(trainer.path, flush_denormal=not trainer.path.flush_denormal)
+    assert resume_fingerprint(trainer, "none_deepmerge", record) == before
+    trainer.path = replace(trainer.path, channels_last=not trainer.path.channels_last)
+    assert resume_fingerprint(trainer, "none_deepmerge", record) != before
+    assert trainer.path.flush_denormal == (not flushes_everywhere())
