@@ -51,11 +51,12 @@ def test_the_check_sees_threads_made_before_the_flush():
 def test_a_flushed_convolution_reads_subnormal_weights_as_zero():
     out = _python("import torch\n"
                   "from training.denormals import flush_denormals\n"
-                  "flush_denormals()\n"
                   "w = torch.full((8, 8, 3, 3), 1e-39)\n"  # subnormal in fp32
                   "x = torch.randn(2, 8, 5, 5)\n"
+                  "print(int(torch.count_nonzero(torch.nn.functional.conv2d(x, w))))\n"
+                  "flush_denormals()\n"
                   "print(int(torch.count_nonzero(torch.nn.functional.conv2d(x, w))))", 1)
-    assert out == ["0"]
+    assert int(out[0]) == 2 * 8 * 3 * 3 and out[1] == "0"
 
 
 def test_a_two_thread_trial_records_the_flush(tiny_domain_pair, tmp_path):
@@ -89,3 +90,23 @@ def test_the_flag_stays_out_of_the_resume_fingerprint(tiny_domain_pair):
     trainer.path = replace(trainer.path, channels_last=not trainer.path.channels_last)
     assert resume_fingerprint(trainer, "none_deepmerge", record) != before
     assert trainer.path.flush_denormal == (not flushes_everywhere())
+
+
+def test_the_benchmark_times_every_layer_and_reads_a_trials_weights(tmp_path, capsys):
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        import bench_denormals
+    finally:
+        sys.path.pop(0)
+    # built from bit patterns: a flushed thread would turn a float literal 1e-39 into 0
+    model = {f"backbone.net.{name}.1.conv2.weight":
+             torch.full((c, c, 3, 3), 1000, dtype=torch.int32).view(torch.float32)
+             for name, c, _ in bench_denormals.LAYERS}
+    torch.save({"trainer": {"model": model}}, tmp_path / "resume.pt")
+    bench_denormals.main(["--resume", str(tmp_path / "resume.pt"), "--batch", "1",
+                          "--repeats", "1"])
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 1 + len(bench_denormals.LAYERS)
+    assert all("subnormal 100.0 %" in line for line in lines[1:])
+    values = torch.tensor([0, 1000, 1065353216, -2147482648], dtype=torch.int32)  # 0, 1.4e-42,
+    assert bench_denormals.subnormal_share(values.view(torch.float32)) == 0.5  # 1.0, -1.4e-42
