@@ -3,9 +3,10 @@
 Subnormal (denormal) fp32 values, below 1.18e-38, take a slow microcode path on x86 CPUs.
 Weights that weight decay drives towards zero (dead filters late in a one-cycle schedule)
 become subnormal in their thousands: in a paper-size ResNet18 no-DA run in fp32 on an Intel
-Xeon most of ``layer4``'s weights were subnormal by epoch 11, and epochs went from 170 s to
-650-1,135 s (one ``3×3`` convolution with those weights: 985 ms against 5.6 ms flushed,
-``benchmarks/results/speed.md``). Values that small change no sum they enter at fp32's
+Xeon most of ``layer3``'s and ``layer4``'s weights were subnormal by epoch 14, and epochs went
+from 168-200 s to 562-1,135 s (``layer3.1.conv2`` with those weights: x201 the time of normal
+weights, x1.00 flushed; ``benchmarks/records/denormals_intel_noamx.txt``, ``speed.md``).
+Values that small change no sum they enter at fp32's
 precision, so flushing them to zero changes the network's outputs by nothing measurable.
 
 ``torch.set_flush_denormal`` sets the flags of the *calling* thread only; intra-op (OpenMP)
