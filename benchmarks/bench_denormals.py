@@ -9,11 +9,15 @@ scaled into the subnormal range, and those again with subnormals flushed to zero
 
 With ``--resume DIR/resume.pt`` the weights are a trial's own (read with
 ``weights_only=True``; the fraction of subnormal values of each layer is printed too).
+With ``--linear CHECKPOINT NAME`` one linear layer's weight from a trial's ``checkpoint.pt``
+(or ``resume.pt``) is timed instead, forward + backward, in fp32 without and with the flush
+and under bf16 autocast (how the bf16 path runs the network).
 
 Example::
 
     python benchmarks/bench_denormals.py
     python benchmarks/bench_denormals.py --resume runs/.../seed_1/resume.pt
+    python benchmarks/bench_denormals.py --linear runs/.../checkpoint.pt head.classifier.0.weight
 """
 
 from __future__ import annotations
@@ -42,6 +46,49 @@ def time_conv(x: torch.Tensor, w: torch.Tensor, repeats: int) -> float:
     return 1000 * sorted(times)[len(times) // 2]
 
 
+def time_linear(x: torch.Tensor, w: torch.Tensor, repeats: int, bf16: bool = False) -> float:
+    """Median ms of ``repeats`` forward + backward passes of ``x @ w.T`` (after one warm-up)."""
+    w = w.clone().requires_grad_(True)
+    times = []
+    for _ in range(repeats + 1):
+        start = time.perf_counter()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            y = F.linear(x, w)
+        y.float().square().sum().backward()
+        w.grad = None
+        times.append(time.perf_counter() - start)
+    return 1000 * sorted(times[1:])[repeats // 2]
+
+
+def linear_weight(path: str, name: str) -> torch.Tensor:
+    """The 2-D weight ``name`` of a trial's ``checkpoint.pt`` (``model``) or ``resume.pt``."""
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    model = state["trainer"]["model"] if "trainer" in state else state["model"]
+    if name not in model or model[name].dim() != 2:
+        linear = sorted(k for k, v in model.items() if v.dim() == 2)
+        raise SystemExit(f"{path}: no linear weight {name!r}; its linear weights: {linear}")
+    return model[name].float().contiguous()
+
+
+def bench_linear(path: str, name: str, batch: int, repeats: int) -> None:
+    """Print one linear layer's forward + backward times: fp32, fp32 flushed, bf16 autocast."""
+    w = linear_weight(path, name)
+    x = torch.randn(batch, w.shape[1], generator=torch.Generator().manual_seed(1))
+    flushed = torch.where(w.abs() < TINY, torch.zeros_like(w), w)
+    torch.set_flush_denormal(False)
+    normal = time_linear(x, flushed, repeats)
+    slow = time_linear(x, w, repeats)
+    slow_bf16 = time_linear(x, w, repeats, bf16=True)
+    normal_bf16 = time_linear(x, flushed, repeats, bf16=True)
+    torch.set_flush_denormal(True)
+    fast = time_linear(x, w, repeats)
+    torch.set_flush_denormal(False)
+    print(f"  {name} {tuple(w.shape)}: subnormal {100 * subnormal_share(w):5.1f} %  | fp32: no "
+          f"subnormals {normal:7.3f} ms, subnormal {slow:7.3f} ms (x{slow / normal:5.1f}), "
+          f"flushed {fast:7.3f} ms (x{fast / normal:4.2f})  | bf16 autocast: no subnormals "
+          f"{normal_bf16:7.3f} ms, subnormal {slow_bf16:7.3f} ms (x{slow_bf16 / normal_bf16:4.2f})")
+
+
 def subnormal_share(w: torch.Tensor) -> float:
     """Fraction of ``w``'s values that are subnormal (non-zero, below ``finfo.tiny``)."""
     a = w.abs()
@@ -67,6 +114,8 @@ def weights(args: argparse.Namespace) -> dict[str, torch.Tensor]:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--resume", default=None, help="a trial's resume.pt (its weights)")
+    parser.add_argument("--linear", nargs=2, default=None, metavar=("CHECKPOINT", "NAME"),
+                        help="time one linear weight of a trial's checkpoint.pt instead")
     parser.add_argument("--subnormal", type=float, default=0.9,
                         help="synthetic weights: fraction made subnormal (default 0.9)")
     parser.add_argument("--batch", type=int, default=32)
@@ -77,6 +126,9 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(1)
     print(f"torch {torch.__version__}, {machine(torch.device('cpu'))}, "
           f"1 thread, batch {args.batch}, median of {args.repeats}")
+    if args.linear:
+        bench_linear(*args.linear, args.batch, args.repeats)
+        return
     generator, all_weights = torch.Generator().manual_seed(1), weights(args)
     for name, channels, side in LAYERS:
         w = all_weights[name]

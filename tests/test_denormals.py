@@ -12,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 from training.denormals import flushes_everywhere
@@ -110,3 +111,25 @@ def test_the_benchmark_times_every_layer_and_reads_a_trials_weights(tmp_path, ca
     assert all("subnormal 100.0 %" in line for line in lines[1:])
     values = torch.tensor([0, 1000, 1065353216, -2147482648], dtype=torch.int32)  # 0, 1.4e-42,
     assert bench_denormals.subnormal_share(values.view(torch.float32)) == 0.5  # 1.0, -1.4e-42
+
+
+def test_the_benchmark_times_a_linear_weight_of_a_checkpoint(tmp_path, capsys):
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        import bench_denormals
+    finally:
+        sys.path.pop(0)
+    half = torch.full((4, 8), 1000, dtype=torch.int32).view(torch.float32)  # 1.4e-42
+    weight = torch.cat([half, torch.ones(4, 8)])  # half of its values subnormal
+    torch.save({"model": {"head.classifier.0.weight": weight,
+                          "backbone.conv.weight": torch.ones(2, 2, 3, 3)}},
+               tmp_path / "checkpoint.pt")
+    bench_denormals.main(["--linear", str(tmp_path / "checkpoint.pt"),
+                          "head.classifier.0.weight", "--batch", "2", "--repeats", "1"])
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2 and "(8, 8): subnormal  50.0 %" in lines[1]
+    assert "flushed" in lines[1] and "bf16 autocast" in lines[1]
+    with pytest.raises(SystemExit, match=r"no linear weight 'backbone.conv.weight'.*"
+                                         r"\['head.classifier.0.weight'\]"):
+        bench_denormals.main(["--linear", str(tmp_path / "checkpoint.pt"),
+                              "backbone.conv.weight"])
