@@ -293,12 +293,39 @@ def provenance(reports: Path) -> dict[str, Any]:
 
 
 def _made_by(records: list[dict[str, Any]]) -> dict[str, Any]:
-    """Count, machines, precision paths and summed wall time of some records."""
+    """Count, machines, precision paths and summed wall time of some records.
+
+    ``paths``: the same per (machine, precision) pair, so that mixed machines stay paired with
+    the precision each ran.
+    """
+    def key(r: dict[str, Any]) -> tuple[str, str]:
+        return str(r.get("machine")), str((r.get("compute_path") or {}).get("precision"))
+
+    def hours(rs: list[dict[str, Any]]) -> float:
+        return sum(float(r.get("wall_time_s") or 0.0) for r in rs) / 3600
+
+    pairs = sorted({key(r) for r in records})
     return {"records": len(records),
-            "machines": sorted({str(r.get("machine")) for r in records}),
-            "precision": sorted({str((r.get("compute_path") or {}).get("precision"))
-                                 for r in records}),
-            "wall_hours": sum(float(r.get("wall_time_s") or 0.0) for r in records) / 3600}
+            "machines": sorted({m for m, _ in pairs}),
+            "precision": sorted({p for _, p in pairs}),
+            "wall_hours": hours(records),
+            "paths": [{"machine": m, "precision": p,
+                       "records": sum(key(r) == (m, p) for r in records),
+                       "wall_hours": hours([r for r in records if key(r) == (m, p)])}
+                      for m, p in pairs]}
+
+
+def _runs(n: int) -> str:
+    return f"{n} run" if n == 1 else f"{n} runs"
+
+
+def _paths_text(made: dict[str, Any]) -> str:
+    """``on <machine> in <precision>``, one clause per (machine, precision) pair."""
+    if len(made["paths"]) == 1:
+        path = made["paths"][0]
+        return f"on {path['machine']} in {path['precision']}"
+    return " and ".join(f"{_runs(p['records'])} ({p['wall_hours']:.1f} h) on {p['machine']} "
+                        f"in {p['precision']}" for p in made["paths"])
 
 
 def _pct(value: float | None) -> str:
@@ -504,14 +531,17 @@ def table1_markdown(result: dict[str, Any]) -> str:
     if made and made["records"]:
         versions = "; ".join(f"{k} {', '.join(v)}" for k, v in made["versions"].items())
         lines.append("")
-        parts = [f"{BACKBONE_LABELS[b]}'s {m['records']} runs ({m['wall_hours']:.1f} h) on "
-                 f"{'; '.join(m['machines'])}, precision {', '.join(m['precision'])}"
-                 for b, m in made.get("backbones", {}).items()]
-        where = (f" on {'; '.join(made['machines'])}, precision {', '.join(made['precision'])}"
-                 if len(parts) < 2 else ": " + "; ".join(parts))
-        lines.append(f"Made by `python analysis/paper_study.py` (Table 1: {made['records']} runs, "
-                     f"{made['wall_hours']:.1f} h of summed trial wall time){where}; "
-                     f"{versions}.")
+        if len(made["paths"]) == 1:  # one machine and precision path for every row
+            where = " " + _paths_text(made)
+        else:
+            where = ": " + "; ".join(
+                f"{BACKBONE_LABELS[b]}, " + (_paths_text(m) if len(m["paths"]) > 1 else
+                                             f"{_runs(m['records'])} ({m['wall_hours']:.1f} h) "
+                                             + _paths_text(m))
+                for b, m in made.get("backbones", {}).items())
+        lines.append(f"Made by `python analysis/paper_study.py` (Table 1: "
+                     f"{_runs(made['records'])}, {made['wall_hours']:.1f} h of summed trial "
+                     f"wall time){where}; {versions}.")
     return "\n".join(lines) + "\n"
 
 

@@ -255,7 +255,9 @@ def main(argv: list[str] | None = None) -> int:
     shown: tuple[type[Warning], ...] = ()  # warnings printed as one line each
     if args.diagnostics:  # imported here: the diagnostics load torch, a plain report never does
         from analysis.diagnostics import DiagnosticsWarning
+        from training.denormals import flush_denormals
 
+        flush_denormals()  # before torch's thread pool exists: every thread flushes
         shown = (DiagnosticsWarning,)
     with warnings.catch_warnings(record=True) as caught:
         for category in shown:

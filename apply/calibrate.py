@@ -194,6 +194,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``apply/calibrate.py`` / ``galaxy-da-calibrate``."""
     args = build_parser().parse_args(argv)
+    from training.denormals import flush_denormals
+
+    flush_denormals()  # before torch's thread pool exists: every thread flushes
     from apply.inference import ModelLoadError
     from galaxies.validate import InvalidDatasetError
     from training.record import write_json, write_text

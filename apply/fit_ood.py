@@ -72,6 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``apply/fit_ood.py``; returns the exit code."""
     args = build_parser().parse_args(argv)
+    from training.denormals import flush_denormals
+
+    flush_denormals()  # before torch's thread pool exists: every thread flushes
     from apply.calibrate import torch_device
     from apply.inference import ModelLoadError
     from apply.ood import check_alpha

@@ -438,6 +438,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``apply/predict.py`` / ``galaxy-da-predict``; returns the exit code."""
     args = build_parser().parse_args(argv)
+    from training.denormals import flush_denormals
+
+    flush_denormals()  # before torch's thread pool exists: every thread flushes
     from galaxies.validate import InvalidDatasetError
 
     try:

@@ -95,6 +95,9 @@ def main() -> None:
     parser.add_argument("--backbones", nargs="*", default=["deepmerge", "resnet18"],
                         help="backbones timed alone at the end (none: skip)")
     args = parser.parse_args()
+    from training.denormals import flush_denormals
+
+    flush_denormals()  # before torch's thread pool exists: every thread flushes
     global WARMUP
     WARMUP = args.warmup
     global DEVICE

@@ -117,6 +117,9 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1500, help="rows per domain of the subset")
     parser.add_argument("--batch-size", type=int, default=None)
     args = parser.parse_args()
+    from training.denormals import flush_denormals
+
+    flush_denormals()  # before torch's thread pool exists: every thread flushes
     torch.set_num_threads(args.threads)
     if args.problems == [ALL]:
         from problems import problem_names

@@ -78,6 +78,9 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=None)
     args = parser.parse_args()
+    from training.denormals import flush_denormals
+
+    flush_denormals()  # before torch's thread pool exists: every thread flushes
     torch.set_num_threads(args.threads)
     data_dir = args.data or str(ensure_benchmark())
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, data {data_dir}")

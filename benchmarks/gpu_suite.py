@@ -194,6 +194,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--problems", nargs="+", default=None,
                         help="problems of the single-trial stage (default: every one)")
     args = parser.parse_args(argv)
+    from training.denormals import flush_denormals
+
+    flush_denormals()  # before torch's thread pool exists: every thread flushes
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     cuda = torch.cuda.is_available() and not args.dry_run

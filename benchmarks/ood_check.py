@@ -157,6 +157,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stamps-out", default=None, help="write the noise-matched stamps")
     parser.add_argument("--json", default=None)
     args = parser.parse_args(argv)
+    from training.denormals import flush_denormals
+
+    flush_denormals()  # before torch's thread pool exists: every thread flushes
     try:
         result = check(args.trial, args.data, args.n_stamps)
     except (ValueError, FileNotFoundError) as exc:  # trial, reference, data; the Hubble file

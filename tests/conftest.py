@@ -22,6 +22,10 @@ a file run in one process, so that its module- and session-scoped fixtures are b
 checks (no Ray, Slurm or MUNGE process left; ``ray stop`` when no other Ray was running) see
 every process of the machine. Run ``pytest -n N`` with ``--dist loadfile`` (as ``make test``
 does): xdist's other modes would spread those files over the processes.
+
+Each test process flushes subnormal floats to zero on all its torch threads before its first
+test, as every command that trains or applies a network does (:mod:`training.denormals`), so
+trials built in-process record and run as they do from the command line.
 """
 
 from __future__ import annotations
@@ -32,6 +36,9 @@ import numpy as np
 import pytest
 
 from galaxies.schema import FILTERS, IMAGE_SIZE, SPLITS, DomainData, domain_paths, write_domain
+from training.denormals import flush_denormals
+
+flush_denormals()  # before this process's torch thread pool exists: every thread flushes
 
 N_MERGER_GALAXIES, N_COPIES, N_SINGLE = 4, 5, 20
 MERGER_SPLITS = ("train", "train", "val", "test")  # per merger galaxy

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import subprocess
 import sys
 from pathlib import Path
@@ -15,9 +16,23 @@ from pathlib import Path
 import pytest
 import torch
 
-from training.denormals import flushes_everywhere
-
 REPO = Path(__file__).resolve().parents[1]
+
+# torch.set_flush_denormal works on x86 (SSE3) and AArch64 only
+pytestmark = pytest.mark.skipif(
+    platform.machine().lower() not in {"x86_64", "amd64", "aarch64", "arm64"},
+    reason="flush-to-zero is supported on x86 and AArch64 CPUs only")
+
+
+@pytest.fixture
+def restore_threads_and_flush():
+    """The benchmark sets one thread and turns the flush off: put both back afterwards."""
+    threads = torch.get_num_threads()
+    probe = torch.ones(1, dtype=torch.int32).view(torch.float32)  # the smallest subnormal
+    flushing = bool((probe * 2.0).item() == 0.0)  # this thread's DAZ flag
+    yield
+    torch.set_num_threads(threads)
+    torch.set_flush_denormal(flushing)
 
 
 def _python(code: str, threads: int = 2) -> str:
@@ -73,6 +88,38 @@ def test_a_two_thread_trial_records_the_flush(tiny_domain_pair, tmp_path):
     assert record["compute_path"]["flush_denormal"] is True
 
 
+def test_a_seed_study_trial_records_the_flush(tiny_domain_pair, tmp_path):
+    """search/seeds.py (the runner's path, as the paper study runs it) on two threads."""
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "2"}
+    done = subprocess.run(
+        [sys.executable, "search/seeds.py", "--problem", "none_deepmerge", "--seeds", "1",
+         "--data", str(tiny_domain_pair), "--out", str(tmp_path / "s"), "--quiet",
+         "--set", "epochs=1", "--set", "max_batches_per_epoch=2", "--set", "batch_size=16"],
+        cwd=REPO, env=env, text=True, capture_output=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    record = json.loads((tmp_path / "s" / "seed_1" / "record.json").read_text())
+    assert record["status"] == "ok" and record["compute_path"]["flush_denormal"] is True
+
+
+def test_a_trainer_built_after_the_pool_warns_and_records_it(tiny_domain_pair):
+    """Too late (the pool exists): the record says False and a DenormalWarning names the fix."""
+    out = _python("import sys, warnings, torch\n"
+                  "torch.set_num_threads(2)\n"
+                  "(torch.ones(1 << 18) * 2).sum()\n"  # a parallel op: the pool exists now
+                  "from galaxies.datasets import load_benchmark\n"
+                  "from training.naming import problem_config\n"
+                  "from training.trainer import Trainer\n"
+                  "with warnings.catch_warnings(record=True) as caught:\n"
+                  "    warnings.simplefilter('always')\n"
+                  "    t = Trainer(problem_config('none_deepmerge', ['epochs=1']),\n"
+                  f"                load_benchmark({str(tiny_domain_pair)!r}),\n"
+                  "                torch.device('cpu'))\n"
+                  "print(t.path.flush_denormal)\n"
+                  "print(*[w.category.__name__ for w in caught"
+                  " if 'call it first thing in the process' in str(w.message)])")
+    assert out == ["False", "DenormalWarning"]
+
+
 def test_the_flag_stays_out_of_the_resume_fingerprint(tiny_domain_pair):
     """A checkpoint written before the flush existed (or without it) is continued with it."""
     from dataclasses import replace
@@ -90,10 +137,10 @@ def test_the_flag_stays_out_of_the_resume_fingerprint(tiny_domain_pair):
     assert resume_fingerprint(trainer, "none_deepmerge", record) == before
     trainer.path = replace(trainer.path, channels_last=not trainer.path.channels_last)
     assert resume_fingerprint(trainer, "none_deepmerge", record) != before
-    assert trainer.path.flush_denormal == (not flushes_everywhere())
 
 
-def test_the_benchmark_times_every_layer_and_reads_a_trials_weights(tmp_path, capsys):
+def test_the_benchmark_times_every_layer_and_reads_a_trials_weights(tmp_path, capsys,
+                                                                   restore_threads_and_flush):
     sys.path.insert(0, str(REPO / "benchmarks"))
     try:
         import bench_denormals
@@ -113,7 +160,8 @@ def test_the_benchmark_times_every_layer_and_reads_a_trials_weights(tmp_path, ca
     assert bench_denormals.subnormal_share(values.view(torch.float32)) == 0.5  # 1.0, -1.4e-42
 
 
-def test_the_benchmark_times_a_linear_weight_of_a_checkpoint(tmp_path, capsys):
+def test_the_benchmark_times_a_linear_weight_of_a_checkpoint(tmp_path, capsys,
+                                                            restore_threads_and_flush):
     sys.path.insert(0, str(REPO / "benchmarks"))
     try:
         import bench_denormals

@@ -340,13 +340,20 @@ def test_made_by_names_each_backbones_machine_and_precision(tmp_path):
     path.write_text(json.dumps(record))
     made = paper_tables.build(tmp_path)["provenance"]
     assert made["records"] == 2 and made["precision"] == ["bf16", "fp32"]
-    assert made["backbones"]["deepmerge"] == {"records": 1, "machines": ["test CPU"],
-                                              "precision": ["fp32"], "wall_hours": 0.0}
-    assert made["backbones"]["resnet18"] == {"records": 1, "machines": ["other CPU"],
-                                             "precision": ["bf16"], "wall_hours": 2.0}
+    assert made["backbones"]["deepmerge"] == {
+        "records": 1, "machines": ["test CPU"], "precision": ["fp32"], "wall_hours": 0.0,
+        "paths": [{"machine": "test CPU", "precision": "fp32", "records": 1,
+                   "wall_hours": 0.0}]}
+    assert made["backbones"]["resnet18"]["paths"] == [
+        {"machine": "other CPU", "precision": "bf16", "records": 1, "wall_hours": 2.0}]
     line = paper_tables.table1_markdown(paper_tables.build(tmp_path)).splitlines()[-1]
-    assert "DeepMerge's 1 runs (0.0 h) on test CPU, precision fp32; ResNet18's 1 runs " \
-        "(2.0 h) on other CPU, precision bf16;" in line
-    shutil.rmtree(tmp_path / "seeds/data11/resnet18")  # one backbone: the short form
+    assert "(Table 1: 2 runs, 2.0 h of summed trial wall time): DeepMerge, 1 run (0.0 h) on " \
+        "test CPU in fp32; ResNet18, 1 run (2.0 h) on other CPU in bf16;" in line
+    # one backbone from two machines: each machine stays paired with its precision
+    fake_seed(tmp_path, "none", 2, {"source": 0.9, "target": 0.6}, backbone="resnet18")
     line = paper_tables.table1_markdown(paper_tables.build(tmp_path)).splitlines()[-1]
-    assert "wall time) on test CPU, precision fp32;" in line
+    assert "; ResNet18, 1 run (2.0 h) on other CPU in bf16 and 1 run (0.0 h) on test CPU " \
+        "in fp32;" in line
+    shutil.rmtree(tmp_path / "seeds/data11/resnet18")  # one machine and path: the short form
+    line = paper_tables.table1_markdown(paper_tables.build(tmp_path)).splitlines()[-1]
+    assert "(Table 1: 1 run, 0.0 h of summed trial wall time) on test CPU in fp32;" in line

@@ -119,6 +119,28 @@ def test_an_interrupted_trial_resumes_to_the_same_record(problem, extra, epochs_
         assert isinstance(saved["fit"]["best_state"], dict) and record["best_epoch"] == 1
 
 
+def test_the_record_names_each_attempts_machine_and_compute_path(tiny_domain_pair, tmp_path):
+    """``resumed[i].before``: the attempt that ran up to ``from_epoch`` (``None`` where its
+    ``resume.pt`` predates the keys, as those of the paper study's first sittings do)."""
+    config = problem_config("none_deepmerge", TINY)
+    for old_file in (False, True):
+        out = tmp_path / str(old_file)
+        with pytest.raises(Killed):
+            run_trial(config, tiny_domain_pair, out, progress=False, on_epoch=kill_at(3))
+        saved = read_resume(out)
+        assert saved["machine"] and "precision" in saved["compute_path"]
+        if old_file:
+            del saved["machine"], saved["compute_path"]
+            torch.save(saved, out / RESUME)
+        record = run_trial(config, tiny_domain_pair, out, progress=False)
+        before = record["resumed"][0]["before"]
+        if old_file:
+            assert before == {"machine": None, "compute_path": None}
+        else:
+            assert before == {"machine": record["machine"],
+                              "compute_path": record["compute_path"]}
+
+
 @pytest.mark.slow
 def test_a_compiled_trial_resumes_to_the_same_record(tiny_domain_pair, tmp_path, references):
     """``compile=1``: the resumed trial builds its compiled forward afresh (here: after

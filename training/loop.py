@@ -213,8 +213,11 @@ def run_trial(
 
     After every epoch the trial's state is written to ``out_dir/resume.pt`` (atomically); a
     trial started again in the same folder continues from it (see the module docstring). The
-    record of a resumed trial has ``resumed``: one ``{"from_epoch", "host", "at"}`` per
-    resume; its ``wall_time_s`` adds the time of every attempt up to its last checkpoint.
+    record of a resumed trial has ``resumed``: one ``{"from_epoch", "host", "at", "before"}``
+    per resume (``before``: the ``machine`` and ``compute_path`` of the attempt that ran up to
+    ``from_epoch``, ``None`` where its ``resume.pt`` predates them; the record's own
+    ``machine`` and ``compute_path`` are its last attempt's); its ``wall_time_s`` adds the
+    time of every attempt up to its last checkpoint.
 
     Args:
         config: every hyperparameter of the trial.
@@ -268,7 +271,10 @@ def run_trial(
                 elapsed_before = float(previous["elapsed_s"])
                 resumed = [*previous["resumed"], {
                     "from_epoch": state.epoch, "host": platform.node(),
-                    "at": time.strftime("%Y-%m-%dT%H:%M:%S")}]
+                    "at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                    # the attempt that ran up to from_epoch (None: written before they were kept)
+                    "before": {"machine": previous.get("machine"),
+                               "compute_path": previous.get("compute_path")}}]
                 record["resumed"] = resumed
                 if progress:
                     print(f"{out_dir}: resuming after epoch {state.epoch} ({RESUME})",

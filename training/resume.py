@@ -23,6 +23,7 @@ from typing import Any
 import torch
 
 from galaxies.pairs import same_data
+from training.compute_path import machine
 from training.record import (
     json_safe_attrs,
 )
@@ -41,7 +42,8 @@ def resume_fingerprint(trainer: Trainer, problem: str, record: dict[str, Any]) -
     attributes, pair id included, the rows of every split and the channel statistics computed
     from the training pixels), the device type, the resolved compute path (``precision=auto``
     resolves per machine; not whether subnormals are flushed, :mod:`training.denormals`:
-    it changes no value above 1.2e-38), the torch version and :data:`RESUME_FORMAT`.
+    it changes only operations on values below 1.2e-38), the torch version and
+    :data:`RESUME_FORMAT`.
     Not the data folder's path (a moved benchmark is the same data) nor the host. The
     record's ``data.identity`` is not hashed (files written before it existed stay
     resumable): :func:`usable_resume` compares it with ``same_data``.
@@ -55,7 +57,8 @@ def resume_fingerprint(trainer: Trainer, problem: str, record: dict[str, Any]) -
         "rows": {f"{d}_{s}": len(x) for (d, s), (x, _) in trainer.data.items()},
         "device": trainer.device.type, "torch": torch.__version__,
         # auto may resolve otherwise on another machine; flushing subnormals to zero changes
-        # no number above 1.2e-38, so a checkpoint written without it is continued with it
+        # only operations on values below 1.2e-38, so a checkpoint written without it is
+        # continued with it (the record's ``resumed`` says which attempt flushed)
         "compute_path": {k: v for k, v in trainer.path.to_dict().items()
                          if k != "flush_denormal"},
     }
@@ -123,8 +126,9 @@ def resume_payload(trainer: Trainer, fit: dict[str, Any], history: list[dict[str
     (the plain values of :class:`training.loop.FitState`: best epoch, loss and weights
     (``"model"`` when they are the epoch's own), patience counter, done, stopped, peak lr),
     history, elapsed_s, resumed, on_epoch (the callback's ``state_dict()`` or ``None``),
-    data (the record's ``data.identity``), host, written_at}``; only tensors and plain Python
-    values (``torch.load(..., weights_only=True)`` reads it).
+    data (the record's ``data.identity``), host, written_at, machine and compute_path (the
+    attempt's own: a resumed record names them per attempt)}``; only tensors and plain
+    Python values (``torch.load(..., weights_only=True)`` reads it).
     """
     saver = getattr(on_epoch, "state_dict", None)
     return {
@@ -135,6 +139,7 @@ def resume_payload(trainer: Trainer, fit: dict[str, Any], history: list[dict[str
         "history": list(history), "elapsed_s": elapsed_s, "resumed": list(resumed),
         "on_epoch": saver() if callable(saver) else None, "data": data,
         "host": platform.node(), "written_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "machine": machine(trainer.device), "compute_path": trainer.path.to_dict(),
     }
 
 

@@ -120,7 +120,7 @@ class Trainer:
         self.model = create_classifier(config).to(device)
         path = resolve_compute_path(config.precision, config.channels_last, config.compile,
                                     device, get_backbone(config.backbone).fp32_channels_last)
-        self.path = replace(path, flush_denormal=flush_denormals())
+        self.path = replace(path, flush_denormal=flush_denormals(warn=device.type == "cpu"))
         self.memory_format = torch.channels_last if self.path.channels_last else None
         if self.memory_format is not None:
             self.model = self.model.to(memory_format=self.memory_format)
