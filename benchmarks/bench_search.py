@@ -102,9 +102,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--acq-optimizers", nargs="+", default=["sampling", "mixedga"])
     parser.add_argument("--skip-utilisation", action="store_true")
     args = parser.parse_args(argv)
-    from training.denormals import flush_denormals
-
-    flush_denormals()  # before torch's thread pool exists: every thread flushes
 
     with pd.option_context("display.width", 200, "display.max_columns", None):
         rows = [ask_tell(name, args.iterations) for name in args.acq_optimizers]

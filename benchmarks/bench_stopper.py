@@ -75,9 +75,6 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--set", dest="overrides", action="append", default=[])
     args = parser.parse_args()
-    from training.denormals import flush_denormals
-
-    flush_denormals()  # before torch's thread pool exists: every thread flushes
     out = Path(args.out)
     rows = []
     for stopper in ("none", args.stopper):

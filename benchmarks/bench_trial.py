@@ -76,9 +76,6 @@ def main(argv: list[str] | None = None) -> int:
                         metavar="KEY=VALUE", help="extra hyperparameters (repeatable)")
     parser.add_argument("--out", default=None, help="JSON file for the figures")
     args = parser.parse_args(argv)
-    from training.denormals import flush_denormals
-
-    flush_denormals()  # before torch's thread pool exists: every thread flushes
     result = {"machine": machine(torch.device("cpu")), "problem": args.problem,
               "data": args.data or "embedded benchmark", "overrides": args.overrides,
               "command": " ".join(["python", "benchmarks/bench_trial.py", *(argv or sys.argv[1:])]),

@@ -253,9 +253,6 @@ def main(argv: list[str] | None = None) -> int:
         print(list_problems())
         print(f"\nbudgets (--budget; default {DEFAULT_BUDGET}):\n{budget_text()}")
         return 0
-    from training.denormals import flush_denormals
-
-    flush_denormals()  # before torch's thread pool exists: every thread flushes
     if not args.problem:
         parser.error("--problem is required (see --list)")
     try:

@@ -300,9 +300,6 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of ``search/seeds.py``; returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    from training.denormals import flush_denormals
-
-    flush_denormals()  # before torch's thread pool exists: every thread flushes
     try:
         run_resources = check_args(args)
         config, origin = choose_configuration(args)

@@ -25,7 +25,7 @@ does): xdist's other modes would spread those files over the processes.
 
 Each test process flushes subnormal floats to zero on all its torch threads before its first
 test, as every command that trains or applies a network does (:mod:`training.denormals`), so
-trials built in-process record and run as they do from the command line.
+trials built in-process record and run as they do from the command line (and do not warn).
 """
 
 from __future__ import annotations
@@ -34,11 +34,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from galaxies.schema import FILTERS, IMAGE_SIZE, SPLITS, DomainData, domain_paths, write_domain
-from training.denormals import flush_denormals
 
-flush_denormals()  # before this process's torch thread pool exists: every thread flushes
+# Before this process's torch threads exist, so every thread inherits it. Not through
+# training.denormals.flush_denormals: its check would start the OpenMP threads now, and a
+# test that forks a trial worker after that could hang (see that module).
+torch.set_flush_denormal(True)
 
 N_MERGER_GALAXIES, N_COPIES, N_SINGLE = 4, 5, 20
 MERGER_SPLITS = ("train", "train", "val", "test")  # per merger galaxy

@@ -88,17 +88,32 @@ def test_a_two_thread_trial_records_the_flush(tiny_domain_pair, tmp_path):
     assert record["compute_path"]["flush_denormal"] is True
 
 
-def test_a_seed_study_trial_records_the_flush(tiny_domain_pair, tmp_path):
-    """search/seeds.py (the runner's path, as the paper study runs it) on two threads."""
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "2"}
-    done = subprocess.run(
-        [sys.executable, "search/seeds.py", "--problem", "none_deepmerge", "--seeds", "1",
-         "--data", str(tiny_domain_pair), "--out", str(tmp_path / "s"), "--quiet",
-         "--set", "epochs=1", "--set", "max_batches_per_epoch=2", "--set", "batch_size=16"],
-        cwd=REPO, env=env, text=True, capture_output=True, timeout=300)
+TINY_TRIAL = ["--set", "epochs=1", "--set", "max_batches_per_epoch=2", "--set", "batch_size=16"]
+
+
+@pytest.mark.parametrize("command", [
+    ["search/seeds.py", "--seeds", "1", "--out", "{out}"],
+    ["search/run.py", "--max-evals", "1", "--log-dir", "{out}"],
+], ids=["seeds", "search"])
+def test_a_search_or_seed_trial_flushes_on_all_its_threads(command, tiny_domain_pair, tmp_path):
+    """One worker with every core. ``seeds``: one seed runs in the process (the serial
+    evaluator's thread), as the paper study runs its seeds. ``search``: a worker forked by the
+    process evaluator; the driver must not start torch's OpenMP threads before it forks (the
+    child's first parallel region then hangs, measured with a flush in the driver: the reason
+    why only the workers flush, in ``search.runner``). Each trial records the flush on all
+    its threads."""
+    out = tmp_path / "out"
+    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}  # every core
+    env["PYTHONPATH"] = str(REPO)
+    argv = [sys.executable, *(str(out) if a == "{out}" else a for a in command), "--problem",
+            "none_deepmerge", "--data", str(tiny_domain_pair), "--evaluator", "process",
+            "--workers", "1", "--quiet", *TINY_TRIAL]
+    done = subprocess.run(argv, cwd=REPO, env=env, text=True, capture_output=True,
+                          timeout=300)
     assert done.returncode == 0, done.stderr
-    record = json.loads((tmp_path / "s" / "seed_1" / "record.json").read_text())
-    assert record["status"] == "ok" and record["compute_path"]["flush_denormal"] is True
+    records = [json.loads(p.read_text()) for p in out.rglob("record.json")]
+    assert len(records) == 1 and records[0]["status"] == "ok", records
+    assert records[0]["compute_path"]["flush_denormal"] is True
 
 
 def test_a_trainer_built_after_the_pool_warns_and_records_it(tiny_domain_pair):

@@ -14,7 +14,10 @@ operation that reads or would produce a subnormal value uses 0 instead (so 1e-39
 threads inherit them when they are created after it, so :func:`flush_denormals` must run
 before the process's first parallel torch operation (which creates the thread pool;
 ``torch.set_num_threads`` alone does not) to cover every thread: every command that trains
-or applies a network calls it first thing in ``main``. :func:`flushes_everywhere` checks it on
+or applies a network calls it first thing in ``main``, except the ones that fork trial
+workers (the search driver, ``search/seeds.py``): the check below starts torch's OpenMP
+threads, and a child forked after that hangs in its first parallel region, so there each
+trial flushes in its worker (``search.runner``). :func:`flushes_everywhere` checks it on
 the intra-op threads themselves; the trainer records the result
 (``compute_path.flush_denormal``) and warns (:class:`DenormalWarning`) on a CPU where only the
 calling thread flushes. The flags are process state: numpy code on the same thread flushes
