@@ -555,9 +555,10 @@ def main(argv: list[str] | None = None) -> int:
     from galaxies.validate import InvalidDatasetError
 
     args = build_parser().parse_args(argv)
-    from training.denormals import flush_denormals
+    if args.trial is not None or args.search is not None:  # a network will run
+        from training.denormals import flush_denormals
 
-    flush_denormals()  # before torch's thread pool exists: every thread flushes
+        flush_denormals()  # before torch's thread pool exists: every thread flushes
     if args.json is not None and (args.json.is_dir() or not args.json.parent.is_dir()):
         print(f"error: --json {args.json}: not a file in an existing folder. Fix: pass a path "
               "whose folder exists", file=sys.stderr)

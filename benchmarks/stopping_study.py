@@ -305,10 +305,10 @@ def main(argv: list[str] | None = None) -> int:
     table_p.add_argument("--records", type=Path, default=Path("reports/stopping/records"))
     table_p.add_argument("--out", type=Path, default=Path("reports/stopping"))
     args = parser.parse_args(argv)
-    from training.denormals import flush_denormals
-
-    flush_denormals()  # before torch's thread pool exists: every thread flushes
     if args.command == "run":
+        from training.denormals import flush_denormals
+
+        flush_denormals()  # before torch's thread pool exists: every thread flushes
         import h5py
 
         from analysis.headline import HELD_OUT_DATA_SEEDS

@@ -4,11 +4,12 @@ Subnormal (denormal) fp32 values, below 1.18e-38, take a slow microcode path on 
 Weights that weight decay drives towards zero (dead filters of a long one-cycle schedule)
 become subnormal in their thousands: in a paper-size ResNet18 no-DA run in fp32 on an Intel
 Xeon, 96.5 % of ``layer3.1.conv2``'s and 99.5 % of ``layer4.1.conv2``'s weights were
-subnormal by epoch 14 (training seed 2), and epochs went from 168-200 s to 562-1,135 s
-(``layer3.1.conv2`` with those weights: x201 the time of normal weights, x1.00 flushed;
-``benchmarks/records/denormals_intel_noamx.txt``, ``speed.md``). With the flush, every
-operation that reads or would produce a subnormal value uses 0 instead (so 1e-39 x 1e3 gives
-0, not 1e-36); values of 1.18e-38 and above are computed as before.
+subnormal by epoch 14 (training seed 2's checkpoint), and the epochs of training seeds 1 and
+2 went from 168-200 s to 562-1,135 s (``layer3.1.conv2`` with those weights: x201 the time
+of normal weights, x1.00 flushed; ``benchmarks/records/denormals_intel_noamx.txt``,
+``speed.md``). With the flush, every operation whose inputs or result are subnormal uses 0
+instead (1e-39 x 1e3 gives 0, not 1e-36; 1e-20 x 1e-20 gives 0, not 1e-40); an operation
+on normal values with a normal result is computed as before.
 
 ``torch.set_flush_denormal`` sets the flags of the *calling* thread only; intra-op (OpenMP)
 threads inherit them when they are created after it, so :func:`flush_denormals` must run
@@ -66,6 +67,7 @@ def flush_denormals(warn: bool = False) -> bool:
         warnings.warn(
             "subnormal floats are flushed to zero on this thread only: torch's intra-op threads "
             "existed before training.denormals.flush_denormals() was called; call it first "
-            "thing in the process (weights below 1.2e-38 can make CPU steps x100-300 slower)",
+            "thing in the process (subnormal weights made single layers x100-300 slower, and "
+            "epochs up to x6.6)",
             DenormalWarning, stacklevel=2)
     return everywhere

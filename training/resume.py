@@ -42,8 +42,8 @@ def resume_fingerprint(trainer: Trainer, problem: str, record: dict[str, Any]) -
     attributes, pair id included, the rows of every split and the channel statistics computed
     from the training pixels), the device type, the resolved compute path (``precision=auto``
     resolves per machine; not whether subnormals are flushed, :mod:`training.denormals`:
-    it changes only operations on values below 1.2e-38), the torch version and
-    :data:`RESUME_FORMAT`.
+    it changes only operations whose inputs or result are below 1.2e-38), the torch version
+    and :data:`RESUME_FORMAT`.
     Not the data folder's path (a moved benchmark is the same data) nor the host. The
     record's ``data.identity`` is not hashed (files written before it existed stay
     resumable): :func:`usable_resume` compares it with ``same_data``.
@@ -57,8 +57,8 @@ def resume_fingerprint(trainer: Trainer, problem: str, record: dict[str, Any]) -
         "rows": {f"{d}_{s}": len(x) for (d, s), (x, _) in trainer.data.items()},
         "device": trainer.device.type, "torch": torch.__version__,
         # auto may resolve otherwise on another machine; flushing subnormals to zero changes
-        # only operations on values below 1.2e-38, so a checkpoint written without it is
-        # continued with it (the record's ``resumed`` says which attempt flushed)
+        # only operations whose inputs or result are below 1.2e-38, so a checkpoint written
+        # without it is continued with it (the record's ``resumed`` says which attempt flushed)
         "compute_path": {k: v for k, v in trainer.path.to_dict().items()
                          if k != "flush_denormal"},
     }
