@@ -58,7 +58,7 @@ def flush_denormals(warn: bool = False) -> bool:
 
     ``False`` where the CPU does not support it, or where the intra-op thread pool already
     existed (then only the calling thread flushes: call this earlier, before the process's
-    first parallel torch operation). With ``warn``, the latter case raises a
+    first parallel torch operation). With ``warn``, the latter case emits a
     :class:`DenormalWarning` naming the fix.
     """
     supported = bool(torch.set_flush_denormal(True))

@@ -216,9 +216,8 @@ def run_trial(
     record of a resumed trial has ``resumed``: one ``{"from_epoch", "host", "at", "before"}``
     per resume (``before``: the ``machine`` and ``compute_path`` of the attempt that ran up to
     ``from_epoch``, ``None`` where its ``resume.pt`` predates them, absent from entries an
-    older version wrote; the record's own
-    ``machine`` and ``compute_path`` are its last attempt's); its ``wall_time_s`` adds the
-    time of every attempt up to its last checkpoint.
+    older version wrote; the record's own ``machine`` and ``compute_path`` are its last
+    attempt's); its ``wall_time_s`` adds the time of every attempt up to its last checkpoint.
 
     Args:
         config: every hyperparameter of the trial.
