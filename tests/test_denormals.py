@@ -25,12 +25,18 @@ pytestmark = pytest.mark.skipif(
 
 
 @pytest.fixture
-def restore_threads_and_flush():
-    """The benchmark sets one thread and turns the flush off: put both back afterwards."""
+def bench_denormals():
+    """``benchmarks/bench_denormals.py`` as a module; it sets one thread and turns the flush
+    off, so both are put back afterwards."""
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        import bench_denormals as module
+    finally:
+        sys.path.pop(0)
     threads = torch.get_num_threads()
     probe = torch.ones(1, dtype=torch.int32).view(torch.float32)  # the smallest subnormal
     flushing = bool((probe * 2.0).item() == 0.0)  # this thread's DAZ flag
-    yield
+    yield module
     torch.set_num_threads(threads)
     torch.set_flush_denormal(flushing)
 
@@ -160,12 +166,7 @@ def test_the_flag_stays_out_of_the_resume_fingerprint(tiny_domain_pair):
 
 
 def test_the_benchmark_times_every_layer_and_reads_a_trials_weights(tmp_path, capsys,
-                                                                   restore_threads_and_flush):
-    sys.path.insert(0, str(REPO / "benchmarks"))
-    try:
-        import bench_denormals
-    finally:
-        sys.path.pop(0)
+                                                                   bench_denormals):
     # built from bit patterns: a flushed thread would turn a float literal 1e-39 into 0
     model = {f"backbone.net.{name}.1.conv2.weight":
              torch.full((c, c, 3, 3), 1000, dtype=torch.int32).view(torch.float32)
@@ -181,12 +182,7 @@ def test_the_benchmark_times_every_layer_and_reads_a_trials_weights(tmp_path, ca
 
 
 def test_the_benchmark_times_a_linear_weight_of_a_checkpoint(tmp_path, capsys,
-                                                            restore_threads_and_flush):
-    sys.path.insert(0, str(REPO / "benchmarks"))
-    try:
-        import bench_denormals
-    finally:
-        sys.path.pop(0)
+                                                            bench_denormals):
     half = torch.full((4, 8), 1000, dtype=torch.int32).view(torch.float32)  # 1.4e-42
     weight = torch.cat([half, torch.ones(4, 8)])  # half of its values subnormal
     torch.save({"model": {"head.classifier.0.weight": weight,
