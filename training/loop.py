@@ -285,7 +285,7 @@ def run_trial(
             payload = resume_payload(trainer, fit_values(fit_state), record["history"],
                                      fingerprint,
                                      problem, elapsed_before + time.perf_counter() - start,
-                                     resumed, on_epoch, identity)
+                                     resumed, on_epoch, identity, record["machine"])
             with atomic_path(out_dir / RESUME) as tmp:
                 torch.save(payload, tmp)
 

@@ -119,7 +119,8 @@ def usable_resume(out_dir: Path, fingerprint: str, identity: dict[str, Any] | No
 def resume_payload(trainer: Trainer, fit: dict[str, Any], history: list[dict[str, Any]],
                    fingerprint: str, problem: str, elapsed_s: float,
                    resumed: list[dict[str, Any]], on_epoch: Any = None,
-                   data: dict[str, Any] | None = None) -> dict[str, Any]:
+                   data: dict[str, Any] | None = None,
+                   machine_name: str | None = None) -> dict[str, Any]:
     """The content of ``resume.pt`` after epoch ``fit["epoch"]``.
 
     ``{format, fingerprint, problem, config, epoch, trainer (:meth:`Trainer.state_dict`), fit
@@ -127,7 +128,8 @@ def resume_payload(trainer: Trainer, fit: dict[str, Any], history: list[dict[str
     (``"model"`` when they are the epoch's own), patience counter, done, stopped, peak lr),
     history, elapsed_s, resumed, on_epoch (the callback's ``state_dict()`` or ``None``),
     data (the record's ``data.identity``), host, written_at, machine and compute_path (the
-    attempt's own: a resumed record names them per attempt)}``; only tensors and plain
+    attempt's own: a resumed record names them per attempt; ``machine_name`` is the record's
+    ``machine``, so the CPU is not described again every epoch)}``; only tensors and plain
     Python values (``torch.load(..., weights_only=True)`` reads it).
     """
     saver = getattr(on_epoch, "state_dict", None)
@@ -139,7 +141,8 @@ def resume_payload(trainer: Trainer, fit: dict[str, Any], history: list[dict[str
         "history": list(history), "elapsed_s": elapsed_s, "resumed": list(resumed),
         "on_epoch": saver() if callable(saver) else None, "data": data,
         "host": platform.node(), "written_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
-        "machine": machine(trainer.device), "compute_path": trainer.path.to_dict(),
+        "machine": machine_name or machine(trainer.device),
+        "compute_path": trainer.path.to_dict(),
     }
 
 
